@@ -1,0 +1,425 @@
+//! State-machine writes and reads of shard data.
+//!
+//! [`ApplyBatch`] collects the writes of a run of committed entries and
+//! commits them in one `WriteBatch` together with the shard's
+//! [`ApplyState`], so data and applied index can never disagree. Commands
+//! in the same run see each other's writes through an in-memory overlay
+//! (`INCR k` twice in one batch must read 1 the second time).
+//!
+//! [`DataReader`] serves reads of applied data, optionally from a RocksDB
+//! snapshot so that a multi-key read sees one point in time.
+
+use std::collections::HashMap;
+
+use raft::prelude::ConfState;
+use rocksdb::{DB, DBPinnableSlice, ReadOptions, SnapshotWithThreadMode, WriteBatch};
+
+use crate::db::Store;
+use crate::error::{Result, StoreError};
+use crate::keys::{
+    StateKind, expire_key, meta_key, raft_state_key, shard_end, shard_prefix, slot_start,
+    split_expire_key, split_meta_key,
+};
+use crate::log::encode_proto;
+use crate::{ShardId, Slot};
+
+const APPLY_STATE_VERSION: u8 = 1;
+const APPLY_STATE_LEN: usize = 1 + 4 * 8;
+
+/// What a shard's state machine has applied, persisted atomically with the
+/// data it describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyState {
+    pub applied_index: u64,
+    pub applied_term: u64,
+    /// Keys stored in the shard, expired-but-not-yet-removed ones included
+    /// (Redis counts those too).
+    pub keys: u64,
+    /// Keys with a time to live.
+    pub expires: u64,
+}
+
+impl ApplyState {
+    fn encode(&self) -> [u8; APPLY_STATE_LEN] {
+        let mut out = [0u8; APPLY_STATE_LEN];
+        out[0] = APPLY_STATE_VERSION;
+        for (i, v) in [
+            self.applied_index,
+            self.applied_term,
+            self.keys,
+            self.expires,
+        ]
+        .iter()
+        .enumerate()
+        {
+            out[1 + i * 8..9 + i * 8].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8], shard: ShardId) -> Result<ApplyState> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "apply state",
+            shard,
+            detail,
+        };
+        if bytes.len() != APPLY_STATE_LEN || bytes[0] != APPLY_STATE_VERSION {
+            return Err(corrupt(format!(
+                "{} bytes, version {:?}",
+                bytes.len(),
+                bytes.first()
+            )));
+        }
+        let field = |i: usize| -> u64 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[1 + i * 8..9 + i * 8]);
+            u64::from_be_bytes(b)
+        };
+        Ok(ApplyState {
+            applied_index: field(0),
+            applied_term: field(1),
+            keys: field(2),
+            expires: field(3),
+        })
+    }
+}
+
+impl Store {
+    /// The shard's apply state; all zero for a shard that never applied.
+    pub fn load_apply_state(&self, shard: ShardId) -> Result<ApplyState> {
+        match self.db().get_pinned_cf(
+            self.cf_state()?,
+            raft_state_key(shard, StateKind::ApplyState),
+        )? {
+            Some(bytes) => ApplyState::decode(&bytes, shard),
+            None => Ok(ApplyState::default()),
+        }
+    }
+
+    /// Reads the latest applied data.
+    pub fn reader(&self) -> DataReader<'_> {
+        DataReader {
+            store: self,
+            snapshot: None,
+        }
+    }
+
+    /// Reads applied data as of one point in time.
+    pub fn snapshot_reader(&self) -> DataReader<'_> {
+        DataReader {
+            store: self,
+            snapshot: Some(self.db().snapshot()),
+        }
+    }
+
+    pub fn apply_batch(&self, shard: ShardId, state: ApplyState) -> ApplyBatch {
+        ApplyBatch {
+            store: self.clone(),
+            shard,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            cleared: false,
+            state,
+            conf_state: None,
+        }
+    }
+}
+
+/// Staged writes of one shard's state machine.
+pub struct ApplyBatch {
+    store: Store,
+    shard: ShardId,
+    batch: WriteBatch,
+    /// Meta records written in this batch (`None`: deleted).
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The shard's data was cleared earlier in this batch: whatever is on
+    /// disk is gone.
+    cleared: bool,
+    state: ApplyState,
+    conf_state: Option<ConfState>,
+}
+
+impl ApplyBatch {
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    pub fn state(&self) -> &ApplyState {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut ApplyState {
+        &mut self.state
+    }
+
+    pub fn get_meta(&self, slot: Slot, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mk = meta_key(slot, key);
+        if let Some(staged) = self.overlay.get(&mk) {
+            return Ok(staged.clone());
+        }
+        if self.cleared {
+            return Ok(None);
+        }
+        let db = self.store.db();
+        Ok(db
+            .get_pinned_cf(self.store.cf_meta()?, &mk)?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn put_meta(&mut self, slot: Slot, key: &[u8], value: Vec<u8>) -> Result<()> {
+        let mk = meta_key(slot, key);
+        self.batch.put_cf(self.store.cf_meta()?, &mk, &value);
+        self.overlay.insert(mk, Some(value));
+        Ok(())
+    }
+
+    pub fn delete_meta(&mut self, slot: Slot, key: &[u8]) -> Result<()> {
+        let mk = meta_key(slot, key);
+        self.batch.delete_cf(self.store.cf_meta()?, &mk);
+        self.overlay.insert(mk, None);
+        Ok(())
+    }
+
+    pub fn put_expire(&mut self, expire_at_ms: u64, slot: Slot, key: &[u8]) -> Result<()> {
+        let ek = expire_key(self.shard, expire_at_ms, slot, key);
+        self.batch.put_cf(self.store.cf_expire()?, ek, []);
+        Ok(())
+    }
+
+    pub fn delete_expire(&mut self, expire_at_ms: u64, slot: Slot, key: &[u8]) -> Result<()> {
+        let ek = expire_key(self.shard, expire_at_ms, slot, key);
+        self.batch.delete_cf(self.store.cf_expire()?, ek);
+        Ok(())
+    }
+
+    /// Deletes every record of the shard, which owns slots
+    /// `first_slot..end_slot`.
+    pub fn clear(&mut self, first_slot: u32, end_slot: u32) -> Result<()> {
+        let (start, end) = (slot_start(first_slot), slot_start(end_slot));
+        self.batch
+            .delete_range_cf(self.store.cf_meta()?, &start, &end);
+        self.batch
+            .delete_range_cf(self.store.cf_sub()?, &start, &end);
+        self.batch.delete_range_cf(
+            self.store.cf_expire()?,
+            shard_prefix(self.shard).as_slice(),
+            shard_end(self.shard).as_slice(),
+        );
+        self.overlay.clear();
+        self.cleared = true;
+        self.state.keys = 0;
+        self.state.expires = 0;
+        Ok(())
+    }
+
+    /// Persists `cs` with this batch (a configuration change was applied).
+    pub fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = Some(cs);
+    }
+
+    /// Records the last entry this batch covers.
+    pub fn set_applied(&mut self, index: u64, term: u64) {
+        self.state.applied_index = index;
+        self.state.applied_term = term;
+    }
+
+    /// Writes the staged data with the apply state, without waiting for the
+    /// disk: everything here can be re-derived from the synced raft log.
+    /// The batch can be reused afterwards.
+    pub fn commit(&mut self) -> Result<()> {
+        let state_cf = self.store.cf_state()?;
+        self.batch.put_cf(
+            state_cf,
+            raft_state_key(self.shard, StateKind::ApplyState),
+            self.state.encode(),
+        );
+        if let Some(cs) = self.conf_state.take() {
+            self.batch.put_cf(
+                state_cf,
+                raft_state_key(self.shard, StateKind::ConfState),
+                encode_proto(&cs, self.shard, "conf state")?,
+            );
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.overlay.clear();
+        self.cleared = false;
+        self.store.write(batch, false)
+    }
+}
+
+/// Reads of applied shard data.
+pub struct DataReader<'a> {
+    store: &'a Store,
+    snapshot: Option<SnapshotWithThreadMode<'a, DB>>,
+}
+
+impl DataReader<'_> {
+    fn read_options(&self) -> ReadOptions {
+        let mut opts = ReadOptions::default();
+        if let Some(snapshot) = &self.snapshot {
+            opts.set_snapshot(snapshot);
+        }
+        opts
+    }
+
+    pub fn get_meta(&self, slot: Slot, key: &[u8]) -> Result<Option<DBPinnableSlice<'_>>> {
+        let cf = self.store.cf_meta()?;
+        let mk = meta_key(slot, key);
+        Ok(match &self.snapshot {
+            Some(snapshot) => snapshot.get_pinned_cf(cf, mk)?,
+            None => self.store.db().get_pinned_cf(cf, mk)?,
+        })
+    }
+
+    /// Visits meta records of slots `from_slot..end_slot` in key order until
+    /// `visit` returns false.
+    pub fn scan_meta(
+        &self,
+        from_slot: u32,
+        end_slot: u32,
+        mut visit: impl FnMut(Slot, &[u8], &[u8]) -> bool,
+    ) -> Result<()> {
+        let cf = self.store.cf_meta()?;
+        let mut opts = self.read_options();
+        opts.set_iterate_upper_bound(slot_start(end_slot));
+        let mut it = self.store.db().raw_iterator_cf_opt(cf, opts);
+        it.seek(slot_start(from_slot));
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let Some((slot, user_key)) = split_meta_key(key) else {
+                return Err(StoreError::Corrupt {
+                    what: "meta key",
+                    shard: 0,
+                    detail: format!("{} byte key", key.len()),
+                });
+            };
+            if !visit(slot, user_key, value) {
+                return Ok(());
+            }
+            it.next();
+        }
+        Ok(it.status()?)
+    }
+
+    /// Up to `limit` keys of `shard` whose expiry index says they expire at
+    /// or before `now_ms`: `(expire_at_ms, slot, key)`.
+    pub fn expired_keys(
+        &self,
+        shard: ShardId,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Slot, Vec<u8>)>> {
+        let cf = self.store.cf_expire()?;
+        let mut opts = self.read_options();
+        let mut upper = shard_prefix(shard).to_vec();
+        upper.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+        opts.set_iterate_upper_bound(upper);
+        let mut it = self.store.db().raw_iterator_cf_opt(cf, opts);
+        it.seek(shard_prefix(shard));
+        let mut out = Vec::new();
+        while let Some(key) = it.key() {
+            if out.len() >= limit {
+                break;
+            }
+            let Some((at, slot, user_key)) = split_expire_key(key) else {
+                return Err(StoreError::Corrupt {
+                    what: "expire key",
+                    shard,
+                    detail: format!("{} byte key", key.len()),
+                });
+            };
+            out.push((at, slot, user_key.to_vec()));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::StoreOptions;
+
+    #[test]
+    fn batch_sees_its_own_writes_and_commits_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = store.apply_batch(0, ApplyState::default());
+        batch.put_meta(7, b"k", b"v1".to_vec()).unwrap();
+        assert_eq!(batch.get_meta(7, b"k").unwrap(), Some(b"v1".to_vec()));
+        assert!(store.reader().get_meta(7, b"k").unwrap().is_none());
+        batch.state_mut().keys = 1;
+        batch.set_applied(5, 1);
+        batch.commit().unwrap();
+        assert_eq!(
+            &store.reader().get_meta(7, b"k").unwrap().unwrap()[..],
+            b"v1"
+        );
+        let state = store.load_apply_state(0).unwrap();
+        assert_eq!(
+            (state.applied_index, state.applied_term, state.keys),
+            (5, 1, 1)
+        );
+
+        batch.delete_meta(7, b"k").unwrap();
+        assert_eq!(batch.get_meta(7, b"k").unwrap(), None);
+        batch.commit().unwrap();
+        assert!(store.reader().get_meta(7, b"k").unwrap().is_none());
+    }
+
+    #[test]
+    fn clear_hides_disk_data_but_not_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = store.apply_batch(1, ApplyState::default());
+        batch.put_meta(100, b"a", b"1".to_vec()).unwrap();
+        batch.put_meta(100, b"b", b"2".to_vec()).unwrap();
+        batch.put_expire(50, 100, b"a").unwrap();
+        batch.commit().unwrap();
+
+        batch.clear(0, 8192).unwrap();
+        assert_eq!(batch.get_meta(100, b"a").unwrap(), None);
+        batch.put_meta(100, b"b", b"3".to_vec()).unwrap();
+        batch.commit().unwrap();
+        let reader = store.reader();
+        assert!(reader.get_meta(100, b"a").unwrap().is_none());
+        assert_eq!(&reader.get_meta(100, b"b").unwrap().unwrap()[..], b"3");
+        assert!(reader.expired_keys(1, u64::MAX - 1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn scans_by_slot_range_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let mut batch = store.apply_batch(2, ApplyState::default());
+        for (slot, key) in [(3u16, "c"), (1, "a"), (2, "b"), (9, "z")] {
+            batch.put_meta(slot, key.as_bytes(), vec![]).unwrap();
+        }
+        batch.put_expire(10, 1, b"a").unwrap();
+        batch.put_expire(30, 2, b"b").unwrap();
+        batch.put_expire(5, 1, b"other-shard").unwrap();
+        batch.commit().unwrap();
+        let mut other = store.apply_batch(3, ApplyState::default());
+        other.put_expire(1, 1, b"x").unwrap();
+        other.commit().unwrap();
+
+        let reader = store.snapshot_reader();
+        let mut seen = Vec::new();
+        reader
+            .scan_meta(1, 9, |slot, key, _| {
+                seen.push((slot, key.to_vec()));
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"c".to_vec())]
+        );
+        let expired = reader.expired_keys(2, 10, 100).unwrap();
+        assert_eq!(
+            expired,
+            vec![(5, 1, b"other-shard".to_vec()), (10, 1, b"a".to_vec())]
+        );
+        assert_eq!(reader.expired_keys(2, 100, 1).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,136 @@
+//! Key encodings. Big-endian integers first, so RocksDB's byte order is the
+//! numeric order and a shard's or a slot's records form a contiguous range.
+
+use crate::{ShardId, Slot};
+
+pub const CF_DEFAULT: &str = "default";
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_STATE: &str = "raft_state";
+pub const CF_META: &str = "meta";
+pub const CF_EXPIRE: &str = "expire";
+pub const CF_SUB: &str = "sub";
+
+pub const ALL_CFS: [&str; 6] = [
+    CF_DEFAULT,
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
+    CF_META,
+    CF_EXPIRE,
+    CF_SUB,
+];
+
+/// Node identity keys in the default column family.
+pub const NODE_FORMAT_KEY: &[u8] = b"format";
+pub const NODE_ID_KEY: &[u8] = b"node_id";
+pub const NODE_SHARDS_KEY: &[u8] = b"shards";
+
+/// Record kinds under a shard in `raft_state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StateKind {
+    HardState = 1,
+    ConfState = 2,
+    ApplyState = 3,
+    TruncatedState = 4,
+}
+
+pub fn raft_log_key(shard: ShardId, index: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&shard.to_be_bytes());
+    key[4..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// Decodes the index of a `raft_log` key.
+pub fn raft_log_index(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(4..12)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+pub fn raft_state_key(shard: ShardId, kind: StateKind) -> [u8; 5] {
+    let mut key = [0u8; 5];
+    key[..4].copy_from_slice(&shard.to_be_bytes());
+    key[4] = kind as u8;
+    key
+}
+
+pub fn meta_key(slot: Slot, user_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + user_key.len());
+    key.extend_from_slice(&slot.to_be_bytes());
+    key.extend_from_slice(user_key);
+    key
+}
+
+/// Splits a `meta` key into its slot and user key.
+pub fn split_meta_key(key: &[u8]) -> Option<(Slot, &[u8])> {
+    let slot: [u8; 2] = key.get(..2)?.try_into().ok()?;
+    Some((Slot::from_be_bytes(slot), &key[2..]))
+}
+
+/// The first `meta` key of `slot`; `slot_start(s + 1)` bounds slot `s`
+/// (16384 is a valid bound: it sorts after every real slot).
+pub fn slot_start(slot: u32) -> Vec<u8> {
+    // Slots are < 16384 and bounds <= 16384, so two bytes always suffice.
+    (slot as u16).to_be_bytes().to_vec()
+}
+
+pub fn expire_key(shard: ShardId, expire_at_ms: u64, slot: Slot, user_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(14 + user_key.len());
+    key.extend_from_slice(&shard.to_be_bytes());
+    key.extend_from_slice(&expire_at_ms.to_be_bytes());
+    key.extend_from_slice(&slot.to_be_bytes());
+    key.extend_from_slice(user_key);
+    key
+}
+
+/// Splits an `expire` key into (expire-at, slot, user key).
+pub fn split_expire_key(key: &[u8]) -> Option<(u64, Slot, &[u8])> {
+    let at: [u8; 8] = key.get(4..12)?.try_into().ok()?;
+    let slot: [u8; 2] = key.get(12..14)?.try_into().ok()?;
+    Some((
+        u64::from_be_bytes(at),
+        Slot::from_be_bytes(slot),
+        &key[14..],
+    ))
+}
+
+pub fn shard_prefix(shard: ShardId) -> [u8; 4] {
+    shard.to_be_bytes()
+}
+
+/// The first key of the next shard: the exclusive end of `shard`'s ranges.
+pub fn shard_end(shard: ShardId) -> Vec<u8> {
+    match shard.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xff; 5],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raft_log_keys_sort_by_shard_then_index() {
+        assert!(raft_log_key(1, 300) < raft_log_key(1, 301));
+        assert!(raft_log_key(1, u64::MAX) < raft_log_key(2, 0));
+        assert_eq!(raft_log_index(&raft_log_key(7, 42)), Some(42));
+    }
+
+    #[test]
+    fn meta_keys_round_trip_and_group_by_slot() {
+        let key = meta_key(5, b"user");
+        assert_eq!(split_meta_key(&key), Some((5, &b"user"[..])));
+        assert!(slot_start(5) <= key && key < slot_start(6));
+        assert!(meta_key(16383, &[0xff; 8]) < slot_start(16384));
+    }
+
+    #[test]
+    fn expire_keys_sort_by_time_within_shard() {
+        let a = expire_key(1, 100, 9, b"z");
+        let b = expire_key(1, 101, 0, b"a");
+        assert!(a < b);
+        assert!(b < shard_end(1));
+        assert_eq!(split_expire_key(&a), Some((100, 9, &b"z"[..])));
+    }
+}
