@@ -1,1 +1,42 @@
-//! placeholder
+//! Per-shard raft engines on raft-rs. This crate knows nothing of Redis:
+//! it replicates opaque payloads and hands committed ones to a
+//! [`StateMachine`].
+//!
+//! # Layout
+//!
+//! - [`limits`]: the flow-control contract (MaxInflightMsgs,
+//!   MaxSizePerMsg): resolution env > config > default, the WARN for a bad
+//!   environment value, the INFO line every engine logs at open, and the
+//!   sizes derived from the limits (step queue, outbound lanes).
+//! - [`engine`]: one shard's replica: `RawNode`, proposals awaiting apply,
+//!   batched ReadIndex reads, apply into the store's atomic batches.
+//! - [`worker`]: the raft thread hosting the engines, and [`RaftHandle`],
+//!   the async side's way in (propose, read barrier, step, status).
+//! - [`transport`]: the outbound [`Transport`] trait; sending never blocks.
+//! - `mailbox`: the inbound step queue (bounded, refusals counted).
+//! - `logger`: raft-rs's slog output, routed into `tracing`.
+//!
+//! # Invariants
+//!
+//! - The raft thread never blocks on the network; channels to and from it
+//!   are bounded; inbound messages beyond the step queue are refused and
+//!   counted, never buffered without bound.
+//! - A proposal is answered only after its entry is durable and applied,
+//!   with the apply batch committed.
+//! - A read is released only once the node's applied index has reached an
+//!   index the leader confirmed after the read arrived.
+
+pub mod engine;
+pub mod error;
+pub mod limits;
+mod logger;
+mod mailbox;
+mod metrics;
+pub mod transport;
+pub mod worker;
+
+pub use engine::{EngineConfig, Role, ShardStatus, StateMachine};
+pub use error::{EngineError, ProposeError, StepError};
+pub use limits::{LimitsConfig, RaftLimits};
+pub use transport::{NoPeers, Transport};
+pub use worker::{RaftHandle, start};

@@ -44,6 +44,10 @@ impl LogBatch {
         self.batch.is_empty()
     }
 
+    pub fn size_in_bytes(&self) -> usize {
+        self.batch.size_in_bytes()
+    }
+
     /// Writes everything staged; `sync` waits for the disk.
     pub fn write(&mut self, sync: bool) -> Result<()> {
         if self.batch.is_empty() {
@@ -81,8 +85,10 @@ impl ShardLog {
             match read_proto::<ConfState>(store, shard, StateKind::ConfState, "conf state")? {
                 Some(cs) => cs,
                 None => {
-                    let mut cs = ConfState::default();
-                    cs.voters = initial_voters.to_vec();
+                    let cs = ConfState {
+                        voters: initial_voters.to_vec(),
+                        ..Default::default()
+                    };
                     let mut batch = WriteBatch::default();
                     batch.put_cf(
                         store.cf_state()?,

@@ -1,0 +1,511 @@
+//! One shard's raft replica on this node: the `RawNode`, its pending
+//! proposals and reads, and the state machine it applies to.
+//!
+//! The worker thread drives every engine through the raft-rs `Ready`
+//! cycle in two phases, so that one synced write covers all shards:
+//!
+//! 1. [`ShardEngine::ready_phase_a`]: messages a leader may send before
+//!    persisting, committed entries (applied now), new entries and hard
+//!    state (staged into the round's [`LogBatch`]), read states.
+//! 2. the worker writes the batch, synced;
+//! 3. [`ShardEngine::ready_phase_b`]: messages that needed the persisted
+//!    log, `advance`, the light ready's commit index, messages and
+//!    committed entries, `advance_apply`.
+//!
+//! This is the order the raft-rs crate documentation prescribes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use elastickv_store::{ApplyBatch, LogBatch, ShardId, ShardLog, Store, StoreError};
+use parking_lot::Mutex;
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Ready};
+use raft::{RawNode, ReadOnlyOption, ReadState, StateRole};
+use tokio::sync::oneshot;
+
+use crate::error::{EngineError, ProposeError};
+use crate::limits::{LimitsConfig, RaftLimits, log_resolution};
+use crate::logger::raft_logger;
+use crate::mailbox::StepLane;
+use crate::metrics;
+use crate::transport::Transport;
+
+/// What a shard replicates. Implemented by the layer above the engine; the
+/// engine knows nothing of what the payloads mean.
+pub trait StateMachine: Send + 'static {
+    type Output: Send + 'static;
+
+    /// Applies one committed entry's payload (never empty), staging its
+    /// writes in `batch`. Must be deterministic: every replica applies the
+    /// same payloads in the same order and must reach the same state.
+    /// An error is fatal for the shard.
+    fn apply(
+        &mut self,
+        batch: &mut ApplyBatch,
+        index: u64,
+        data: &[u8],
+    ) -> Result<Self::Output, StoreError>;
+}
+
+/// Static settings shared by every engine on this node.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub node_id: u64,
+    /// Ticks without a leader's heartbeat before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    pub pre_vote: bool,
+    /// Flow-control values from the config file or flags.
+    pub limits: LimitsConfig,
+    /// Voters of a shard that has never run (every node of a new cluster).
+    pub initial_voters: Vec<u64>,
+}
+
+/// A shard's externally visible raft status, for `INFO raft`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub shard: ShardId,
+    pub role: Role,
+    /// Leader's node id, 0 if unknown.
+    pub leader: u64,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub first_index: u64,
+    pub last_index: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    #[default]
+    Follower,
+    Candidate,
+    Learner,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+        }
+    }
+}
+
+/// Builds and validates raft-rs's configuration. The only place a
+/// `raft::Config` is made.
+pub(crate) fn raft_config(
+    cfg: &EngineConfig,
+    limits: &RaftLimits,
+    applied: u64,
+) -> Result<raft::Config, raft::Error> {
+    let config = raft::Config {
+        id: cfg.node_id,
+        election_tick: cfg.election_tick,
+        heartbeat_tick: cfg.heartbeat_tick,
+        applied,
+        max_size_per_msg: limits.max_size_per_msg(),
+        max_inflight_msgs: limits.max_inflight_msgs(),
+        max_committed_size_per_ready: limits.max_committed_size_per_ready(),
+        check_quorum: true,
+        pre_vote: cfg.pre_vote,
+        read_only_option: ReadOnlyOption::Safe,
+        batch_append: true,
+        ..Default::default()
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+pub(crate) type ReadWaiter = oneshot::Sender<Result<(), ProposeError>>;
+pub(crate) type ProposalReply<O> = oneshot::Sender<Result<O, ProposeError>>;
+
+struct Pending<O> {
+    index: u64,
+    term: u64,
+    reply: ProposalReply<O>,
+}
+
+pub(crate) struct ShardEngine<SM: StateMachine> {
+    shard: ShardId,
+    raw: RawNode<ShardLog>,
+    sm: SM,
+    apply: ApplyBatch,
+    limits: RaftLimits,
+    /// Proposals made here, by increasing index, awaiting apply.
+    proposals: VecDeque<Pending<SM::Output>>,
+    next_read_ctx: u64,
+    /// Reads that arrived this round; they share one ReadIndex.
+    new_reads: Vec<ReadWaiter>,
+    /// Reads whose ReadIndex request is out, by context.
+    issued_reads: VecDeque<(u64, Vec<ReadWaiter>)>,
+    /// Reads with a confirmed read index, waiting for apply to reach it.
+    confirmed_reads: VecDeque<(u64, Vec<ReadWaiter>)>,
+    pub(crate) step_rx: flume::Receiver<Message>,
+    status: Arc<Mutex<ShardStatus>>,
+}
+
+impl<SM: StateMachine> ShardEngine<SM> {
+    /// Opens the shard's replica from disk (bootstrapping a new one), and
+    /// logs its resolved flow-control limits.
+    pub(crate) fn open(
+        cfg: &EngineConfig,
+        store: &Store,
+        shard: ShardId,
+        sm: SM,
+        env: &dyn Fn(&str) -> Option<String>,
+        status: Arc<Mutex<ShardStatus>>,
+    ) -> Result<(ShardEngine<SM>, StepLane), EngineError> {
+        let (limits, invalid_env) = RaftLimits::resolve(&cfg.limits, env);
+        log_resolution(cfg.node_id, shard, &limits, &invalid_env);
+
+        let mut log = ShardLog::open(store, shard, &cfg.initial_voters)?;
+        let apply_state = store.load_apply_state(shard)?;
+        if apply_state.applied_index > log.last_index() {
+            return Err(EngineError::CorruptEntry {
+                shard,
+                index: apply_state.applied_index,
+                detail: format!(
+                    "applied index is beyond the last log entry {}",
+                    log.last_index()
+                ),
+            });
+        }
+        if log.hard_state().commit < apply_state.applied_index {
+            // The applied index is written after the log without waiting
+            // for the disk, while the commit index is persisted lazily: an
+            // applied entry was committed, so raise the commit to match
+            // (raft-rs requires applied <= committed).
+            let mut batch = LogBatch::new(store);
+            log.set_commit(apply_state.applied_index, &mut batch)?;
+            batch.write(true)?;
+        }
+        let single_voter = log.conf_state().voters == [cfg.node_id];
+        let config = raft_config(cfg, &limits, apply_state.applied_index)?;
+        let mut raw = RawNode::new(&config, log, &raft_logger(cfg.node_id, shard))?;
+        if single_voter && raw.raft.state != StateRole::Leader {
+            // Alone in the group: no one to wait for, lead right away
+            // instead of after an election timeout.
+            raw.campaign()?;
+        }
+        let (lane, step_rx) = StepLane::new(shard, limits.step_queue_capacity());
+        let engine = ShardEngine {
+            shard,
+            raw,
+            sm,
+            apply: store.apply_batch(shard, apply_state),
+            limits,
+            proposals: VecDeque::new(),
+            next_read_ctx: 0,
+            new_reads: Vec::new(),
+            issued_reads: VecDeque::new(),
+            confirmed_reads: VecDeque::new(),
+            step_rx,
+            status,
+        };
+        engine.publish_status();
+        Ok((engine, lane))
+    }
+
+    pub(crate) fn limits(&self) -> &RaftLimits {
+        &self.limits
+    }
+
+    fn not_leader(&self) -> ProposeError {
+        let leader = self.raw.raft.leader_id;
+        ProposeError::NotLeader {
+            shard: self.shard,
+            leader: (leader != 0).then_some(leader),
+        }
+    }
+
+    pub(crate) fn propose(&mut self, data: Vec<u8>, reply: ProposalReply<SM::Output>) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if let Err(e) = self.raw.propose(Vec::new(), data) {
+            tracing::debug!(shard_id = self.shard, error = %e, "proposal refused");
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        self.proposals.push_back(Pending {
+            index: self.raw.raft.raft_log.last_index(),
+            term: self.raw.raft.term,
+            reply,
+        });
+    }
+
+    pub(crate) fn read(&mut self, reply: ReadWaiter) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        self.new_reads.push(reply);
+    }
+
+    /// Steps queued inbound messages. Returns whether there were any.
+    pub(crate) fn drain_steps(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(msg) = self.step_rx.try_recv() {
+            any = true;
+            if let Err(e) = self.raw.step(msg) {
+                tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
+            }
+        }
+        any
+    }
+
+    pub(crate) fn tick(&mut self) {
+        self.raw.tick();
+    }
+
+    /// Sends one ReadIndex request for all reads that arrived this round.
+    pub(crate) fn issue_reads(&mut self) {
+        // raft-rs silently drops a ReadIndex from a leader that has not yet
+        // committed an entry of its own term; such reads wait for that
+        // (the leader's no-op entry commits within a round trip).
+        if self.new_reads.is_empty() || !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let waiters = std::mem::take(&mut self.new_reads);
+        self.issued_reads.push_back((ctx, waiters));
+    }
+
+    /// Whether the next round has work: a ready, or reads that can now be
+    /// issued.
+    pub(crate) fn has_work(&self) -> bool {
+        self.raw.has_ready()
+            || (!self.new_reads.is_empty() && self.raw.raft.commit_to_current_term())
+    }
+
+    pub(crate) fn ready_phase_a(
+        &mut self,
+        log_batch: &mut LogBatch,
+        transport: &mut dyn Transport,
+    ) -> Result<Option<Ready>, EngineError> {
+        if !self.raw.has_ready() {
+            return Ok(None);
+        }
+        let mut rd = self.raw.ready();
+        if rd.ss().is_some() && self.raw.raft.state != StateRole::Leader {
+            self.fail_unconfirmed_reads();
+        }
+        if !rd.messages().is_empty() {
+            transport.send(self.shard, rd.take_messages());
+        }
+        if !rd.snapshot().is_empty() {
+            return Err(EngineError::CorruptEntry {
+                shard: self.shard,
+                index: rd.snapshot().get_metadata().index,
+                detail: "snapshot installation is not supported by this version".into(),
+            });
+        }
+        let committed = rd.take_committed_entries();
+        self.apply_committed(committed)?;
+        if !rd.entries().is_empty() {
+            self.raw.mut_store().append(rd.entries(), log_batch)?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.raw.mut_store().set_hard_state(hs.clone(), log_batch)?;
+        }
+        for rs in rd.take_read_states() {
+            self.on_read_state(rs);
+        }
+        Ok(Some(rd))
+    }
+
+    pub(crate) fn ready_phase_b(
+        &mut self,
+        mut rd: Ready,
+        log_batch: &mut LogBatch,
+        transport: &mut dyn Transport,
+    ) -> Result<(), EngineError> {
+        if !rd.persisted_messages().is_empty() {
+            transport.send(self.shard, rd.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            // Persisted lazily with the next round: on restart raft-rs
+            // recomputes the commit from the quorum anyway.
+            self.raw.mut_store().set_commit(commit, log_batch)?;
+        }
+        if !light.messages().is_empty() {
+            transport.send(self.shard, light.take_messages());
+        }
+        self.apply_committed(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.release_reads();
+        Ok(())
+    }
+
+    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), EngineError> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let (last_index, last_term) = (last.index, last.term);
+        let mut outputs = Vec::new();
+        for entry in &entries {
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if !entry.data.is_empty() {
+                        let out = self.sm.apply(&mut self.apply, entry.index, &entry.data)?;
+                        outputs.push((entry.index, entry.term, out));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data)
+                        .map_err(|e| self.corrupt(entry.index, e))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.apply.set_conf_state(cs.clone());
+                    self.raw.mut_store().set_conf_state(cs);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|e| self.corrupt(entry.index, e))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.apply.set_conf_state(cs.clone());
+                    self.raw.mut_store().set_conf_state(cs);
+                }
+            }
+        }
+        self.apply.set_applied(last_index, last_term);
+        self.apply.commit()?;
+        metrics::applied_entries(self.shard, entries.len());
+
+        // Only now, with the data written, are the proposers answered.
+        let mut outputs = outputs.into_iter().peekable();
+        while self
+            .proposals
+            .front()
+            .is_some_and(|p| p.index <= last_index)
+        {
+            let Some(pending) = self.proposals.pop_front() else {
+                break;
+            };
+            while outputs
+                .peek()
+                .is_some_and(|(index, _, _)| *index < pending.index)
+            {
+                outputs.next();
+            }
+            let result = match outputs.peek() {
+                Some((index, term, _)) if *index == pending.index && *term == pending.term => {
+                    match outputs.next() {
+                        Some((_, _, out)) => Ok(out),
+                        None => Err(ProposeError::Dropped { shard: self.shard }),
+                    }
+                }
+                _ => Err(ProposeError::Dropped { shard: self.shard }),
+            };
+            let _ = pending.reply.send(result);
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, index: u64, e: protobuf::ProtobufError) -> EngineError {
+        EngineError::CorruptEntry {
+            shard: self.shard,
+            index,
+            detail: e.to_string(),
+        }
+    }
+
+    fn on_read_state(&mut self, rs: ReadState) {
+        let Ok(ctx_bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+            return;
+        };
+        let ctx = u64::from_be_bytes(ctx_bytes);
+        // Read states come back in request order; earlier unmatched
+        // requests were lost (e.g. across a leadership change).
+        while let Some((front_ctx, _)) = self.issued_reads.front() {
+            if *front_ctx > ctx {
+                break;
+            }
+            let Some((front_ctx, waiters)) = self.issued_reads.pop_front() else {
+                break;
+            };
+            if front_ctx == ctx {
+                self.confirmed_reads.push_back((rs.index, waiters));
+            } else {
+                for w in waiters {
+                    let _ = w.send(Err(ProposeError::Dropped { shard: self.shard }));
+                }
+            }
+        }
+        self.release_reads();
+    }
+
+    fn release_reads(&mut self) {
+        let applied = self.apply.state().applied_index;
+        while self
+            .confirmed_reads
+            .front()
+            .is_some_and(|(index, _)| *index <= applied)
+        {
+            if let Some((_, waiters)) = self.confirmed_reads.pop_front() {
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Reads not yet confirmed by a quorum cannot be served by a node that
+    /// is no longer leader.
+    fn fail_unconfirmed_reads(&mut self) {
+        let err = self.not_leader();
+        for w in self.new_reads.drain(..) {
+            let _ = w.send(Err(err.clone()));
+        }
+        for (_, waiters) in self.issued_reads.drain(..) {
+            for w in waiters {
+                let _ = w.send(Err(err.clone()));
+            }
+        }
+    }
+
+    /// Fails everything still waiting, at shutdown.
+    pub(crate) fn fail_all(&mut self, err: ProposeError) {
+        for p in self.proposals.drain(..) {
+            let _ = p.reply.send(Err(err.clone()));
+        }
+        let reads = self
+            .new_reads
+            .drain(..)
+            .chain(self.issued_reads.drain(..).flat_map(|(_, w)| w))
+            .chain(self.confirmed_reads.drain(..).flat_map(|(_, w)| w));
+        for w in reads {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+
+    pub(crate) fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let store = self.raw.store();
+        let status = ShardStatus {
+            shard: self.shard,
+            role: match raft.state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate | StateRole::PreCandidate => Role::Candidate,
+                StateRole::Follower if !raft.promotable() => Role::Learner,
+                StateRole::Follower => Role::Follower,
+            },
+            leader: raft.leader_id,
+            term: raft.term,
+            commit: raft.raft_log.committed,
+            applied: self.apply.state().applied_index,
+            first_index: store.first_index(),
+            last_index: store.last_index(),
+        };
+        *self.status.lock() = status;
+    }
+}

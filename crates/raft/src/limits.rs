@@ -1,0 +1,491 @@
+//! The raft flow-control knobs and how each engine resolves them.
+//!
+//! Precedence, per value: environment variable, then the config file or
+//! flags, then the compiled default. An environment value that is not a
+//! number or is out of range is reported (one [`InvalidEnv`] per variable,
+//! logged as one WARN) and the compiled default is used, never the config
+//! value: the operator asked for something specific and did not get it, and
+//! silently falling back to a third value would hide that.
+//!
+//! Resolution takes the environment as a lookup function, so tests never
+//! touch the process-wide environment (which races between test threads).
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+use thiserror::Error;
+
+pub const ENV_MAX_INFLIGHT_MSGS: &str = "ELASTICKV_RAFT_MAX_INFLIGHT_MSGS";
+pub const ENV_MAX_SIZE_PER_MSG: &str = "ELASTICKV_RAFT_MAX_SIZE_PER_MSG";
+
+pub const DEFAULT_MAX_INFLIGHT_MSGS: u64 = 512;
+pub const MAX_INFLIGHT_MSGS_RANGE: RangeInclusive<u64> = 1..=8192;
+
+pub const DEFAULT_MAX_SIZE_PER_MSG: u64 = 2 << 20;
+/// 32 MiB: half the 64 MiB transport message cap.
+pub const MAX_SIZE_PER_MSG_RANGE: RangeInclusive<u64> = 1024..=(32 << 20);
+
+/// The inbound step queue never holds fewer messages than this, so a small
+/// inflight window does not also starve votes and heartbeats.
+pub const STEP_QUEUE_FLOOR: usize = 256;
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Env,
+    Config,
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Env => "env",
+            Source::Config => "config",
+            Source::Default => "default",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    pub value: u64,
+    pub source: Source,
+}
+
+/// Values from the config file or flags; `None` where not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub max_inflight_msgs: Option<u64>,
+    pub max_size_per_msg: Option<u64>,
+}
+
+/// A config-file value outside its accepted range. Config errors stop the
+/// node at start-up (unlike environment errors, which fall back).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{key} = {value} is out of range; accepted: {min}..={max}")]
+pub struct LimitsConfigError {
+    pub key: &'static str,
+    pub value: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), LimitsConfigError> {
+        check_config(
+            "max_inflight_msgs",
+            self.max_inflight_msgs,
+            &MAX_INFLIGHT_MSGS_RANGE,
+        )?;
+        check_config(
+            "max_size_per_msg",
+            self.max_size_per_msg,
+            &MAX_SIZE_PER_MSG_RANGE,
+        )
+    }
+}
+
+fn check_config(
+    key: &'static str,
+    value: Option<u64>,
+    range: &RangeInclusive<u64>,
+) -> Result<(), LimitsConfigError> {
+    match value {
+        Some(v) if !range.contains(&v) => Err(LimitsConfigError {
+            key,
+            value: v,
+            min: *range.start(),
+            max: *range.end(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An environment variable that was set but unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEnv {
+    pub var: &'static str,
+    pub value: String,
+    pub default: u64,
+    pub reason: String,
+}
+
+/// The flow-control limits one engine runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftLimits {
+    pub max_inflight_msgs: Resolved,
+    pub max_size_per_msg: Resolved,
+}
+
+impl RaftLimits {
+    /// Resolves the limits from `env` (a variable lookup) and `config`.
+    /// `config` must have passed [`LimitsConfig::validate`].
+    pub fn resolve(
+        config: &LimitsConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> (RaftLimits, Vec<InvalidEnv>) {
+        let mut invalid = Vec::new();
+        let max_inflight_msgs = resolve_one(
+            ENV_MAX_INFLIGHT_MSGS,
+            &env,
+            config.max_inflight_msgs,
+            DEFAULT_MAX_INFLIGHT_MSGS,
+            &MAX_INFLIGHT_MSGS_RANGE,
+            &mut invalid,
+        );
+        let max_size_per_msg = resolve_one(
+            ENV_MAX_SIZE_PER_MSG,
+            &env,
+            config.max_size_per_msg,
+            DEFAULT_MAX_SIZE_PER_MSG,
+            &MAX_SIZE_PER_MSG_RANGE,
+            &mut invalid,
+        );
+        (
+            RaftLimits {
+                max_inflight_msgs,
+                max_size_per_msg,
+            },
+            invalid,
+        )
+    }
+
+    /// Resolves from the real process environment.
+    pub fn from_process_env(config: &LimitsConfig) -> (RaftLimits, Vec<InvalidEnv>) {
+        RaftLimits::resolve(config, |var| std::env::var(var).ok())
+    }
+
+    pub fn max_inflight_msgs(&self) -> usize {
+        usize::try_from(self.max_inflight_msgs.value).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_size_per_msg(&self) -> u64 {
+        self.max_size_per_msg.value
+    }
+
+    /// A ready's committed entries are capped like one append message, so
+    /// one apply round costs about what one replication round does.
+    pub fn max_committed_size_per_ready(&self) -> u64 {
+        self.max_size_per_msg.value
+    }
+
+    /// Capacity of each outbound per-peer lane.
+    pub fn outbound_lane_capacity(&self) -> usize {
+        self.max_inflight_msgs()
+    }
+
+    /// Capacity of the engine's inbound step queue.
+    pub fn step_queue_capacity(&self) -> usize {
+        self.max_inflight_msgs().max(STEP_QUEUE_FLOOR)
+    }
+
+    /// Worst-case bytes buffered towards one peer for one shard.
+    pub fn worst_case_bytes_per_peer(&self) -> u64 {
+        self.max_inflight_msgs
+            .value
+            .saturating_mul(self.max_size_per_msg.value)
+    }
+}
+
+fn resolve_one(
+    var: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+    config: Option<u64>,
+    default: u64,
+    range: &RangeInclusive<u64>,
+    invalid: &mut Vec<InvalidEnv>,
+) -> Resolved {
+    // An empty variable (`VAR=`) is treated as unset, as shells and
+    // env files commonly produce it to mean "no override".
+    match env(var).filter(|raw| !raw.trim().is_empty()) {
+        Some(raw) => match parse_env_value(&raw, range) {
+            Ok(value) => Resolved {
+                value,
+                source: Source::Env,
+            },
+            Err(reason) => {
+                invalid.push(InvalidEnv {
+                    var,
+                    value: raw,
+                    default,
+                    reason,
+                });
+                Resolved {
+                    value: default,
+                    source: Source::Default,
+                }
+            }
+        },
+        None => match config {
+            Some(value) => Resolved {
+                value,
+                source: Source::Config,
+            },
+            None => Resolved {
+                value: default,
+                source: Source::Default,
+            },
+        },
+    }
+}
+
+fn parse_env_value(raw: &str, range: &RangeInclusive<u64>) -> Result<u64, String> {
+    let trimmed = raw.trim();
+    let value: i128 = trimmed.parse().map_err(|_| "not an integer".to_string())?;
+    if value < i128::from(*range.start()) || value > i128::from(*range.end()) {
+        return Err(format!("out of range {}..={}", range.start(), range.end()));
+    }
+    u64::try_from(value).map_err(|_| "not an integer".to_string())
+}
+
+/// Logs the resolution the way operators read it: one WARN per unusable
+/// variable, then one INFO line with every value and its source.
+pub fn log_resolution(local_id: u64, shard_id: u32, limits: &RaftLimits, invalid: &[InvalidEnv]) {
+    for bad in invalid {
+        tracing::warn!(
+            local_id,
+            shard_id,
+            var = bad.var,
+            value = %bad.value,
+            default = bad.default,
+            reason = %bad.reason,
+            "invalid {} {:?} ({}); using the default {}",
+            bad.var,
+            bad.value,
+            bad.reason,
+            bad.default
+        );
+    }
+    tracing::info!(
+        local_id,
+        shard_id,
+        max_inflight_msgs = limits.max_inflight_msgs.value,
+        max_inflight_msgs_source = %limits.max_inflight_msgs.source,
+        max_size_per_msg_bytes = limits.max_size_per_msg.value,
+        max_size_per_msg_source = %limits.max_size_per_msg.source,
+        max_committed_size_per_ready_bytes = limits.max_committed_size_per_ready(),
+        step_queue_capacity = limits.step_queue_capacity(),
+        "raft engine flow-control limits resolved"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |var| map.get(var).cloned()
+    }
+
+    fn resolve(pairs: &[(&str, &str)], config: LimitsConfig) -> (RaftLimits, Vec<InvalidEnv>) {
+        RaftLimits::resolve(&config, env(pairs))
+    }
+
+    const CONFIGURED: LimitsConfig = LimitsConfig {
+        max_inflight_msgs: Some(64),
+        max_size_per_msg: Some(4096),
+    };
+
+    #[test]
+    fn unset_uses_defaults() {
+        let (limits, invalid) = resolve(&[], LimitsConfig::default());
+        assert!(invalid.is_empty());
+        assert_eq!(
+            limits.max_inflight_msgs,
+            Resolved {
+                value: 512,
+                source: Source::Default
+            }
+        );
+        assert_eq!(
+            limits.max_size_per_msg,
+            Resolved {
+                value: 2 * 1024 * 1024,
+                source: Source::Default
+            }
+        );
+        assert_eq!(limits.max_committed_size_per_ready(), 2 * 1024 * 1024);
+    }
+
+    #[test]
+    fn empty_env_counts_as_unset() {
+        let (limits, invalid) = resolve(&[(ENV_MAX_INFLIGHT_MSGS, "")], CONFIGURED);
+        assert!(invalid.is_empty());
+        assert_eq!(limits.max_inflight_msgs.source, Source::Config);
+    }
+
+    #[test]
+    fn config_used_when_env_unset() {
+        let (limits, invalid) = resolve(&[], CONFIGURED);
+        assert!(invalid.is_empty());
+        assert_eq!(
+            limits.max_inflight_msgs,
+            Resolved {
+                value: 64,
+                source: Source::Config
+            }
+        );
+        assert_eq!(limits.max_size_per_msg.value, 4096);
+        assert_eq!(limits.max_committed_size_per_ready(), 4096);
+    }
+
+    #[test]
+    fn valid_env_beats_config() {
+        let (limits, invalid) = resolve(
+            &[
+                (ENV_MAX_INFLIGHT_MSGS, "1024"),
+                (ENV_MAX_SIZE_PER_MSG, " 1048576 "),
+            ],
+            CONFIGURED,
+        );
+        assert!(invalid.is_empty());
+        assert_eq!(
+            limits.max_inflight_msgs,
+            Resolved {
+                value: 1024,
+                source: Source::Env
+            }
+        );
+        assert_eq!(
+            limits.max_size_per_msg,
+            Resolved {
+                value: 1 << 20,
+                source: Source::Env
+            }
+        );
+        assert_eq!(limits.max_committed_size_per_ready(), 1 << 20);
+    }
+
+    #[test]
+    fn range_edges_are_accepted() {
+        for (inflight, size) in [("1", "1024"), ("8192", "33554432")] {
+            let (limits, invalid) = resolve(
+                &[
+                    (ENV_MAX_INFLIGHT_MSGS, inflight),
+                    (ENV_MAX_SIZE_PER_MSG, size),
+                ],
+                LimitsConfig::default(),
+            );
+            assert!(invalid.is_empty(), "{inflight} {size}");
+            assert_eq!(limits.max_inflight_msgs.value.to_string(), inflight);
+            assert_eq!(limits.max_size_per_msg.value.to_string(), size);
+        }
+    }
+
+    /// Every kind of bad value falls back to the compiled default, not to the
+    /// config value, and is reported once with the variable, value and
+    /// default.
+    #[test]
+    fn invalid_env_falls_back_to_compiled_default() {
+        let bad_inflight = [
+            "abc",
+            "12x",
+            "1.5",
+            "0",
+            "-1",
+            "-512",
+            "8193",
+            "99999999999999999999999",
+        ];
+        for bad in bad_inflight {
+            let (limits, invalid) = resolve(&[(ENV_MAX_INFLIGHT_MSGS, bad)], CONFIGURED);
+            assert_eq!(
+                limits.max_inflight_msgs,
+                Resolved {
+                    value: DEFAULT_MAX_INFLIGHT_MSGS,
+                    source: Source::Default
+                },
+                "value {bad:?}"
+            );
+            assert_eq!(invalid.len(), 1, "value {bad:?}");
+            assert_eq!(invalid[0].var, ENV_MAX_INFLIGHT_MSGS);
+            assert_eq!(invalid[0].value, bad);
+            assert_eq!(invalid[0].default, DEFAULT_MAX_INFLIGHT_MSGS);
+            // The other knob is untouched.
+            assert_eq!(limits.max_size_per_msg.source, Source::Config);
+        }
+        let bad_size = ["big", "0", "-2097152", "1023", "33554433"];
+        for bad in bad_size {
+            let (limits, invalid) = resolve(&[(ENV_MAX_SIZE_PER_MSG, bad)], CONFIGURED);
+            assert_eq!(
+                limits.max_size_per_msg,
+                Resolved {
+                    value: DEFAULT_MAX_SIZE_PER_MSG,
+                    source: Source::Default
+                },
+                "value {bad:?}"
+            );
+            assert_eq!(
+                limits.max_committed_size_per_ready(),
+                DEFAULT_MAX_SIZE_PER_MSG
+            );
+            assert_eq!(invalid.len(), 1);
+            assert_eq!(invalid[0].var, ENV_MAX_SIZE_PER_MSG);
+            assert_eq!(invalid[0].default, DEFAULT_MAX_SIZE_PER_MSG);
+        }
+    }
+
+    #[test]
+    fn below_min_and_above_max_name_the_range() {
+        let (_, invalid) = resolve(&[(ENV_MAX_SIZE_PER_MSG, "1023")], LimitsConfig::default());
+        assert_eq!(invalid[0].reason, "out of range 1024..=33554432");
+        let (_, invalid) = resolve(&[(ENV_MAX_INFLIGHT_MSGS, "8193")], LimitsConfig::default());
+        assert_eq!(invalid[0].reason, "out of range 1..=8192");
+        let (_, invalid) = resolve(&[(ENV_MAX_INFLIGHT_MSGS, "x")], LimitsConfig::default());
+        assert_eq!(invalid[0].reason, "not an integer");
+    }
+
+    #[test]
+    fn queue_and_lane_sizing() {
+        let sized = |inflight: &str| {
+            resolve(
+                &[(ENV_MAX_INFLIGHT_MSGS, inflight)],
+                LimitsConfig::default(),
+            )
+            .0
+        };
+        // The step queue never drops below its floor...
+        assert_eq!(sized("1").step_queue_capacity(), STEP_QUEUE_FLOOR);
+        assert_eq!(sized("255").step_queue_capacity(), STEP_QUEUE_FLOOR);
+        assert_eq!(sized("256").step_queue_capacity(), 256);
+        // ...and follows the window above it.
+        assert_eq!(sized("257").step_queue_capacity(), 257);
+        assert_eq!(sized("8192").step_queue_capacity(), 8192);
+        // Outbound lanes are exactly the window.
+        assert_eq!(sized("1").outbound_lane_capacity(), 1);
+        assert_eq!(sized("4096").outbound_lane_capacity(), 4096);
+        let (defaults, _) = resolve(&[], LimitsConfig::default());
+        assert_eq!(defaults.step_queue_capacity(), 512);
+        assert_eq!(defaults.worst_case_bytes_per_peer(), 1 << 30);
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(CONFIGURED.validate().is_ok());
+        assert!(LimitsConfig::default().validate().is_ok());
+        let err = LimitsConfig {
+            max_inflight_msgs: Some(0),
+            max_size_per_msg: None,
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "max_inflight_msgs = 0 is out of range; accepted: 1..=8192"
+        );
+        assert!(
+            LimitsConfig {
+                max_inflight_msgs: None,
+                max_size_per_msg: Some(64 << 20),
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

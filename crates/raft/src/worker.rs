@@ -1,0 +1,364 @@
+//! The raft thread and its handle.
+//!
+//! One thread owns a set of shard engines (all shards of the node, for
+//! now; the handle addresses shards by id, so they can later be spread over
+//! several threads). Async callers talk to it through bounded channels and
+//! wake it by unparking it; it never waits on anything but its own disk
+//! writes and the next tick.
+//!
+//! Each round: take the queued requests, step the queued inbound messages,
+//! tick if due, issue one ReadIndex per shard for the reads that arrived,
+//! then run the two-phase ready cycle of every engine around one synced log
+//! write. While the thread is inside that write, new proposals queue up and
+//! share the next one: group commit falls out of the loop's shape.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use elastickv_store::{LogBatch, ShardId, Store};
+use parking_lot::Mutex;
+use raft::prelude::Message;
+use tokio::sync::{oneshot, watch};
+
+use crate::engine::{
+    EngineConfig, ProposalReply, ReadWaiter, ShardEngine, ShardStatus, StateMachine,
+};
+use crate::error::{EngineError, ProposeError, StepError};
+use crate::limits::RaftLimits;
+use crate::mailbox::StepLane;
+use crate::metrics;
+use crate::transport::Transport;
+
+/// Requests queued for the raft thread beyond this wait (async
+/// backpressure) instead of growing memory.
+const REQUEST_QUEUE_CAPACITY: usize = 16 * 1024;
+
+enum Request<O> {
+    Propose {
+        shard: ShardId,
+        data: Vec<u8>,
+        reply: ProposalReply<O>,
+    },
+    Read {
+        shard: ShardId,
+        reply: ReadWaiter,
+    },
+    Shutdown,
+}
+
+struct Shared<O> {
+    requests: flume::Sender<Request<O>>,
+    steps: Vec<StepLane>,
+    statuses: Vec<Arc<Mutex<ShardStatus>>>,
+    limits: Vec<RaftLimits>,
+    thread: Thread,
+    join: Mutex<Option<JoinHandle<()>>>,
+    /// `Some(reason)` once the thread has stopped.
+    stopped: watch::Receiver<Option<String>>,
+}
+
+/// A cloneable handle to the raft thread.
+pub struct RaftHandle<O> {
+    shared: Arc<Shared<O>>,
+}
+
+impl<O> Clone for RaftHandle<O> {
+    fn clone(&self) -> Self {
+        RaftHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Opens one engine per `(shard, state machine)` and starts the raft thread.
+///
+/// Engines are opened on the calling thread, so a storage problem is
+/// reported here rather than after start-up.
+pub fn start<SM: StateMachine, T: Transport>(
+    cfg: &EngineConfig,
+    tick: Duration,
+    store: &Store,
+    machines: Vec<(ShardId, SM)>,
+    transport: T,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RaftHandle<SM::Output>, EngineError> {
+    let mut engines = Vec::with_capacity(machines.len());
+    let mut steps = Vec::with_capacity(machines.len());
+    let mut statuses = Vec::with_capacity(machines.len());
+    let mut limits = Vec::with_capacity(machines.len());
+    for (expected, (shard, sm)) in machines.into_iter().enumerate() {
+        debug_assert_eq!(expected, shard as usize, "shards must be numbered 0..n");
+        let status = Arc::new(Mutex::new(ShardStatus::default()));
+        let (engine, lane) = ShardEngine::open(cfg, store, shard, sm, env, status.clone())?;
+        steps.push(lane);
+        limits.push(*engine.limits());
+        statuses.push(status);
+        engines.push(engine);
+    }
+    let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
+    let (stopped_tx, stopped_rx) = watch::channel(None);
+    let worker = Worker {
+        engines,
+        requests: requests_rx,
+        store: store.clone(),
+        transport,
+        tick,
+    };
+    let join = thread::Builder::new()
+        .name("raft-worker".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(move || worker.run()));
+            let reason = match result {
+                Ok(Ok(())) => "shut down".to_string(),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "raft worker stopped on a fatal error");
+                    e.to_string()
+                }
+                Err(panic) => {
+                    let text = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(panic = %text, "raft worker panicked");
+                    format!("panic: {text}")
+                }
+            };
+            let _ = stopped_tx.send(Some(reason));
+        })?;
+    let thread = join.thread().clone();
+    Ok(RaftHandle {
+        shared: Arc::new(Shared {
+            requests: requests_tx,
+            steps,
+            statuses,
+            limits,
+            thread,
+            join: Mutex::new(Some(join)),
+            stopped: stopped_rx,
+        }),
+    })
+}
+
+impl<O: Send + 'static> RaftHandle<O> {
+    fn check_shard(&self, shard: ShardId) -> Result<(), ProposeError> {
+        if (shard as usize) < self.shared.steps.len() {
+            Ok(())
+        } else {
+            Err(ProposeError::UnknownShard(shard))
+        }
+    }
+
+    async fn send(&self, request: Request<O>) -> Result<(), ProposeError> {
+        self.shared
+            .requests
+            .send_async(request)
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        self.shared.thread.unpark();
+        Ok(())
+    }
+
+    /// Replicates `data` through `shard`'s log and returns what applying it
+    /// produced, once it is durable on a majority and applied here.
+    pub async fn propose(&self, shard: ShardId, data: Vec<u8>) -> Result<O, ProposeError> {
+        self.check_shard(shard)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Propose { shard, data, reply }).await?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Waits until this node may serve a linearizable read of `shard`: the
+    /// leader confirmed its leadership after the call began and applied
+    /// everything committed before it.
+    pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ProposeError> {
+        self.check_shard(shard)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Read { shard, reply }).await?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Queues an inbound raft message without blocking; a full queue
+    /// refuses it (and counts the refusal) so the sender can back off.
+    pub fn step(&self, shard: ShardId, msg: Message) -> Result<(), StepError> {
+        let lane = self
+            .shared
+            .steps
+            .get(shard as usize)
+            .ok_or(StepError::UnknownShard(shard))?;
+        lane.try_push(msg)?;
+        self.shared.thread.unpark();
+        Ok(())
+    }
+
+    /// Inbound messages refused so far because `shard`'s queue was full.
+    pub fn step_refusals(&self, shard: ShardId) -> u64 {
+        self.shared
+            .steps
+            .get(shard as usize)
+            .map_or(0, |lane| lane.refused())
+    }
+
+    /// Capacity of `shard`'s inbound step queue.
+    pub fn step_queue_capacity(&self, shard: ShardId) -> usize {
+        self.shared
+            .steps
+            .get(shard as usize)
+            .map_or(0, |lane| lane.capacity())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shared.steps.len()
+    }
+
+    /// The resolved flow-control limits of `shard`'s engine.
+    pub fn limits(&self, shard: ShardId) -> Option<RaftLimits> {
+        self.shared.limits.get(shard as usize).copied()
+    }
+
+    pub fn status(&self) -> Vec<ShardStatus> {
+        self.shared
+            .statuses
+            .iter()
+            .map(|s| s.lock().clone())
+            .collect()
+    }
+
+    /// Resolves when the raft thread stops, with the reason.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.shared.stopped.clone();
+        loop {
+            if let Some(reason) = rx.borrow().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "raft worker is gone".into();
+            }
+        }
+    }
+
+    /// Stops the raft thread and waits for it. Whatever is still pending
+    /// fails with [`ProposeError::Stopped`].
+    pub fn shutdown(&self) {
+        // The queue may be full; the worker also stops when every sender is
+        // gone, but the handle may be cloned elsewhere, so insist.
+        while self.shared.requests.try_send(Request::Shutdown).is_err() {
+            if self.shared.requests.is_disconnected() {
+                break;
+            }
+            self.shared.thread.unpark();
+            thread::sleep(Duration::from_millis(1));
+        }
+        self.shared.thread.unpark();
+        if let Some(join) = self.shared.join.lock().take() {
+            let _ = join.join();
+        }
+    }
+}
+
+struct Worker<SM: StateMachine, T: Transport> {
+    engines: Vec<ShardEngine<SM>>,
+    requests: flume::Receiver<Request<SM::Output>>,
+    store: Store,
+    transport: T,
+    tick: Duration,
+}
+
+impl<SM: StateMachine, T: Transport> Worker<SM, T> {
+    fn run(mut self) -> Result<(), EngineError> {
+        let result = self.run_loop();
+        let reason = ProposeError::Stopped;
+        for engine in &mut self.engines {
+            engine.fail_all(reason.clone());
+        }
+        // Fail whatever is still queued.
+        self.requests.drain().for_each(|request| match request {
+            Request::Propose { reply, .. } => {
+                let _ = reply.send(Err(ProposeError::Stopped));
+            }
+            Request::Read { reply, .. } => {
+                let _ = reply.send(Err(ProposeError::Stopped));
+            }
+            Request::Shutdown => {}
+        });
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), EngineError> {
+        let mut log_batch = LogBatch::new(&self.store);
+        let mut next_tick = Instant::now() + self.tick;
+        let mut readies = Vec::with_capacity(self.engines.len());
+        loop {
+            let mut busy = false;
+            loop {
+                match self.requests.try_recv() {
+                    Ok(Request::Propose { shard, data, reply }) => {
+                        busy = true;
+                        match self.engines.get_mut(shard as usize) {
+                            Some(engine) => engine.propose(data, reply),
+                            None => {
+                                let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
+                            }
+                        }
+                    }
+                    Ok(Request::Read { shard, reply }) => {
+                        busy = true;
+                        match self.engines.get_mut(shard as usize) {
+                            Some(engine) => engine.read(reply),
+                            None => {
+                                let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
+                            }
+                        }
+                    }
+                    Ok(Request::Shutdown) => return Ok(()),
+                    Err(flume::TryRecvError::Empty) => break,
+                    Err(flume::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            for engine in &mut self.engines {
+                busy |= engine.drain_steps();
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                for engine in &mut self.engines {
+                    engine.tick();
+                }
+                next_tick += self.tick;
+                if next_tick <= now {
+                    // Fell behind (a long fsync): do not burst-tick.
+                    next_tick = now + self.tick;
+                }
+            }
+            for engine in &mut self.engines {
+                engine.issue_reads();
+            }
+
+            readies.clear();
+            for (i, engine) in self.engines.iter_mut().enumerate() {
+                if let Some(rd) = engine.ready_phase_a(&mut log_batch, &mut self.transport)? {
+                    readies.push((i, rd));
+                }
+            }
+            if !log_batch.is_empty() {
+                let must_sync = readies.iter().any(|(_, rd)| rd.must_sync());
+                metrics::log_sync(log_batch.size_in_bytes());
+                log_batch.write(must_sync)?;
+            }
+            for (i, rd) in readies.drain(..) {
+                self.engines[i].ready_phase_b(rd, &mut log_batch, &mut self.transport)?;
+            }
+            for engine in &self.engines {
+                engine.publish_status();
+            }
+
+            if !busy && !self.engines.iter().any(|e| e.has_work()) {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    thread::park_timeout(wait);
+                }
+            }
+        }
+    }
+}
