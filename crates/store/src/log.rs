@@ -426,11 +426,12 @@ mod tests {
     use raft::Storage as _;
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![index as u8; 10].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 10].into(),
+            ..Default::default()
+        }
     }
 
     fn open(dir: &std::path::Path) -> (Store, ShardLog) {
@@ -460,9 +461,11 @@ mod tests {
                 &mut batch,
             )
             .unwrap();
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 5;
+            let hs = HardState {
+                term: 2,
+                commit: 5,
+                ..Default::default()
+            };
             log.set_hard_state(hs, &mut batch).unwrap();
             batch.write(true).unwrap();
             // A new leader replaces entries 6..=10 with 6..=7 of term 2.
