@@ -1,1 +1,46 @@
-//! placeholder
+//! Redis semantics for elastickv: the command table, parsing argument
+//! vectors into typed commands, and executing them over one shard's
+//! keyspace. This crate knows nothing of raft, RocksDB or sockets; it runs
+//! against the [`keyspace`] traits, which the node implements over the
+//! store and tests implement in memory.
+//!
+//! # Layout
+//!
+//! - [`table`]: the single command table (name, arity, flags, key specs,
+//!   routing, parser).
+//! - [`command`]: typed [`Command`]s and [`parse`], with Redis's error
+//!   order.
+//! - [`exec`]: reads ([`execute_read`]) and writes ([`execute_write`]), plus
+//!   the shard-level halves of KEYS, SCAN and active expiry.
+//! - [`replicated`]: the raft log payload and [`replicated::apply`].
+//! - [`db`], [`record`], [`keyspace`]: expiry-aware lookups, the stored
+//!   record format, and the storage traits.
+//! - [`introspect`]: COMMAND's replies, generated from the table.
+//! - [`glob`], [`number`], [`errors`]: Redis's glob matcher, number rules
+//!   and error texts, reproduced exactly.
+//!
+//! # Invariants
+//!
+//! - Writes are deterministic given (payload, keyspace): time comes from
+//!   the proposer's timestamp in the payload, never from the applier.
+//! - Replies and errors are byte-identical to Redis 7.0's for the same
+//!   state and input.
+
+pub mod command;
+pub mod db;
+pub mod errors;
+pub mod exec;
+pub mod glob;
+pub mod introspect;
+pub mod keyspace;
+pub mod number;
+pub mod record;
+pub mod replicated;
+pub mod table;
+
+pub use command::{Command, Parsed, parse};
+pub use exec::{execute_read, execute_write};
+pub use keyspace::{
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, StorageError,
+};
+pub use table::{CommandSpec, Route};

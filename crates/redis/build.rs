@@ -1,0 +1,7 @@
+fn main() {
+    println!("cargo:rerun-if-changed=csrc/longdouble.c");
+    cc::Build::new()
+        .file("csrc/longdouble.c")
+        .warnings(true)
+        .compile("elastickv_longdouble");
+}

@@ -1,0 +1,84 @@
+/*
+ * Long double arithmetic for INCRBYFLOAT, as Redis 7.0 does it.
+ *
+ * Redis parses with strtold, adds in long double (x87 80-bit on x86_64) and
+ * prints with "%.17Lf" before trimming trailing zeros. Rust has no long
+ * double, and f64 gives different digits ("0.1" + "0.2" is "0.3" in Redis,
+ * 0.30000000000000004 in f64), so this small file does exactly what the
+ * Redis source does.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LONG_DOUBLE_CHARS (5 * 1024)
+
+/* Redis's string2ld (util.c). */
+static int string2ld(const char *s, size_t slen, long double *dp) {
+    char buf[MAX_LONG_DOUBLE_CHARS];
+    long double value;
+    char *eptr;
+
+    if (slen == 0 || slen >= sizeof(buf)) return 0;
+    memcpy(buf, s, slen);
+    buf[slen] = '\0';
+
+    errno = 0;
+    value = strtold(buf, &eptr);
+    if (isspace((unsigned char)buf[0]) || eptr[0] != '\0' ||
+        (size_t)(eptr - buf) != slen ||
+        (errno == ERANGE &&
+         (value == HUGE_VALL || value == -HUGE_VALL || fpclassify(value) == FP_ZERO)) ||
+        errno == EINVAL || isnan(value))
+        return 0;
+
+    if (dp) *dp = value;
+    return 1;
+}
+
+/* Redis's ld2string in LD_STR_HUMAN mode (util.c). */
+static int ld2string_human(char *buf, size_t len, long double value) {
+    int l = snprintf(buf, len, "%.17Lf", value);
+    if (l < 0 || (size_t)l + 1 > len) return 0;
+    if (strchr(buf, '.') != NULL) {
+        char *p = buf + l - 1;
+        while (*p == '0') {
+            p--;
+            l--;
+        }
+        if (*p == '.') l--;
+    }
+    if (l == 2 && buf[0] == '-' && buf[1] == '0') {
+        buf[0] = '0';
+        l = 1;
+    }
+    buf[l] = '\0';
+    return l;
+}
+
+/*
+ * current (may be absent: has_current == 0) + increment, formatted into out.
+ * Returns 0 on success, 1 if either operand is not a valid float, 2 if the
+ * result is NaN or infinite, 3 if out is too small.
+ */
+int ekv_incrbyfloat(const char *current, size_t current_len, int has_current,
+                    const char *increment, size_t increment_len,
+                    char *out, size_t out_cap, size_t *out_len) {
+    long double value = 0, incr;
+    if (has_current && !string2ld(current, current_len, &value)) return 1;
+    if (!string2ld(increment, increment_len, &incr)) return 1;
+    value += incr;
+    if (isnan(value) || isinf(value)) return 2;
+    int l = ld2string_human(out, out_cap, value);
+    if (l == 0) return 3;
+    *out_len = (size_t)l;
+    return 0;
+}
+
+/* Whether s is a float Redis accepts (string2ld). */
+int ekv_is_long_double(const char *s, size_t len) {
+    return string2ld(s, len, NULL);
+}

@@ -1,0 +1,172 @@
+//! Number parsing and formatting with Redis's exact rules.
+
+use bytes::Bytes;
+
+pub use elastickv_resp::request::parse_redis_int as parse_i64;
+
+/// Why an INCRBYFLOAT could not be computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatError {
+    /// An operand is not a float Redis accepts.
+    NotAFloat,
+    /// The sum is NaN or infinite.
+    NanOrInfinity,
+}
+
+/// `current + increment` computed and formatted exactly as Redis 7.0's
+/// INCRBYFLOAT does (long double arithmetic, `%.17Lf` with trailing zeros
+/// trimmed). `current` is `None` for a missing key.
+pub fn incr_by_float(current: Option<&[u8]>, increment: &[u8]) -> Result<Bytes, FloatError> {
+    let mut out = vec![0u8; 6 * 1024];
+    match ffi::incr_by_float(current, increment, &mut out) {
+        Ok(len) => {
+            out.truncate(len);
+            Ok(Bytes::from(out))
+        }
+        Err(2) => Err(FloatError::NanOrInfinity),
+        Err(_) => Err(FloatError::NotAFloat),
+    }
+}
+
+/// Whether `s` parses as a Redis float (`string2ld`).
+pub fn is_valid_float(s: &[u8]) -> bool {
+    ffi::is_long_double(s)
+}
+
+/// Parses an unsigned cursor the way `strtoul` does for SCAN: leading
+/// whitespace is refused, a sign is allowed, overflow is refused, and a
+/// negative number wraps as C does.
+pub fn parse_scan_cursor(s: &[u8]) -> Option<u64> {
+    let (negative, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        // strtoul consumes nothing: the cursor is 0 if the whole input was
+        // empty, otherwise the sign is left over and the cursor is invalid.
+        return s.is_empty().then_some(0);
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
+}
+
+/// Formats an integer reply value as Redis stores it.
+pub fn format_i64(n: i64) -> Bytes {
+    Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
+}
+
+#[allow(unsafe_code)]
+mod ffi {
+    use std::os::raw::{c_char, c_int};
+
+    unsafe extern "C" {
+        fn ekv_incrbyfloat(
+            current: *const c_char,
+            current_len: usize,
+            has_current: c_int,
+            increment: *const c_char,
+            increment_len: usize,
+            out: *mut c_char,
+            out_cap: usize,
+            out_len: *mut usize,
+        ) -> c_int;
+        fn ekv_is_long_double(s: *const c_char, len: usize) -> c_int;
+    }
+
+    pub(super) fn incr_by_float(
+        current: Option<&[u8]>,
+        increment: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, i32> {
+        let (cur_ptr, cur_len, has) = match current {
+            Some(c) => (c.as_ptr(), c.len(), 1),
+            None => (std::ptr::null(), 0, 0),
+        };
+        let mut out_len = 0usize;
+        // SAFETY: every pointer comes with its length and points into a
+        // live slice; the C side reads at most `len` bytes of each input,
+        // writes at most `out_cap` bytes into `out` and one usize into
+        // `out_len`.
+        let status = unsafe {
+            ekv_incrbyfloat(
+                cur_ptr.cast(),
+                cur_len,
+                has,
+                increment.as_ptr().cast(),
+                increment.len(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                &mut out_len,
+            )
+        };
+        if status == 0 {
+            Ok(out_len.min(out.len()))
+        } else {
+            Err(status)
+        }
+    }
+
+    pub(super) fn is_long_double(s: &[u8]) -> bool {
+        // SAFETY: reads at most `len` bytes of a live slice.
+        unsafe { ekv_is_long_double(s.as_ptr().cast(), s.len()) != 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incr(cur: Option<&str>, by: &str) -> Result<String, FloatError> {
+        incr_by_float(cur.map(str::as_bytes), by.as_bytes())
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn incrbyfloat_matches_redis_formatting() {
+        assert_eq!(incr(None, "0.1").unwrap(), "0.1");
+        assert_eq!(incr(Some("0.1"), "0.2").unwrap(), "0.3");
+        assert_eq!(incr(Some("10.50"), "0.1").unwrap(), "10.6");
+        assert_eq!(incr(Some("5.0e3"), "2.0e2").unwrap(), "5200");
+        assert_eq!(incr(Some("3"), "-3").unwrap(), "0");
+        assert_eq!(incr(Some("-1"), "0.5").unwrap(), "-0.5");
+        assert_eq!(incr(Some("1"), "1e-20").unwrap(), "1");
+    }
+
+    #[test]
+    fn incrbyfloat_errors() {
+        assert_eq!(incr(Some("abc"), "1"), Err(FloatError::NotAFloat));
+        assert_eq!(incr(None, " 1"), Err(FloatError::NotAFloat));
+        assert_eq!(incr(None, "1 "), Err(FloatError::NotAFloat));
+        assert_eq!(incr(None, ""), Err(FloatError::NotAFloat));
+        assert_eq!(incr(None, "nan"), Err(FloatError::NotAFloat));
+        assert_eq!(incr(None, "inf"), Err(FloatError::NanOrInfinity));
+        assert_eq!(
+            incr(Some("1e4932"), "1e4932"),
+            Err(FloatError::NanOrInfinity)
+        );
+    }
+
+    #[test]
+    fn scan_cursor_is_strtoul() {
+        assert_eq!(parse_scan_cursor(b"0"), Some(0));
+        assert_eq!(parse_scan_cursor(b""), Some(0));
+        assert_eq!(parse_scan_cursor(b"+7"), Some(7));
+        assert_eq!(parse_scan_cursor(b"007"), Some(7));
+        assert_eq!(parse_scan_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_scan_cursor(b" 1"), None);
+        assert_eq!(parse_scan_cursor(b"1x"), None);
+        assert_eq!(parse_scan_cursor(b"-"), None);
+        assert_eq!(parse_scan_cursor(b"18446744073709551616"), None);
+    }
+}
