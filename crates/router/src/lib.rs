@@ -1,1 +1,306 @@
-//! placeholder
+//! Routing of keyed commands to shards: key -> slot -> shard, then one
+//! shard, several shards in parallel (fan-out, merged back in request
+//! order), or a refusal when a command that Redis makes atomic would span
+//! shards.
+//!
+//! # Layout
+//!
+//! - [`slots`]: Redis Cluster slot hashing and the slot -> shard map.
+//! - [`Router`]: runs a parsed command over a [`Backend`].
+//! - [`Backend`]: what the router needs from the node: linearizable read
+//!   barriers, views of a shard's data, and proposals through a shard's
+//!   log. The node implements it over raft and the store; tests implement
+//!   it in memory.
+//!
+//! # Atomicity
+//!
+//! MSET, MSETNX, RENAME and RENAMENX must be atomic, so all their keys must
+//! live on one shard (one raft log). Keys in different slots of the same
+//! shard are fine; keys on different shards get Redis Cluster's
+//! `-CROSSSLOT` error. DEL, UNLINK, EXISTS and MGET are not atomic across
+//! keys in Redis Cluster either, and fan out.
+
+pub mod slots;
+
+use std::future::Future;
+
+use bytes::Bytes;
+use elastickv_redis::command::{Command, Parsed};
+use elastickv_redis::exec::{self, ScanStep};
+use elastickv_redis::keyspace::{KeyCounts, KeyspaceRead, KeyspaceScan};
+use elastickv_redis::{Route, errors};
+use elastickv_resp::Reply;
+use futures::future::join_all;
+
+pub use slots::{SLOTS, shard_for_key, shard_for_slot, slot_for_key, slot_range};
+
+/// A read-only view of one shard's data.
+pub trait ShardView: KeyspaceRead + KeyspaceScan {}
+impl<T: KeyspaceRead + KeyspaceScan + ?Sized> ShardView for T {}
+
+/// The node, as the router sees it.
+pub trait Backend: Send + Sync + 'static {
+    fn shard_count(&self) -> u32;
+
+    /// The clock reads use to decide expiry.
+    fn now_ms(&self) -> u64;
+
+    /// Resolves once `shard` may be read linearizably here.
+    fn read_barrier(&self, shard: u32) -> impl Future<Output = Result<(), Reply>> + Send;
+
+    /// Runs `f` over one consistent view of `shard`'s data.
+    fn with_view<T>(&self, shard: u32, f: impl FnOnce(&dyn ShardView) -> T) -> T;
+
+    /// The key counts of `shard`, as of its last apply.
+    fn key_counts(&self, shard: u32) -> KeyCounts;
+
+    /// Replicates the write command `args` through `shard`'s log and
+    /// returns the reply produced by applying it.
+    fn propose(&self, shard: u32, args: Vec<Bytes>) -> impl Future<Output = Reply> + Send;
+}
+
+pub struct Router<B> {
+    backend: B,
+    shards: u32,
+}
+
+fn storage_error(e: elastickv_redis::StorageError) -> Reply {
+    Reply::error(format!("ERR {e}"))
+}
+
+impl<B: Backend> Router<B> {
+    pub fn new(backend: B) -> Router<B> {
+        let shards = backend.shard_count();
+        Router { backend, shards }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// Runs a keyed or shard-wide command (any route but `Local`).
+    pub async fn execute(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
+        match parsed.spec.route {
+            Route::Key => {
+                let Some(key) = args.get(1) else {
+                    return Reply::static_error(errors::SYNTAX);
+                };
+                let shard = shard_for_key(key, self.shards);
+                if parsed.spec.is_write() {
+                    self.backend.propose(shard, args).await
+                } else {
+                    self.read_on(shard, &parsed.command).await
+                }
+            }
+            Route::SameShard => {
+                let mut shards = slots::command_keys(parsed, &args)
+                    .into_iter()
+                    .map(|(_, key)| shard_for_key(key, self.shards));
+                let Some(first) = shards.next() else {
+                    return Reply::static_error(errors::SYNTAX);
+                };
+                if shards.any(|s| s != first) {
+                    return Reply::static_error(errors::CROSSSLOT);
+                }
+                self.backend.propose(first, args).await
+            }
+            Route::FanOut => self.fan_out(parsed, args).await,
+            Route::AllShards => self.all_shards(parsed, args).await,
+            Route::Scan => match &parsed.command {
+                Command::Scan(scan) => self.scan(scan).await,
+                _ => Reply::static_error(errors::SYNTAX),
+            },
+            Route::Server => match parsed.command {
+                Command::DbSize => self.dbsize().await,
+                _ => Reply::static_error("ERR command is not routed to shards"),
+            },
+            Route::Local => Reply::static_error("ERR command is not routed to shards"),
+        }
+    }
+
+    async fn read_on(&self, shard: u32, command: &Command) -> Reply {
+        if let Err(reply) = self.backend.read_barrier(shard).await {
+            return reply;
+        }
+        let now = self.backend.now_ms();
+        self.backend
+            .with_view(shard, |view| exec::execute_read(command, view, now))
+            .unwrap_or_else(storage_error)
+    }
+
+    /// DEL/UNLINK/EXISTS/MGET over keys on any shards.
+    async fn fan_out(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
+        let keys = slots::command_keys(parsed, &args);
+        // (shard, original positions of its keys)
+        let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+        for (pos, key) in &keys {
+            let shard = shard_for_key(key, self.shards);
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, positions)) => positions.push(*pos),
+                None => groups.push((shard, vec![*pos])),
+            }
+        }
+        if groups.len() == 1 {
+            let shard = groups[0].0;
+            return if parsed.spec.is_write() {
+                self.backend.propose(shard, args).await
+            } else {
+                self.read_on(shard, &parsed.command).await
+            };
+        }
+        let sub_args = |positions: &[usize]| -> Vec<Bytes> {
+            std::iter::once(args[0].clone())
+                .chain(positions.iter().map(|&p| args[p].clone()))
+                .collect()
+        };
+        if parsed.spec.is_write() {
+            let replies = join_all(
+                groups
+                    .iter()
+                    .map(|(shard, positions)| self.backend.propose(*shard, sub_args(positions))),
+            )
+            .await;
+            return sum_integers(replies);
+        }
+        let replies = join_all(groups.iter().map(|(shard, positions)| {
+            let sub = sub_args(positions);
+            async move {
+                match elastickv_redis::parse(&sub) {
+                    Ok(p) => self.read_on(*shard, &p.command).await,
+                    Err(reply) => reply,
+                }
+            }
+        }))
+        .await;
+        match parsed.command {
+            Command::MGet(_) => {
+                let mut merged = vec![Reply::Null; keys.len()];
+                for ((_, positions), reply) in groups.iter().zip(replies) {
+                    let Reply::Array(values) = reply else {
+                        return reply;
+                    };
+                    for (pos, value) in positions.iter().zip(values) {
+                        // Key positions start at argument 1.
+                        if let Some(slot) = merged.get_mut(pos - 1) {
+                            *slot = value;
+                        }
+                    }
+                }
+                Reply::Array(merged)
+            }
+            _ => sum_integers(replies),
+        }
+    }
+
+    async fn all_shards(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
+        let shards = 0..self.shards;
+        match &parsed.command {
+            Command::Keys(pattern) => {
+                let parts = join_all(shards.map(|shard| async move {
+                    self.backend.read_barrier(shard).await?;
+                    let (first, end) = slot_range(shard, self.shards);
+                    let now = self.backend.now_ms();
+                    self.backend
+                        .with_view(shard, |view| exec::keys_in(view, first, end, pattern, now))
+                        .map_err(storage_error)
+                }))
+                .await;
+                let mut keys = Vec::new();
+                for part in parts {
+                    match part {
+                        Ok(found) => keys.extend(found.into_iter().map(Reply::Bulk)),
+                        Err(reply) => return reply,
+                    }
+                }
+                Reply::Array(keys)
+            }
+            _ => {
+                // FLUSHDB / FLUSHALL: every shard clears itself.
+                let replies =
+                    join_all(shards.map(|shard| self.backend.propose(shard, args.clone()))).await;
+                replies
+                    .into_iter()
+                    .find(Reply::is_error)
+                    .unwrap_or(Reply::OK)
+            }
+        }
+    }
+
+    async fn dbsize(&self) -> Reply {
+        let barriers = join_all((0..self.shards).map(|s| self.backend.read_barrier(s))).await;
+        if let Some(Err(reply)) = barriers.into_iter().find(Result::is_err) {
+            return reply;
+        }
+        let total: u64 = (0..self.shards)
+            .map(|s| self.backend.key_counts(s).keys)
+            .sum();
+        Reply::Integer(i64::try_from(total).unwrap_or(i64::MAX))
+    }
+
+    /// SCAN: the cursor is the next slot to visit. Whole slots are returned
+    /// at a time, in slot order across shards, so every key present for the
+    /// whole iteration is returned, and returned once.
+    async fn scan(&self, scan: &elastickv_redis::command::ScanArgs) -> Reply {
+        let mut keys = Vec::new();
+        let mut cursor = scan.cursor;
+        let mut examined = 0u64;
+        let next_cursor = loop {
+            if cursor >= u64::from(SLOTS) {
+                break 0;
+            }
+            let slot = cursor as u32;
+            let shard = shard_for_slot(slot as u16, self.shards);
+            if let Err(reply) = self.backend.read_barrier(shard).await {
+                return reply;
+            }
+            let (_, end) = slot_range(shard, self.shards);
+            let budget = scan.count.saturating_sub(examined).max(1);
+            let now = self.backend.now_ms();
+            let step: Result<ScanStep, _> = self.backend.with_view(shard, |view| {
+                exec::scan_slots(
+                    view,
+                    slot,
+                    end,
+                    budget,
+                    scan.pattern.as_deref(),
+                    scan.type_name.as_deref(),
+                    now,
+                )
+            });
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => return storage_error(e),
+            };
+            examined += step.examined;
+            keys.extend(step.keys.into_iter().map(Reply::Bulk));
+            match step.next_slot {
+                Some(next) => break u64::from(next),
+                None if end >= SLOTS => break 0,
+                None if examined >= scan.count => break u64::from(end),
+                None => cursor = u64::from(end),
+            }
+        };
+        Reply::Array(vec![
+            Reply::Bulk(Bytes::from(next_cursor.to_string())),
+            Reply::Array(keys),
+        ])
+    }
+}
+
+fn sum_integers(replies: Vec<Reply>) -> Reply {
+    let mut total = 0i64;
+    for reply in replies {
+        match reply {
+            Reply::Integer(n) => total += n,
+            other => return other,
+        }
+    }
+    Reply::Integer(total)
+}
+
+#[cfg(test)]
+mod tests;

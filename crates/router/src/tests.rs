@@ -1,0 +1,242 @@
+//! Router behaviour over an in-memory, multi-shard backend.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use elastickv_redis::keyspace::{
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError,
+};
+use elastickv_redis::replicated::{Replicated, apply};
+use elastickv_resp::Reply;
+
+use super::*;
+
+/// One shard's data, keyed by (slot, key) like the real store.
+#[derive(Default)]
+struct SlotKeyspace {
+    records: BTreeMap<(u16, Vec<u8>), Vec<u8>>,
+    counts: KeyCounts,
+}
+
+impl KeyspaceRead for SlotKeyspace {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .records
+            .get(&(slot_for_key(key), key.to_vec()))
+            .cloned())
+    }
+}
+
+impl KeyspaceScan for SlotKeyspace {
+    fn scan(
+        &self,
+        from_slot: u32,
+        end_slot: u32,
+        visit: &mut elastickv_redis::keyspace::ScanVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        for ((slot, key), value) in self.records.range((from_slot as u16, Vec::new())..) {
+            if u32::from(*slot) >= end_slot || visit(*slot, key, value).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeyspaceWrite for SlotKeyspace {
+    fn put(&mut self, key: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
+        self.records
+            .insert((slot_for_key(key), key.to_vec()), record);
+        Ok(())
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
+        self.records.remove(&(slot_for_key(key), key.to_vec()));
+        Ok(())
+    }
+    fn index_expire(&mut self, _: &[u8], _: u64) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn unindex_expire(&mut self, _: &[u8], _: u64) -> Result<(), StorageError> {
+        Ok(())
+    }
+    fn clear(&mut self) -> Result<(), StorageError> {
+        self.records.clear();
+        self.counts = KeyCounts::default();
+        Ok(())
+    }
+    fn counts(&mut self) -> &mut KeyCounts {
+        &mut self.counts
+    }
+}
+
+struct MemBackend {
+    shards: Vec<Mutex<SlotKeyspace>>,
+    proposals: Mutex<Vec<(u32, Vec<Bytes>)>>,
+}
+
+impl MemBackend {
+    fn new(shards: u32) -> MemBackend {
+        MemBackend {
+            shards: (0..shards)
+                .map(|_| Mutex::new(SlotKeyspace::default()))
+                .collect(),
+            proposals: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Backend for MemBackend {
+    fn shard_count(&self) -> u32 {
+        self.shards.len() as u32
+    }
+    fn now_ms(&self) -> u64 {
+        1_000_000
+    }
+    async fn read_barrier(&self, _: u32) -> Result<(), Reply> {
+        Ok(())
+    }
+    fn with_view<T>(&self, shard: u32, f: impl FnOnce(&dyn ShardView) -> T) -> T {
+        let guard = self.shards[shard as usize].lock().unwrap();
+        f(&*guard)
+    }
+    fn key_counts(&self, shard: u32) -> KeyCounts {
+        self.shards[shard as usize].lock().unwrap().counts
+    }
+    async fn propose(&self, shard: u32, args: Vec<Bytes>) -> Reply {
+        self.proposals.lock().unwrap().push((shard, args.clone()));
+        let payload = Replicated::command(self.now_ms(), args).to_bytes();
+        apply(&mut *self.shards[shard as usize].lock().unwrap(), &payload).unwrap()
+    }
+}
+
+async fn run(router: &Router<MemBackend>, line: &str) -> Reply {
+    let args: Vec<Bytes> = line
+        .split(' ')
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect();
+    match elastickv_redis::parse(&args) {
+        Ok(parsed) => router.execute(&parsed, args).await,
+        Err(reply) => reply,
+    }
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// Two keys that live on different shards of a 4-shard node.
+fn keys_on_two_shards() -> (String, String) {
+    let a = "a".to_string();
+    let shard_a = shard_for_key(a.as_bytes(), 4);
+    let b = (0..)
+        .map(|i| format!("b{i}"))
+        .find(|k| shard_for_key(k.as_bytes(), 4) != shard_a)
+        .unwrap();
+    (a, b)
+}
+
+#[tokio::test]
+async fn atomic_commands_refuse_to_span_shards() {
+    let router = Router::new(MemBackend::new(4));
+    let (a, b) = keys_on_two_shards();
+    assert_eq!(
+        run(&router, &format!("MSET {a} 1 {b} 2")).await,
+        Reply::static_error(errors::CROSSSLOT)
+    );
+    assert_eq!(
+        run(&router, &format!("RENAME {a} {b}")).await,
+        Reply::static_error(errors::CROSSSLOT)
+    );
+    // Nothing was proposed for the refused commands.
+    assert!(router.backend().proposals.lock().unwrap().is_empty());
+    // Hash tags keep related keys together.
+    assert_eq!(run(&router, "MSET {u}:a 1 {u}:b 2").await, Reply::OK);
+    assert_eq!(run(&router, "RENAME {u}:a {u}:c").await, Reply::OK);
+}
+
+#[tokio::test]
+async fn fan_out_merges_in_request_order() {
+    let router = Router::new(MemBackend::new(4));
+    let (a, b) = keys_on_two_shards();
+    run(&router, &format!("SET {a} va")).await;
+    run(&router, &format!("SET {b} vb")).await;
+    assert_eq!(
+        run(&router, &format!("MGET {b} missing {a} {b}")).await,
+        Reply::Array(vec![bulk("vb"), Reply::Null, bulk("va"), bulk("vb")])
+    );
+    assert_eq!(
+        run(&router, &format!("EXISTS {a} {b} {a} nope")).await,
+        Reply::Integer(3)
+    );
+    assert_eq!(run(&router, "DBSIZE").await, Reply::Integer(2));
+    assert_eq!(
+        run(&router, &format!("DEL {a} {b} nope")).await,
+        Reply::Integer(2)
+    );
+    assert_eq!(run(&router, "DBSIZE").await, Reply::Integer(0));
+}
+
+#[tokio::test]
+async fn scan_returns_every_key_once_for_any_count() {
+    let router = Router::new(MemBackend::new(4));
+    let all: HashSet<String> = (0..300).map(|i| format!("key:{i}")).collect();
+    for key in &all {
+        run(&router, &format!("SET {key} v")).await;
+    }
+    for count in [1, 7, 100, 1000] {
+        let mut seen = Vec::new();
+        let mut cursor = "0".to_string();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let Reply::Array(parts) = run(&router, &format!("SCAN {cursor} COUNT {count}")).await
+            else {
+                panic!("bad reply")
+            };
+            let (Reply::Bulk(next), Reply::Array(keys)) = (&parts[0], &parts[1]) else {
+                panic!("bad reply")
+            };
+            for k in keys {
+                let Reply::Bulk(k) = k else { panic!() };
+                seen.push(String::from_utf8(k.to_vec()).unwrap());
+            }
+            cursor = String::from_utf8(next.to_vec()).unwrap();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), all.len(), "count {count}: duplicates or misses");
+        assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), all);
+        if count == 1000 {
+            assert_eq!(calls, 1);
+        }
+    }
+    let Reply::Array(keys) = run(&router, "KEYS key:1?").await else {
+        panic!()
+    };
+    assert_eq!(keys.len(), 10);
+    // Cursors past the last slot end the iteration.
+    assert_eq!(
+        run(&router, "SCAN 99999").await,
+        Reply::Array(vec![bulk("0"), Reply::Array(vec![])])
+    );
+}
+
+#[tokio::test]
+async fn flush_clears_every_shard() {
+    let router = Router::new(MemBackend::new(3));
+    for i in 0..50 {
+        run(&router, &format!("SET k{i} v")).await;
+    }
+    assert_eq!(run(&router, "DBSIZE").await, Reply::Integer(50));
+    assert_eq!(run(&router, "FLUSHALL").await, Reply::OK);
+    assert_eq!(run(&router, "DBSIZE").await, Reply::Integer(0));
+    let proposals = router.backend().proposals.lock().unwrap();
+    let flushes: HashSet<u32> = proposals
+        .iter()
+        .filter(|(_, args)| args[0].as_ref() == b"FLUSHALL")
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(flushes.len(), 3);
+}
