@@ -18,7 +18,7 @@ pub fn slot_for_key(key: &[u8]) -> u16 {
         },
         None => key,
     };
-    (crc16::State::<crc16::XMODEM>::calculate(hashed) & 0x3fff) as u16
+    crc16::State::<crc16::XMODEM>::calculate(hashed) & 0x3fff
 }
 
 /// Which of `shards` shards owns `slot`. Shards own contiguous, nearly
