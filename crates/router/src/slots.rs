@@ -68,7 +68,7 @@ mod tests {
     }
 
     fn crc(b: &[u8]) -> u16 {
-        (crc16::State::<crc16::XMODEM>::calculate(b) & 0x3fff) as u16
+        crc16::State::<crc16::XMODEM>::calculate(b) & 0x3fff
     }
 
     #[test]
