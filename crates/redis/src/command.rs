@@ -755,9 +755,11 @@ fn arity_ok(arity: i32, argc: usize) -> bool {
     }
 }
 
-/// Looks the command up and parses it, answering unknown commands, wrong
-/// arity and bad arguments with Redis's errors.
-pub fn parse(args: &[Bytes]) -> Result<Parsed, Reply> {
+/// Finds the command (or subcommand) `args` names and checks its arity,
+/// answering unknown commands and wrong arity with Redis's errors. This is
+/// the part of Redis's `processCommand` that runs before authentication is
+/// checked.
+pub fn resolve(args: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
     let Some(name) = args.first() else {
         return Err(Reply::static_error(errors::SYNTAX));
     };
@@ -767,22 +769,25 @@ pub fn parse(args: &[Bytes]) -> Result<Parsed, Reply> {
     if !arity_ok(spec.arity, args.len()) {
         return Err(errors::wrong_args(spec.name));
     }
-    let spec = if spec.subcommands.is_empty() || (args.len() == 1 && spec.parse.is_some()) {
-        spec
-    } else {
-        let sub = &args[1];
-        let Some(sub_spec) = spec
-            .subcommands
-            .iter()
-            .find(|s| s.subcommand_name().as_bytes().eq_ignore_ascii_case(sub))
-        else {
-            return Err(errors::unknown_subcommand(&args[0], sub));
-        };
-        if !arity_ok(sub_spec.arity, args.len()) {
-            return Err(errors::wrong_args(sub_spec.name));
-        }
-        sub_spec
+    if spec.subcommands.is_empty() || (args.len() == 1 && spec.parse.is_some()) {
+        return Ok(spec);
+    }
+    let sub = &args[1];
+    let Some(sub_spec) = spec
+        .subcommands
+        .iter()
+        .find(|s| s.subcommand_name().as_bytes().eq_ignore_ascii_case(sub))
+    else {
+        return Err(errors::unknown_subcommand(&args[0], sub));
     };
+    if !arity_ok(sub_spec.arity, args.len()) {
+        return Err(errors::wrong_args(sub_spec.name));
+    }
+    Ok(sub_spec)
+}
+
+/// Parses the arguments of a resolved command.
+pub fn parse_args(spec: &'static CommandSpec, args: &[Bytes]) -> Result<Parsed, Reply> {
     let Some(parse) = spec.parse else {
         return Err(errors::unknown_subcommand(&args[0], &args[0]));
     };
@@ -790,6 +795,11 @@ pub fn parse(args: &[Bytes]) -> Result<Parsed, Reply> {
         spec,
         command: parse(args)?,
     })
+}
+
+/// [`resolve`] then [`parse_args`].
+pub fn parse(args: &[Bytes]) -> Result<Parsed, Reply> {
+    parse_args(resolve(args)?, args)
 }
 
 #[cfg(test)]

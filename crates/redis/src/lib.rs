@@ -38,7 +38,7 @@ pub mod record;
 pub mod replicated;
 pub mod table;
 
-pub use command::{Command, Parsed, parse};
+pub use command::{Command, Parsed, parse, parse_args, resolve};
 pub use exec::{execute_read, execute_write};
 pub use keyspace::{
     KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, StorageError,

@@ -23,6 +23,8 @@
 pub mod slots;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use elastickv_redis::command::{Command, Parsed};
@@ -54,14 +56,31 @@ pub trait Backend: Send + Sync + 'static {
     /// The key counts of `shard`, as of its last apply.
     fn key_counts(&self, shard: u32) -> KeyCounts;
 
-    /// Replicates the write command `args` through `shard`'s log and
-    /// returns the reply produced by applying it.
-    fn propose(&self, shard: u32, args: Vec<Bytes>) -> impl Future<Output = Reply> + Send;
+    /// Queues the write command `args` on `shard`'s log and returns a
+    /// future of the reply produced by applying it. Submissions made one
+    /// after another are queued in that order.
+    fn submit(&self, shard: u32, args: Vec<Bytes>) -> impl Future<Output = ReplyFuture> + Send;
+}
+
+/// The completion of a started command.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+fn ready(reply: Reply) -> ReplyFuture {
+    Box::pin(std::future::ready(reply))
 }
 
 pub struct Router<B> {
-    backend: B,
+    backend: Arc<B>,
     shards: u32,
+}
+
+impl<B> Clone for Router<B> {
+    fn clone(&self) -> Self {
+        Router {
+            backend: self.backend.clone(),
+            shards: self.shards,
+        }
+    }
 }
 
 fn storage_error(e: elastickv_redis::StorageError) -> Reply {
@@ -69,7 +88,7 @@ fn storage_error(e: elastickv_redis::StorageError) -> Reply {
 }
 
 impl<B: Backend> Router<B> {
-    pub fn new(backend: B) -> Router<B> {
+    pub fn new(backend: Arc<B>) -> Router<B> {
         let shards = backend.shard_count();
         Router { backend, shards }
     }
@@ -82,43 +101,79 @@ impl<B: Backend> Router<B> {
         self.shards
     }
 
-    /// Runs a keyed or shard-wide command (any route but `Local`).
-    pub async fn execute(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
+    /// Runs a keyed or shard-wide command (any route but `Local`) to the
+    /// end.
+    pub async fn execute(&self, parsed: Parsed, args: Vec<Bytes>) -> Reply {
+        self.start(parsed, args).await.await
+    }
+
+    /// Starts a command: its writes are queued on their shards' logs before
+    /// this returns, so commands started one after another by a connection
+    /// are applied in that order. The returned future finishes it.
+    pub async fn start(&self, parsed: Parsed, args: Vec<Bytes>) -> ReplyFuture {
         match parsed.spec.route {
             Route::Key => {
                 let Some(key) = args.get(1) else {
-                    return Reply::static_error(errors::SYNTAX);
+                    return ready(Reply::static_error(errors::SYNTAX));
                 };
                 let shard = shard_for_key(key, self.shards);
                 if parsed.spec.is_write() {
-                    self.backend.propose(shard, args).await
+                    self.backend.submit(shard, args).await
                 } else {
-                    self.read_on(shard, &parsed.command).await
+                    let this = self.clone();
+                    Box::pin(async move { this.read_on(shard, &parsed.command).await })
                 }
             }
             Route::SameShard => {
-                let mut shards = slots::command_keys(parsed, &args)
+                let mut shards = slots::command_keys(&parsed, &args)
                     .into_iter()
                     .map(|(_, key)| shard_for_key(key, self.shards));
                 let Some(first) = shards.next() else {
-                    return Reply::static_error(errors::SYNTAX);
+                    return ready(Reply::static_error(errors::SYNTAX));
                 };
                 if shards.any(|s| s != first) {
-                    return Reply::static_error(errors::CROSSSLOT);
+                    return ready(Reply::static_error(errors::CROSSSLOT));
                 }
-                self.backend.propose(first, args).await
+                self.backend.submit(first, args).await
             }
             Route::FanOut => self.fan_out(parsed, args).await,
-            Route::AllShards => self.all_shards(parsed, args).await,
-            Route::Scan => match &parsed.command {
-                Command::Scan(scan) => self.scan(scan).await,
-                _ => Reply::static_error(errors::SYNTAX),
+            Route::AllShards => match parsed.command {
+                Command::Keys(pattern) => {
+                    let this = self.clone();
+                    Box::pin(async move { this.keys(&pattern).await })
+                }
+                _ => {
+                    // FLUSHDB / FLUSHALL: every shard clears itself.
+                    let mut pending = Vec::with_capacity(self.shards as usize);
+                    for shard in 0..self.shards {
+                        pending.push(self.backend.submit(shard, args.clone()).await);
+                    }
+                    Box::pin(async move {
+                        join_all(pending)
+                            .await
+                            .into_iter()
+                            .find(Reply::is_error)
+                            .unwrap_or(Reply::OK)
+                    })
+                }
             },
+            Route::Scan => {
+                let this = self.clone();
+                Box::pin(async move {
+                    match &parsed.command {
+                        Command::Scan(scan) => this.scan(scan).await,
+                        _ => Reply::static_error(errors::SYNTAX),
+                    }
+                })
+            }
             Route::Server => match parsed.command {
-                Command::DbSize => self.dbsize().await,
-                _ => Reply::static_error("ERR command is not routed to shards"),
+                Command::DbSize => {
+                    let this = self.clone();
+                    Box::pin(async move { this.dbsize().await })
+                }
+                _ => ready(Reply::static_error("ERR command is not routed to shards")),
             },
-            Route::Local => Reply::static_error("ERR command is not routed to shards"),
+            Route::Local => ready(Reply::static_error("ERR command is not routed to shards")),
         }
     }
 
@@ -133,24 +188,26 @@ impl<B: Backend> Router<B> {
     }
 
     /// DEL/UNLINK/EXISTS/MGET over keys on any shards.
-    async fn fan_out(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
-        let keys = slots::command_keys(parsed, &args);
-        // (shard, original positions of its keys)
+    async fn fan_out(&self, parsed: Parsed, args: Vec<Bytes>) -> ReplyFuture {
+        let keys: Vec<(usize, u32)> = slots::command_keys(&parsed, &args)
+            .into_iter()
+            .map(|(pos, key)| (pos, shard_for_key(key, self.shards)))
+            .collect();
+        // (shard, argument positions of its keys), in first-seen order.
         let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
-        for (pos, key) in &keys {
-            let shard = shard_for_key(key, self.shards);
+        for &(pos, shard) in &keys {
             match groups.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, positions)) => positions.push(*pos),
-                None => groups.push((shard, vec![*pos])),
+                Some((_, positions)) => positions.push(pos),
+                None => groups.push((shard, vec![pos])),
             }
         }
         if groups.len() == 1 {
             let shard = groups[0].0;
-            return if parsed.spec.is_write() {
-                self.backend.propose(shard, args).await
-            } else {
-                self.read_on(shard, &parsed.command).await
-            };
+            if parsed.spec.is_write() {
+                return self.backend.submit(shard, args).await;
+            }
+            let this = self.clone();
+            return Box::pin(async move { this.read_on(shard, &parsed.command).await });
         }
         let sub_args = |positions: &[usize]| -> Vec<Bytes> {
             std::iter::once(args[0].clone())
@@ -158,76 +215,71 @@ impl<B: Backend> Router<B> {
                 .collect()
         };
         if parsed.spec.is_write() {
-            let replies = join_all(
-                groups
-                    .iter()
-                    .map(|(shard, positions)| self.backend.propose(*shard, sub_args(positions))),
-            )
-            .await;
-            return sum_integers(replies);
-        }
-        let replies = join_all(groups.iter().map(|(shard, positions)| {
-            let sub = sub_args(positions);
-            async move {
-                match elastickv_redis::parse(&sub) {
-                    Ok(p) => self.read_on(*shard, &p.command).await,
-                    Err(reply) => reply,
-                }
+            let mut pending = Vec::with_capacity(groups.len());
+            for (shard, positions) in &groups {
+                pending.push(self.backend.submit(*shard, sub_args(positions)).await);
             }
-        }))
-        .await;
-        match parsed.command {
-            Command::MGet(_) => {
-                let mut merged = vec![Reply::Null; keys.len()];
-                for ((_, positions), reply) in groups.iter().zip(replies) {
-                    let Reply::Array(values) = reply else {
-                        return reply;
-                    };
-                    for (pos, value) in positions.iter().zip(values) {
-                        // Key positions start at argument 1.
-                        if let Some(slot) = merged.get_mut(pos - 1) {
-                            *slot = value;
+            return Box::pin(async move { sum_integers(join_all(pending).await) });
+        }
+        let subs: Vec<(u32, Vec<usize>, Vec<Bytes>)> = groups
+            .into_iter()
+            .map(|(shard, positions)| {
+                let sub = sub_args(&positions);
+                (shard, positions, sub)
+            })
+            .collect();
+        let this = self.clone();
+        let total_keys = keys.len();
+        Box::pin(async move {
+            let replies = join_all(subs.iter().map(|(shard, _, sub)| {
+                let this = &this;
+                async move {
+                    match elastickv_redis::parse(sub) {
+                        Ok(p) => this.read_on(*shard, &p.command).await,
+                        Err(reply) => reply,
+                    }
+                }
+            }))
+            .await;
+            match parsed.command {
+                Command::MGet(_) => {
+                    let mut merged = vec![Reply::Null; total_keys];
+                    for ((_, positions, _), reply) in subs.iter().zip(replies) {
+                        let Reply::Array(values) = reply else {
+                            return reply;
+                        };
+                        for (pos, value) in positions.iter().zip(values) {
+                            // Key positions start at argument 1.
+                            if let Some(slot) = merged.get_mut(pos - 1) {
+                                *slot = value;
+                            }
                         }
                     }
+                    Reply::Array(merged)
                 }
-                Reply::Array(merged)
+                _ => sum_integers(replies),
             }
-            _ => sum_integers(replies),
-        }
+        })
     }
 
-    async fn all_shards(&self, parsed: &Parsed, args: Vec<Bytes>) -> Reply {
-        let shards = 0..self.shards;
-        match &parsed.command {
-            Command::Keys(pattern) => {
-                let parts = join_all(shards.map(|shard| async move {
-                    self.backend.read_barrier(shard).await?;
-                    let (first, end) = slot_range(shard, self.shards);
-                    let now = self.backend.now_ms();
-                    self.backend
-                        .with_view(shard, |view| exec::keys_in(view, first, end, pattern, now))
-                        .map_err(storage_error)
-                }))
-                .await;
-                let mut keys = Vec::new();
-                for part in parts {
-                    match part {
-                        Ok(found) => keys.extend(found.into_iter().map(Reply::Bulk)),
-                        Err(reply) => return reply,
-                    }
-                }
-                Reply::Array(keys)
-            }
-            _ => {
-                // FLUSHDB / FLUSHALL: every shard clears itself.
-                let replies =
-                    join_all(shards.map(|shard| self.backend.propose(shard, args.clone()))).await;
-                replies
-                    .into_iter()
-                    .find(Reply::is_error)
-                    .unwrap_or(Reply::OK)
+    async fn keys(&self, pattern: &[u8]) -> Reply {
+        let parts = join_all((0..self.shards).map(|shard| async move {
+            self.backend.read_barrier(shard).await?;
+            let (first, end) = slot_range(shard, self.shards);
+            let now = self.backend.now_ms();
+            self.backend
+                .with_view(shard, |view| exec::keys_in(view, first, end, pattern, now))
+                .map_err(storage_error)
+        }))
+        .await;
+        let mut keys = Vec::new();
+        for part in parts {
+            match part {
+                Ok(found) => keys.extend(found.into_iter().map(Reply::Bulk)),
+                Err(reply) => return reply,
             }
         }
+        Reply::Array(keys)
     }
 
     async fn dbsize(&self) -> Reply {

@@ -103,10 +103,11 @@ impl Backend for MemBackend {
     fn key_counts(&self, shard: u32) -> KeyCounts {
         self.shards[shard as usize].lock().unwrap().counts
     }
-    async fn propose(&self, shard: u32, args: Vec<Bytes>) -> Reply {
+    async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
         self.proposals.lock().unwrap().push((shard, args.clone()));
         let payload = Replicated::command(self.now_ms(), args).to_bytes();
-        apply(&mut *self.shards[shard as usize].lock().unwrap(), &payload).unwrap()
+        let reply = apply(&mut *self.shards[shard as usize].lock().unwrap(), &payload).unwrap();
+        Box::pin(std::future::ready(reply))
     }
 }
 
@@ -116,7 +117,7 @@ async fn run(router: &Router<MemBackend>, line: &str) -> Reply {
         .map(|s| Bytes::copy_from_slice(s.as_bytes()))
         .collect();
     match elastickv_redis::parse(&args) {
-        Ok(parsed) => router.execute(&parsed, args).await,
+        Ok(parsed) => router.execute(parsed, args).await,
         Err(reply) => reply,
     }
 }
@@ -138,7 +139,7 @@ fn keys_on_two_shards() -> (String, String) {
 
 #[tokio::test]
 async fn atomic_commands_refuse_to_span_shards() {
-    let router = Router::new(MemBackend::new(4));
+    let router = Router::new(Arc::new(MemBackend::new(4)));
     let (a, b) = keys_on_two_shards();
     assert_eq!(
         run(&router, &format!("MSET {a} 1 {b} 2")).await,
@@ -157,7 +158,7 @@ async fn atomic_commands_refuse_to_span_shards() {
 
 #[tokio::test]
 async fn fan_out_merges_in_request_order() {
-    let router = Router::new(MemBackend::new(4));
+    let router = Router::new(Arc::new(MemBackend::new(4)));
     let (a, b) = keys_on_two_shards();
     run(&router, &format!("SET {a} va")).await;
     run(&router, &format!("SET {b} vb")).await;
@@ -179,7 +180,7 @@ async fn fan_out_merges_in_request_order() {
 
 #[tokio::test]
 async fn scan_returns_every_key_once_for_any_count() {
-    let router = Router::new(MemBackend::new(4));
+    let router = Router::new(Arc::new(MemBackend::new(4)));
     let all: HashSet<String> = (0..300).map(|i| format!("key:{i}")).collect();
     for key in &all {
         run(&router, &format!("SET {key} v")).await;
@@ -225,7 +226,7 @@ async fn scan_returns_every_key_once_for_any_count() {
 
 #[tokio::test]
 async fn flush_clears_every_shard() {
-    let router = Router::new(MemBackend::new(3));
+    let router = Router::new(Arc::new(MemBackend::new(3)));
     for i in 0..50 {
         run(&router, &format!("SET k{i} v")).await;
     }
