@@ -1,1 +1,234 @@
-//! placeholder
+//! An elastickv node: configuration, the Redis listener, one raft engine
+//! per shard on a raft thread, and the store, wired together.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file and flags, validated into [`NodeConfig`].
+//! - [`server`]: the listener and the per-connection pipeline loop.
+//! - [`session`]: connection state and the commands a connection answers
+//!   itself (HELLO, AUTH, CLIENT, COMMAND, CONFIG, INFO, ...).
+//! - [`backend`]: the router's backend over raft and the store.
+//! - [`state_machine`], [`keyspace`]: applying log entries as Redis
+//!   commands to the store.
+//! - [`expiry`]: active expiry through the log.
+//! - [`info`], [`clients`], [`stats`], [`metrics`], [`clock`].
+//!
+//! # Threads
+//!
+//! A tokio runtime serves clients and timers; the raft thread owns every
+//! shard's `RawNode` and talks to tokio only through bounded channels.
+
+pub mod backend;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod expiry;
+pub mod info;
+pub mod keyspace;
+pub mod metrics;
+pub mod server;
+pub mod session;
+pub mod state_machine;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use elastickv_raft::{EngineConfig, EngineError, NoPeers, RaftHandle};
+use elastickv_resp::Reply;
+use elastickv_router::Router;
+use elastickv_store::{NodeIdentity, Store, StoreError, StoreOptions};
+use rand::Rng;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, NodeConfig, Overrides};
+
+use crate::backend::NodeBackend;
+use crate::clients::Clients;
+use crate::clock::ProposalClock;
+use crate::state_machine::ShardMachine;
+use crate::stats::Stats;
+
+/// The Redis version this server behaves as (HELLO, INFO).
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// Everything connections share.
+pub struct NodeState {
+    pub config: NodeConfig,
+    pub router: Router<NodeBackend>,
+    pub clients: Clients,
+    pub stats: Stats,
+    pub started: Instant,
+    pub run_id: String,
+    pub redis_addr: SocketAddr,
+}
+
+/// Why a node could not start. Each renders as one line for the operator.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open data directory {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("cannot start raft: {0}")]
+    Raft(#[from] EngineError),
+    #[error("cannot listen on {addr} for Redis clients: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Metrics(String),
+}
+
+/// A running node.
+pub struct Node {
+    state: Arc<NodeState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Opens the data directory, starts the shards' raft engines and begins
+    /// serving Redis clients.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db_path = config.data_dir.join("rocksdb");
+        let store = Store::open(&db_path, &StoreOptions::default())
+            .and_then(|store| {
+                store.check_identity(NodeIdentity {
+                    node_id: config.node_id,
+                    shards: config.shards,
+                })?;
+                Ok(store)
+            })
+            .map_err(|source| StartError::Store {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+
+        let listener = TcpListener::bind(&config.redis_addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.redis_addr.clone(),
+                source,
+            })?;
+        let redis_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.redis_addr.clone(),
+            source,
+        })?;
+
+        let peers = config.peer_map()?;
+        let engine_config = EngineConfig {
+            node_id: config.node_id,
+            election_tick: config.raft.election_tick,
+            heartbeat_tick: config.raft.heartbeat_tick,
+            pre_vote: config.raft.pre_vote,
+            limits: config.raft.limits(),
+            initial_voters: peers.keys().copied().collect(),
+        };
+        let machines = (0..config.shards)
+            .map(|shard| (shard, ShardMachine::new(config.shards)))
+            .collect();
+        let raft: RaftHandle<Reply> = elastickv_raft::start(
+            &engine_config,
+            Duration::from_millis(config.raft.tick_ms),
+            &store,
+            machines,
+            NoPeers,
+            &|var| std::env::var(var).ok(),
+        )?;
+
+        if !config.metrics_addr.is_empty() {
+            let addr = tokio::net::lookup_host(&config.metrics_addr)
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    StartError::Metrics(format!(
+                        "cannot resolve metrics_addr {}",
+                        config.metrics_addr
+                    ))
+                })?;
+            metrics::install(addr).map_err(StartError::Metrics)?;
+        }
+
+        let backend = NodeBackend {
+            raft,
+            store,
+            shards: config.shards,
+            clock: Arc::new(ProposalClock::default()),
+        };
+        let run_id: String = {
+            let mut rng = rand::thread_rng();
+            (0..40)
+                .map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0'))
+                .collect()
+        };
+        let state = Arc::new(NodeState {
+            router: Router::new(Arc::new(backend)),
+            clients: Clients::default(),
+            stats: Stats::default(),
+            started: Instant::now(),
+            run_id,
+            redis_addr,
+            config,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(server::serve(listener, state.clone(), shutdown_rx.clone())),
+            tokio::spawn(expiry::run(state.clone(), shutdown_rx)),
+        ];
+        tracing::info!(
+            node_id = state.config.node_id,
+            shards = state.config.shards,
+            redis_addr = %redis_addr,
+            data_dir = %state.config.data_dir.display(),
+            "elastickv is ready to accept connections"
+        );
+        Ok(Node {
+            state,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn redis_addr(&self) -> SocketAddr {
+        self.state.redis_addr
+    }
+
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
+    /// Resolves if the raft engine stops on its own (a fatal error), with
+    /// the reason.
+    pub async fn failed(&self) -> String {
+        self.state.router.backend().raft.stopped().await
+    }
+
+    /// Stops accepting clients and stops the raft engine, flushing it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let raft = self.state.router.backend().raft.clone();
+        // Joining the raft thread blocks; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        tracing::info!("elastickv stopped");
+    }
+}

@@ -296,8 +296,18 @@ impl<SM: StateMachine> ShardEngine<SM> {
             return Ok(None);
         }
         let mut rd = self.raw.ready();
-        if rd.ss().is_some() && self.raw.raft.state != StateRole::Leader {
-            self.fail_unconfirmed_reads();
+        if let Some(ss) = rd.ss() {
+            tracing::info!(
+                shard_id = self.shard,
+                local_id = self.raw.raft.id,
+                role = ?ss.raft_state,
+                leader = ss.leader_id,
+                term = self.raw.raft.term,
+                "raft role changed"
+            );
+            if self.raw.raft.state != StateRole::Leader {
+                self.fail_unconfirmed_reads();
+            }
         }
         if !rd.messages().is_empty() {
             transport.send(self.shard, rd.take_messages());

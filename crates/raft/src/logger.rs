@@ -22,7 +22,9 @@ impl Drain for TracingDrain {
         match record.level() {
             Level::Critical | Level::Error => tracing::error!(target: "raft", "{message}{fields}"),
             Level::Warning => tracing::warn!(target: "raft", "{message}{fields}"),
-            Level::Info => tracing::info!(target: "raft", "{message}{fields}"),
+            // raft-rs narrates every step at info; the engine logs the
+            // transitions operators care about (role changes) itself.
+            Level::Info => tracing::debug!(target: "raft", "{message}{fields}"),
             Level::Debug => tracing::debug!(target: "raft", "{message}{fields}"),
             Level::Trace => tracing::trace!(target: "raft", "{message}{fields}"),
         }

@@ -164,10 +164,21 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// Replicates `data` through `shard`'s log and returns what applying it
     /// produced, once it is durable on a majority and applied here.
     pub async fn propose(&self, shard: ShardId, data: Vec<u8>) -> Result<O, ProposeError> {
+        self.submit(shard, data).await?.await
+    }
+
+    /// Queues `data` for `shard`'s log and returns once it is queued:
+    /// proposals submitted one after another enter the log in that order.
+    /// The returned future resolves like [`RaftHandle::propose`].
+    pub async fn submit(
+        &self,
+        shard: ShardId,
+        data: Vec<u8>,
+    ) -> Result<impl Future<Output = Result<O, ProposeError>> + Send + 'static, ProposeError> {
         self.check_shard(shard)?;
         let (reply, rx) = oneshot::channel();
         self.send(Request::Propose { shard, data, reply }).await?;
-        rx.await.map_err(|_| ProposeError::Stopped)?
+        Ok(async move { rx.await.map_err(|_| ProposeError::Stopped)? })
     }
 
     /// Waits until this node may serve a linearizable read of `shard`: the

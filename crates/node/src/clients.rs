@@ -1,0 +1,92 @@
+//! Connected clients, for CLIENT LIST / CLIENT INFO and INFO clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+#[derive(Debug, Clone)]
+pub struct ClientEntry {
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub name: Option<Bytes>,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_command: String,
+    pub resp: u8,
+}
+
+#[derive(Debug, Default)]
+pub struct Clients {
+    next_id: AtomicU64,
+    entries: Mutex<BTreeMap<u64, ClientEntry>>,
+}
+
+impl Clients {
+    pub fn register(&self, addr: SocketAddr, laddr: SocketAddr) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        self.entries.lock().insert(
+            id,
+            ClientEntry {
+                addr,
+                laddr,
+                name: None,
+                created: now,
+                last_active: now,
+                last_command: "NULL".into(),
+                resp: 2,
+            },
+        );
+        id
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.entries.lock().remove(&id);
+    }
+
+    pub fn count(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut ClientEntry)) {
+        if let Some(entry) = self.entries.lock().get_mut(&id) {
+            f(entry);
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<ClientEntry> {
+        self.entries.lock().get(&id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<(u64, ClientEntry)> {
+        self.entries
+            .lock()
+            .iter()
+            .map(|(id, e)| (*id, e.clone()))
+            .collect()
+    }
+}
+
+/// One CLIENT LIST line, in Redis's field order. Fields describing Redis
+/// internals this server does not have (buffers, pub/sub) read as zero.
+pub fn describe(id: u64, e: &ClientEntry) -> String {
+    let now = Instant::now();
+    format!(
+        "id={id} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+         tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+        e.addr,
+        e.laddr,
+        e.name
+            .as_ref()
+            .map_or(String::new(), |n| String::from_utf8_lossy(n).into_owned()),
+        now.duration_since(e.created).as_secs(),
+        now.duration_since(e.last_active).as_secs(),
+        e.last_command,
+        e.resp,
+    )
+}

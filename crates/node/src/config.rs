@@ -1,0 +1,398 @@
+//! Node configuration: a TOML file (`--config`) overlaid by command-line
+//! flags, validated once at start-up. Every problem is reported as one line
+//! naming the key and what is wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use elastickv_raft::LimitsConfig;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Most shards a node accepts: each is a raft group with its own log.
+pub const MAX_SHARDS: u32 = 1024;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}, line {line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("invalid {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Raft tuning (`[raft]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftSection {
+    /// Milliseconds per raft tick.
+    pub tick_ms: u64,
+    /// Ticks before a follower without a leader campaigns.
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    pub pre_vote: bool,
+    /// MaxInflightMsgs; `ELASTICKV_RAFT_MAX_INFLIGHT_MSGS` overrides it.
+    pub max_inflight_msgs: Option<u64>,
+    /// MaxSizePerMsg in bytes; `ELASTICKV_RAFT_MAX_SIZE_PER_MSG` overrides
+    /// it.
+    pub max_size_per_msg: Option<u64>,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        RaftSection {
+            tick_ms: 100,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            pre_vote: true,
+            max_inflight_msgs: None,
+            max_size_per_msg: None,
+        }
+    }
+}
+
+impl RaftSection {
+    pub fn limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            max_inflight_msgs: self.max_inflight_msgs,
+            max_size_per_msg: self.max_size_per_msg,
+        }
+    }
+}
+
+/// The node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    /// Where Redis clients connect.
+    pub redis_addr: String,
+    /// Where other nodes reach this node's raft transport.
+    pub raft_addr: String,
+    pub data_dir: PathBuf,
+    /// Shards (raft groups); fixed for the life of the data directory.
+    pub shards: u32,
+    /// `id=host:port,...`: every node's raft address, this one included.
+    pub peers: String,
+    /// Prometheus metrics endpoint; off when empty.
+    pub metrics_addr: String,
+    /// Password clients must AUTH with; none when empty.
+    pub requirepass: String,
+    pub maxclients: usize,
+    pub raft: RaftSection,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: 1,
+            redis_addr: "127.0.0.1:6379".into(),
+            raft_addr: "127.0.0.1:7379".into(),
+            data_dir: PathBuf::from("./elastickv-data"),
+            shards: 4,
+            peers: String::new(),
+            metrics_addr: String::new(),
+            requirepass: String::new(),
+            maxclients: 10_000,
+            raft: RaftSection::default(),
+        }
+    }
+}
+
+/// Values given as flags; each beats the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub node_id: Option<u64>,
+    pub redis_addr: Option<String>,
+    pub raft_addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub shards: Option<u32>,
+    pub peers: Option<String>,
+    pub metrics_addr: Option<String>,
+    pub requirepass: Option<String>,
+}
+
+impl NodeConfig {
+    /// Reads `file` (if any), applies `overrides`, validates.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<NodeConfig, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                NodeConfig::from_toml(&text, path)?
+            }
+            None => NodeConfig::default(),
+        };
+        config.apply(overrides);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_toml(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(0, |span| {
+                text[..span.start.min(text.len())].lines().count().max(1)
+            });
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().replace('\n', " "),
+            }
+        })
+    }
+
+    fn apply(&mut self, o: Overrides) {
+        // Destructured so a new flag cannot be forgotten here.
+        let Overrides {
+            node_id,
+            redis_addr,
+            raft_addr,
+            data_dir,
+            shards,
+            peers,
+            metrics_addr,
+            requirepass,
+        } = o;
+        if let Some(v) = node_id {
+            self.node_id = v;
+        }
+        if let Some(v) = redis_addr {
+            self.redis_addr = v;
+        }
+        if let Some(v) = raft_addr {
+            self.raft_addr = v;
+        }
+        if let Some(v) = data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = shards {
+            self.shards = v;
+        }
+        if let Some(v) = peers {
+            self.peers = v;
+        }
+        if let Some(v) = metrics_addr {
+            self.metrics_addr = v;
+        }
+        if let Some(v) = requirepass {
+            self.requirepass = v;
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err(invalid(
+                "shards",
+                format!(
+                    "{} is out of range; accepted: 1..={MAX_SHARDS}",
+                    self.shards
+                ),
+            ));
+        }
+        check_addr("redis_addr", &self.redis_addr)?;
+        check_addr("raft_addr", &self.raft_addr)?;
+        if !self.metrics_addr.is_empty() {
+            check_addr("metrics_addr", &self.metrics_addr)?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.maxclients == 0 {
+            return Err(invalid("maxclients", "must be at least 1"));
+        }
+        let peers = self.peer_map()?;
+        if let Some(other) = peers.keys().find(|&&id| id != self.node_id) {
+            return Err(invalid(
+                "peers",
+                format!(
+                    "lists node {other}, but this version runs single-node clusters only \
+                     (multi-node replication is not available yet)"
+                ),
+            ));
+        }
+        let r = &self.raft;
+        if r.tick_ms == 0 || r.tick_ms > 10_000 {
+            return Err(invalid("raft.tick_ms", "accepted: 1..=10000"));
+        }
+        if r.heartbeat_tick == 0 {
+            return Err(invalid("raft.heartbeat_tick", "must be at least 1"));
+        }
+        if r.election_tick <= r.heartbeat_tick {
+            return Err(invalid(
+                "raft.election_tick",
+                "must be greater than raft.heartbeat_tick",
+            ));
+        }
+        r.limits()
+            .validate()
+            .map_err(|e| invalid("raft", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The peers map, this node included (added with `raft_addr` when the
+    /// list is empty).
+    pub fn peer_map(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
+        let mut peers = BTreeMap::new();
+        for entry in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let Some((id, addr)) = entry.split_once('=') else {
+                return Err(invalid("peers", format!("{entry:?} is not id=host:port")));
+            };
+            let id: u64 =
+                id.trim().parse().ok().filter(|&id| id > 0).ok_or_else(|| {
+                    invalid("peers", format!("{id:?} is not a node id (1 or more)"))
+                })?;
+            check_addr("peers", addr.trim())?;
+            if peers.insert(id, addr.trim().to_string()).is_some() {
+                return Err(invalid("peers", format!("node {id} is listed twice")));
+            }
+        }
+        if peers.is_empty() {
+            peers.insert(self.node_id, self.raft_addr.clone());
+        }
+        if !peers.contains_key(&self.node_id) {
+            return Err(invalid(
+                "peers",
+                format!("does not list this node (node_id {})", self.node_id),
+            ));
+        }
+        Ok(peers)
+    }
+
+    pub fn requirepass(&self) -> Option<&str> {
+        (!self.requirepass.is_empty()).then_some(self.requirepass.as_str())
+    }
+}
+
+/// `host:port` with a numeric port; the host is resolved when binding.
+fn check_addr(key: &'static str, addr: &str) -> Result<(), ConfigError> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(invalid(key, format!("{addr:?} is not host:port"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, overrides: Overrides) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, text).unwrap();
+        NodeConfig::load(Some(&path), overrides)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = NodeConfig::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.redis_addr, "127.0.0.1:6379");
+        assert_eq!(c.raft_addr, "127.0.0.1:7379");
+        assert_eq!(c.data_dir, PathBuf::from("./elastickv-data"));
+        assert_eq!(c.shards, 4);
+        assert_eq!(c.peer_map().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let c = load_text(
+            "shards = 8\nredis_addr = \"0.0.0.0:7000\"\n[raft]\nmax_inflight_msgs = 64\n",
+            Overrides {
+                shards: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.redis_addr, "0.0.0.0:7000");
+        assert_eq!(c.raft.max_inflight_msgs, Some(64));
+    }
+
+    #[test]
+    fn bad_config_is_one_clear_line() {
+        let cases = [
+            (
+                "shards = 0",
+                "invalid shards: 0 is out of range; accepted: 1..=1024",
+            ),
+            ("node_id = 0", "invalid node_id: must be at least 1"),
+            (
+                "redis_addr = \"nope\"",
+                "invalid redis_addr: \"nope\" is not host:port",
+            ),
+            (
+                "[raft]\nmax_inflight_msgs = 0",
+                "invalid raft: max_inflight_msgs = 0 is out of range; accepted: 1..=8192",
+            ),
+            ("peers = \"2=127.0.0.1:1\"", "invalid peers: lists node 2"),
+        ];
+        for (text, expected) in cases {
+            let err = load_text(text, Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{text:?} gave {err:?}");
+            assert!(!err.contains('\n'), "{err:?}");
+        }
+        let err = load_text("shards = \"four\"\nbogus = 1", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains('\n'), "{err:?}");
+        let err = load_text("bogus = 1", Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+        let err = NodeConfig::load(Some(Path::new("/nonexistent/x.toml")), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read config file /nonexistent/x.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn peers_parse() {
+        let c = NodeConfig {
+            peers: "1=127.0.0.1:7379".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.peer_map().unwrap()[&1], "127.0.0.1:7379");
+        for bad in ["1", "x=1.2.3.4:5", "1=nohost", "0=1.2.3.4:5", "1=a:1,1=b:2"] {
+            let c = NodeConfig {
+                peers: bad.into(),
+                ..Default::default()
+            };
+            assert!(c.peer_map().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! INFO: Redis's sections that apply here (server, clients, memory,
+//! persistence, stats, replication, keyspace) plus `raft`, in Redis's text
+//! format.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use elastickv_router::Backend as _;
+
+use crate::NodeState;
+use crate::stats::Stats;
+
+/// Sections in output order, and whether `INFO` without arguments
+/// includes them.
+const SECTIONS: [(&str, bool); 8] = [
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("keyspace", true),
+    ("raft", true),
+];
+
+/// The INFO text for the requested section names.
+pub fn render(state: &NodeState, requested: &[Bytes]) -> String {
+    let wants = |name: &str| {
+        requested.is_empty()
+            || requested.iter().any(|r| {
+                r.eq_ignore_ascii_case(name.as_bytes())
+                    || r.eq_ignore_ascii_case(b"all")
+                    || r.eq_ignore_ascii_case(b"everything")
+                    || r.eq_ignore_ascii_case(b"default")
+            })
+    };
+    let mut out = String::new();
+    for (name, _) in SECTIONS.iter().filter(|(name, _)| wants(name)) {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        match *name {
+            "server" => server(state, &mut out),
+            "clients" => clients(state, &mut out),
+            "memory" => memory(&mut out),
+            "persistence" => out.push_str("# Persistence\r\nloading:0\r\nasync_loading:0\r\n"),
+            "stats" => stats(state, &mut out),
+            "replication" => {
+                out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n");
+            }
+            "keyspace" => keyspace(state, &mut out),
+            _ => raft(state, &mut out),
+        }
+    }
+    out
+}
+
+fn line(out: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = write!(out, "{key}:{value}\r\n");
+}
+
+fn server(state: &NodeState, out: &mut String) {
+    out.push_str("# Server\r\n");
+    line(out, "redis_version", crate::REDIS_VERSION);
+    line(out, "elastickv_version", env!("CARGO_PKG_VERSION"));
+    line(out, "redis_mode", "standalone");
+    line(out, "os", std::env::consts::OS);
+    line(out, "arch_bits", usize::BITS);
+    line(out, "multiplexing_api", "epoll");
+    line(out, "process_id", std::process::id());
+    line(out, "run_id", &state.run_id);
+    line(out, "tcp_port", state.redis_addr.port());
+    let uptime = state.started.elapsed().as_secs();
+    line(out, "uptime_in_seconds", uptime);
+    line(out, "uptime_in_days", uptime / 86_400);
+    line(out, "hz", 10);
+    line(
+        out,
+        "executable",
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+}
+
+fn clients(state: &NodeState, out: &mut String) {
+    out.push_str("# Clients\r\n");
+    line(out, "connected_clients", state.clients.count());
+    line(out, "maxclients", state.config.maxclients);
+    line(out, "blocked_clients", 0);
+}
+
+fn memory(out: &mut String) {
+    // Resident set size from /proc; 0 where /proc is unavailable.
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096);
+    out.push_str("# Memory\r\n");
+    line(out, "used_memory", rss);
+    line(out, "used_memory_human", human_bytes(rss));
+    line(out, "used_memory_rss", rss);
+    line(out, "maxmemory", 0);
+    line(out, "maxmemory_policy", "noeviction");
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+fn stats(state: &NodeState, out: &mut String) {
+    let s = &state.stats;
+    out.push_str("# Stats\r\n");
+    line(
+        out,
+        "total_connections_received",
+        Stats::get(&s.connections_received),
+    );
+    line(
+        out,
+        "total_commands_processed",
+        Stats::get(&s.commands_processed),
+    );
+    line(
+        out,
+        "rejected_connections",
+        Stats::get(&s.connections_rejected),
+    );
+    line(out, "expired_keys", Stats::get(&s.expired_keys));
+}
+
+fn keyspace(state: &NodeState, out: &mut String) {
+    out.push_str("# Keyspace\r\n");
+    let backend = state.router.backend();
+    let (keys, expires) = (0..backend.shard_count())
+        .map(|shard| backend.key_counts(shard))
+        .fold((0, 0), |(k, e), c| (k + c.keys, e + c.expires));
+    if keys > 0 {
+        let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+    }
+}
+
+fn raft(state: &NodeState, out: &mut String) {
+    out.push_str("# Raft\r\n");
+    line(out, "node_id", state.config.node_id);
+    line(out, "shards", state.config.shards);
+    for s in state.router.backend().raft.status() {
+        let _ = write!(
+            out,
+            "shard{}:role={},leader={},term={},commit={},applied={},first_index={},last_index={}\r\n",
+            s.shard,
+            s.role.as_str(),
+            s.leader,
+            s.term,
+            s.commit,
+            s.applied,
+            s.first_index,
+            s.last_index
+        );
+    }
+}

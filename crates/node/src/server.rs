@@ -1,0 +1,229 @@
+//! The Redis listener and the per-connection loop.
+//!
+//! A connection reads every request already buffered (a pipeline), then
+//! runs them in order: consecutive keyed reads run concurrently, and so do
+//! consecutive writes (queued on their shards' logs in request order);
+//! when the kind changes, or a connection-level command comes, everything
+//! in flight finishes first. So a pipeline behaves exactly as if run one
+//! command at a time, while N pipelined writes share one fsync.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use elastickv_redis::{Route, errors, parse_args, resolve};
+use elastickv_resp::connection::WRITE_HIGH_WATER;
+use elastickv_resp::{Connection, ParseLimits, ReadOutcome, Reply, RequestParser};
+use elastickv_router::ReplyFuture;
+use futures::future::join_all;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+use crate::NodeState;
+use crate::session::{self, Outcome, Session};
+use crate::stats::Stats;
+
+/// Requests taken from one read before replies are written.
+const MAX_PIPELINE: usize = 1024;
+
+/// Accepts clients until `shutdown` flips.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<NodeState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(state.config.maxclients));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        Stats::add(&state.stats.connections_received, 1);
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            Stats::add(&state.stats.connections_rejected, 1);
+            tokio::spawn(reject(stream));
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let laddr = stream.local_addr().unwrap_or(addr);
+            let id = state.clients.register(addr, laddr);
+            if let Err(e) = handle(stream, &state, id).await {
+                tracing::debug!(client_id = id, error = %e, "connection ended");
+            }
+            state.clients.unregister(id);
+            drop(permit);
+        });
+    }
+}
+
+async fn reject(stream: TcpStream) {
+    let mut conn = Connection::new(stream, RequestParser::default());
+    conn.queue(&Reply::static_error("ERR max number of clients reached"));
+    let _ = conn.close().await;
+}
+
+/// Why a batch ended the connection.
+enum BatchEnd {
+    KeepOpen,
+    Close,
+}
+
+async fn handle(stream: TcpStream, state: &NodeState, id: u64) -> std::io::Result<()> {
+    let mut parser = RequestParser::new(ParseLimits::default());
+    parser.set_auth_required(state.config.requirepass().is_some());
+    let mut conn = Connection::new(stream, parser);
+    let mut session = Session::new(id, state);
+    loop {
+        let first = match conn.read_request().await? {
+            ReadOutcome::Request(args) => args,
+            ReadOutcome::Closed => return Ok(()),
+            ReadOutcome::Invalid(e) => return close_on_protocol_error(conn, e).await,
+        };
+        let mut batch = vec![first];
+        let mut protocol_error = None;
+        while batch.len() < MAX_PIPELINE {
+            match conn.buffered_request() {
+                Ok(Some(args)) => batch.push(args),
+                Ok(None) => break,
+                Err(e) => {
+                    protocol_error = Some(e);
+                    break;
+                }
+            }
+        }
+        let end = run_batch(&mut conn, &mut session, state, batch).await?;
+        if let BatchEnd::Close = end {
+            return conn.close().await;
+        }
+        if let Some(e) = protocol_error {
+            return close_on_protocol_error(conn, e).await;
+        }
+        conn.parser_mut().set_auth_required(!session.authenticated);
+        conn.flush().await?;
+    }
+}
+
+async fn close_on_protocol_error(
+    mut conn: Connection<TcpStream>,
+    e: elastickv_resp::ProtocolError,
+) -> std::io::Result<()> {
+    tracing::debug!(error = %e, "protocol error; closing the connection");
+    if let Some(text) = e.reply_text() {
+        conn.queue(&Reply::error(text));
+    }
+    conn.close().await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// Commands started but not yet finished, in request order.
+struct InFlight {
+    replies: Vec<ReplyFuture>,
+    kind: Option<Kind>,
+}
+
+impl InFlight {
+    async fn finish(&mut self, conn: &mut Connection<TcpStream>) {
+        self.kind = None;
+        if self.replies.is_empty() {
+            return;
+        }
+        for reply in join_all(self.replies.drain(..)).await {
+            conn.queue(&reply);
+        }
+    }
+
+    fn push_ready(&mut self, reply: Reply) {
+        self.replies.push(Box::pin(std::future::ready(reply)));
+    }
+}
+
+async fn run_batch(
+    conn: &mut Connection<TcpStream>,
+    session: &mut Session,
+    state: &NodeState,
+    batch: Vec<Vec<Bytes>>,
+) -> std::io::Result<BatchEnd> {
+    let mut in_flight = InFlight {
+        replies: Vec::with_capacity(batch.len()),
+        kind: None,
+    };
+    let mut last_command = None;
+    for args in batch {
+        session::count_command(state);
+        let spec = match resolve(&args) {
+            Ok(spec) => spec,
+            Err(reply) => {
+                in_flight.push_ready(reply);
+                continue;
+            }
+        };
+        last_command = Some(spec.name);
+        if !session.authenticated && !spec.flags.contains(&"no_auth") {
+            in_flight.push_ready(Reply::static_error(errors::NOAUTH));
+            continue;
+        }
+        let parsed = match parse_args(spec, &args) {
+            Ok(parsed) => parsed,
+            Err(reply) => {
+                in_flight.push_ready(reply);
+                continue;
+            }
+        };
+        let local = matches!(spec.route, Route::Local)
+            || (spec.route == Route::Server
+                && !matches!(parsed.command, elastickv_redis::Command::DbSize));
+        if local {
+            in_flight.finish(conn).await;
+            match session.execute(state, parsed.command) {
+                Outcome::Reply(reply) => {
+                    conn.set_protocol(session.protocol);
+                    conn.queue(&reply);
+                }
+                Outcome::Close(reply) => {
+                    conn.queue(&reply);
+                    return Ok(BatchEnd::Close);
+                }
+            }
+        } else {
+            let kind = if spec.is_write() {
+                Kind::Write
+            } else {
+                Kind::Read
+            };
+            if in_flight.kind.is_some_and(|k| k != kind) {
+                in_flight.finish(conn).await;
+            }
+            let started = state.router.start(parsed, args).await;
+            in_flight.replies.push(started);
+            in_flight.kind = Some(kind);
+        }
+        if conn.pending_write_bytes() > WRITE_HIGH_WATER {
+            in_flight.finish(conn).await;
+            conn.flush().await?;
+        }
+    }
+    in_flight.finish(conn).await;
+    if let Some(name) = last_command {
+        state.clients.update(session.id, |c| {
+            c.last_active = std::time::Instant::now();
+            c.last_command = name.to_string();
+        });
+    }
+    Ok(BatchEnd::KeepOpen)
+}

@@ -1,0 +1,283 @@
+//! Per-connection state and the commands a connection answers itself:
+//! PING, ECHO, QUIT, HELLO, SELECT, AUTH, CLIENT, COMMAND, CONFIG, INFO.
+
+use bytes::Bytes;
+use elastickv_redis::command::Command;
+use elastickv_redis::{errors, glob, introspect};
+use elastickv_resp::{ProtocolVersion, Reply};
+
+use crate::NodeState;
+use crate::clients::describe;
+use crate::info;
+use crate::stats::Stats;
+
+/// What a local command asks of the connection.
+pub enum Outcome {
+    Reply(Reply),
+    /// Reply, then close (QUIT).
+    Close(Reply),
+}
+
+pub struct Session {
+    pub id: u64,
+    pub authenticated: bool,
+    pub protocol: ProtocolVersion,
+}
+
+fn bulk(s: impl Into<Bytes>) -> Reply {
+    Reply::Bulk(s.into())
+}
+
+impl Session {
+    pub fn new(id: u64, state: &NodeState) -> Session {
+        Session {
+            id,
+            authenticated: state.config.requirepass().is_none(),
+            protocol: ProtocolVersion::Resp2,
+        }
+    }
+
+    /// Checks a password the way Redis's default user does.
+    fn check_password(&self, state: &NodeState, username: Option<&[u8]>, password: &[u8]) -> Reply {
+        if username.is_some_and(|u| u != b"default") {
+            return Reply::static_error(errors::WRONGPASS);
+        }
+        match state.config.requirepass() {
+            Some(expected) if expected.as_bytes() == password => Reply::ok(),
+            Some(_) => Reply::static_error(errors::WRONGPASS),
+            // No password configured: the default user takes any password.
+            None => Reply::ok(),
+        }
+    }
+
+    pub fn execute(&mut self, state: &NodeState, command: Command) -> Outcome {
+        let reply = match command {
+            Command::Ping(None) => Reply::simple("PONG"),
+            Command::Ping(Some(message)) | Command::Echo(message) => Reply::Bulk(message),
+            Command::Quit => return Outcome::Close(Reply::ok()),
+            Command::Select(0) => Reply::ok(),
+            Command::Select(_) => Reply::static_error(errors::DB_INDEX_RANGE),
+            Command::Auth { username, password } => {
+                if username.is_none() && state.config.requirepass().is_none() {
+                    Reply::static_error(errors::AUTH_NOT_CONFIGURED)
+                } else {
+                    let reply = self.check_password(state, username.as_deref(), &password);
+                    if !reply.is_error() {
+                        self.authenticated = true;
+                    }
+                    reply
+                }
+            }
+            Command::Hello {
+                protover,
+                auth,
+                setname,
+            } => self.hello(state, protover, auth, setname),
+            Command::ClientId => Reply::Integer(self.id as i64),
+            Command::ClientGetName => match state.clients.get(self.id).and_then(|c| c.name) {
+                Some(name) => Reply::Bulk(name),
+                None => Reply::Null,
+            },
+            Command::ClientSetName(name) => match set_name(state, self.id, name) {
+                Ok(()) => Reply::ok(),
+                Err(reply) => reply,
+            },
+            Command::ClientInfo => match state.clients.get(self.id) {
+                Some(entry) => Reply::Verbatim {
+                    format: *b"txt",
+                    text: Bytes::from(describe(self.id, &entry)),
+                },
+                None => Reply::Null,
+            },
+            Command::ClientList => {
+                let text: String = state
+                    .clients
+                    .all()
+                    .iter()
+                    .map(|(id, entry)| describe(*id, entry))
+                    .collect();
+                Reply::Verbatim {
+                    format: *b"txt",
+                    text: Bytes::from(text),
+                }
+            }
+            Command::ClientHelp => introspect::help(
+                "client",
+                &[
+                    "GETNAME",
+                    "    Return the name of the current connection.",
+                    "ID",
+                    "    Return the ID of the current connection.",
+                    "INFO",
+                    "    Return information about the current client connection.",
+                    "LIST",
+                    "    Return information about client connections.",
+                    "SETNAME <name>",
+                    "    Assign the name <name> to the current connection.",
+                ],
+            ),
+            Command::CommandAll => introspect::all_commands(),
+            Command::CommandCount => introspect::command_count(),
+            Command::CommandInfo(names) => introspect::command_info_for(&names),
+            Command::CommandDocs(_) => introspect::command_docs(),
+            Command::CommandList => introspect::command_list(),
+            Command::CommandHelp => introspect::help(
+                "command",
+                &[
+                    "(no subcommand)",
+                    "    Return details about all commands.",
+                    "COUNT",
+                    "    Return the total number of commands in this server.",
+                    "LIST",
+                    "    Return a list of all commands in this server.",
+                    "INFO [<command-name> ...]",
+                    "    Return details about multiple commands.",
+                    "DOCS [<command-name> ...]",
+                    "    Return documentation details about multiple commands.",
+                ],
+            ),
+            Command::ConfigGet(patterns) => config_get(state, &patterns),
+            Command::ConfigSet(args) => config_set(state, &args),
+            Command::ConfigResetStat => {
+                state.stats.reset();
+                Reply::ok()
+            }
+            Command::ConfigHelp => introspect::help(
+                "config",
+                &[
+                    "GET <pattern>",
+                    "    Return parameters matching the glob-like <pattern> and their values.",
+                    "SET <directive> <value>",
+                    "    Set the configuration <directive> to <value>.",
+                    "RESETSTAT",
+                    "    Reset statistics reported by the INFO command.",
+                ],
+            ),
+            Command::Info(sections) => Reply::Verbatim {
+                format: *b"txt",
+                text: Bytes::from(info::render(state, &sections)),
+            },
+            _ => Reply::static_error("ERR command is not answered by the connection"),
+        };
+        Outcome::Reply(reply)
+    }
+
+    fn hello(
+        &mut self,
+        state: &NodeState,
+        protover: Option<i64>,
+        auth: Option<(Bytes, Bytes)>,
+        setname: Option<Bytes>,
+    ) -> Reply {
+        if let Some((username, password)) = auth {
+            let reply = self.check_password(state, Some(&username), &password);
+            if reply.is_error() {
+                return reply;
+            }
+            self.authenticated = true;
+        }
+        if !self.authenticated {
+            return Reply::static_error(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise \
+                 the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the \
+                 client and select the RESP protocol version at the same time",
+            );
+        }
+        if let Some(Err(reply)) = setname.map(|name| set_name(state, self.id, name)) {
+            return reply;
+        }
+        match protover {
+            Some(3) => self.protocol = ProtocolVersion::Resp3,
+            Some(_) => self.protocol = ProtocolVersion::Resp2,
+            None => {}
+        }
+        let proto = match self.protocol {
+            ProtocolVersion::Resp2 => 2,
+            ProtocolVersion::Resp3 => 3,
+        };
+        state.clients.update(self.id, |c| c.resp = proto as u8);
+        Reply::Map(vec![
+            (bulk("server"), bulk("redis")),
+            (bulk("version"), bulk(crate::REDIS_VERSION)),
+            (bulk("proto"), Reply::Integer(proto)),
+            (bulk("id"), Reply::Integer(self.id as i64)),
+            (bulk("mode"), bulk("standalone")),
+            (bulk("role"), bulk("master")),
+            (bulk("modules"), Reply::Array(Vec::new())),
+        ])
+    }
+}
+
+/// CLIENT SETNAME's rules: printable ASCII without spaces; empty clears.
+fn set_name(state: &NodeState, id: u64, name: Bytes) -> Result<(), Reply> {
+    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(Reply::static_error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    state
+        .clients
+        .update(id, |c| c.name = (!name.is_empty()).then_some(name));
+    Ok(())
+}
+
+/// The configuration parameters CONFIG GET reports.
+fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
+    let c = &state.config;
+    vec![
+        ("bind", state.redis_addr.ip().to_string()),
+        ("port", state.redis_addr.port().to_string()),
+        ("databases", "1".into()),
+        ("maxclients", c.maxclients.to_string()),
+        ("requirepass", c.requirepass.clone()),
+        ("appendonly", "yes".into()),
+        ("appendfsync", "always".into()),
+        ("save", String::new()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+        ("proto-max-bulk-len", "536870912".into()),
+        ("client-query-buffer-limit", "1073741824".into()),
+        ("timeout", "0".into()),
+        ("dir", c.data_dir.display().to_string()),
+        ("cluster-enabled", "no".into()),
+    ]
+}
+
+fn config_get(state: &NodeState, patterns: &[Bytes]) -> Reply {
+    let params = config_params(state);
+    let mut pairs = Vec::new();
+    for (name, value) in &params {
+        let lowered = name.as_bytes();
+        if patterns.iter().any(|p| {
+            let p = p.to_ascii_lowercase();
+            glob::matches(&p, lowered)
+        }) {
+            pairs.push((bulk(*name), bulk(value.clone())));
+        }
+    }
+    Reply::Map(pairs)
+}
+
+fn config_set(state: &NodeState, args: &[Bytes]) -> Reply {
+    let name = args
+        .first()
+        .map(|a| a.to_ascii_lowercase())
+        .unwrap_or_default();
+    let known = config_params(state)
+        .iter()
+        .any(|(p, _)| p.as_bytes() == name.as_slice());
+    let name = String::from_utf8_lossy(&name).into_owned();
+    if known {
+        Reply::error(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"
+        ))
+    } else {
+        Reply::error(format!(
+            "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+        ))
+    }
+}
+
+pub fn count_command(state: &NodeState) {
+    Stats::add(&state.stats.commands_processed, 1);
+}
