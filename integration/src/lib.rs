@@ -1,1 +1,379 @@
-//! placeholder
+//! Test harness for tests that run real processes: elastickv nodes on free
+//! loopback ports, redis-server as the reference implementation, and a raw
+//! RESP client that returns replies byte for byte.
+//!
+//! The elastickv binary is `$ELASTICKV_BIN` (set by `scripts/test`), or the
+//! `elastickv` next to the test executable's `deps/` directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+pub fn elastickv_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("ELASTICKV_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/elastickv
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("elastickv"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first (cargo build -p elastickv) or set ELASTICKV_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Whether something answers PING on `port` right now.
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// Waits until something answers PING on `port`.
+fn wait_for_ping(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before serving:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if answers_ping(port) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "{what} did not answer PING within 60 s:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// An elastickv process.
+pub struct Node {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Node {
+    /// Starts a node on free ports with `data_dir` and extra flags.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Node {
+        Node::start_with_env(data_dir, args, &[])
+    }
+
+    pub fn start_with_env(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Node {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // A free port can be taken between probing and binding; retry.
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let log = data_dir.with_extension(format!("{port}.log"));
+            let mut child = spawn(data_dir, port, &args, &envs, &log);
+            match try_wait_ready(port, &mut child, &log) {
+                Ok(()) => {
+                    return Node {
+                        child,
+                        port,
+                        data_dir: data_dir.to_path_buf(),
+                        log,
+                        args,
+                        envs,
+                    };
+                }
+                Err(text) => last_log = text,
+            }
+        }
+        panic!("elastickv did not start:\n{last_log}");
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Starts again on the same data directory and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let mut child = spawn(&self.data_dir, self.port, &self.args, &self.envs, &self.log);
+        wait_for_ping(self.port, &mut child, "elastickv", &self.log);
+        self.child = child;
+    }
+
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection())
+            .expect("redis connection")
+    }
+
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.port).expect("raw connection")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            // A panic is the interesting part; otherwise the end.
+            let start = lines
+                .iter()
+                .position(|l| l.contains("panicked at"))
+                .unwrap_or(lines.len().saturating_sub(30));
+            eprintln!("--- elastickv log ({}):", self.log.display());
+            for line in lines.iter().skip(start).take(30) {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn spawn(
+    data_dir: &Path,
+    port: u16,
+    args: &[String],
+    envs: &[(String, String)],
+    log: &Path,
+) -> Child {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let mut cmd = Command::new(elastickv_bin());
+    cmd.arg("--redis-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--raft-addr")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn elastickv")
+}
+
+fn try_wait_ready(port: u16, child: &mut Child, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(std::fs::read_to_string(log).unwrap_or_default());
+        }
+        if answers_ping(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    Err(std::fs::read_to_string(log).unwrap_or_default())
+}
+
+/// Runs the elastickv binary to completion (for start-up failures).
+pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(elastickv_bin());
+    cmd.args(args).env("RUST_LOG", "info").stdin(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run elastickv");
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    (out.status, text)
+}
+
+/// A redis-server 7.0 process: the reference for differential tests.
+pub struct RedisOracle {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisOracle {
+    pub fn start() -> RedisOracle {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            let log = dir.path().join("redis.log");
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                // elastickv has one database, like Redis Cluster.
+                .args(["--databases", "1"])
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--logfile")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is not installed (scripts/test installs it)");
+            if try_wait_ready(port, &mut child, &log).is_ok() {
+                return RedisOracle {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.port).expect("raw connection")
+    }
+}
+
+impl Drop for RedisOracle {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that sends commands and returns each reply's exact bytes.
+pub struct RawClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> std::io::Result<RawClient> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Sends one command as a RESP array of bulk strings.
+    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        self.stream.write_all(&encode_command(args)).expect("write");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one whole reply and returns its bytes.
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(n) = frame_len(&self.buf, 0) {
+                return self.buf.drain(..n).collect();
+            }
+            let mut chunk = [0u8; 65536];
+            let n = self.stream.read(&mut chunk).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
+        self.send(args);
+        self.read_reply()
+    }
+
+    /// Reads until the server closes the connection; returns what came.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.buf);
+        let _ = self.stream.read_to_end(&mut out);
+        out
+    }
+}
+
+/// The length of the RESP2/RESP3 frame starting at `at`, or `None` if it
+/// has not fully arrived. (The `redis-protocol` decoder cannot represent
+/// some frames Redis sends, such as sets of maps in COMMAND INFO, so the
+/// test client only finds frame boundaries itself and compares bytes.)
+pub fn frame_len(buf: &[u8], at: usize) -> Option<usize> {
+    let line_end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+    let header = std::str::from_utf8(&buf[at + 1..line_end]).ok()?;
+    let after = line_end + 2;
+    let count = |h: &str| h.parse::<i64>().ok();
+    match buf[at] {
+        b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Some(after - at),
+        b'$' | b'=' | b'!' => {
+            let n = count(header)?;
+            if n < 0 {
+                return Some(after - at);
+            }
+            let end = after + n as usize + 2;
+            (buf.len() >= end).then_some(end - at)
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = count(header)?;
+            let items = if matches!(buf[at], b'%' | b'|') {
+                2 * n
+            } else {
+                n
+            };
+            let mut pos = after;
+            for _ in 0..items.max(0) {
+                pos += frame_len(buf, pos)?;
+            }
+            Some(pos - at)
+        }
+        _ => None,
+    }
+}
+
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        let arg = arg.as_ref();
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}

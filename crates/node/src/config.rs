@@ -353,8 +353,14 @@ mod tests {
                 "[raft]\nmax_inflight_msgs = 0",
                 "invalid raft: max_inflight_msgs = 0 is out of range; accepted: 1..=8192",
             ),
-            ("peers = \"1=127.0.0.1:7379,2=127.0.0.1:1\"", "invalid peers: lists node 2"),
-            ("peers = \"2=127.0.0.1:1\"", "invalid peers: does not list this node (node_id 1)"),
+            (
+                "peers = \"1=127.0.0.1:7379,2=127.0.0.1:1\"",
+                "invalid peers: lists node 2",
+            ),
+            (
+                "peers = \"2=127.0.0.1:1\"",
+                "invalid peers: does not list this node (node_id 1)",
+            ),
         ];
         for (text, expected) in cases {
             let err = load_text(text, Overrides::default())

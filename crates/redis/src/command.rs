@@ -186,6 +186,9 @@ fn int(arg: &[u8]) -> Result<i64, Reply> {
 }
 
 pub(crate) fn parse_ping(args: &[Bytes]) -> ParseResult {
+    if args.len() > 2 {
+        return Err(errors::wrong_args("ping"));
+    }
     Ok(Command::Ping(args.get(1).cloned()))
 }
 
@@ -239,7 +242,9 @@ pub(crate) fn parse_select(args: &[Bytes]) -> ParseResult {
     // getIntFromObjectOrReply: must also fit an int.
     let id = int(&args[1])?;
     if i32::try_from(id).is_err() {
-        return Err(Reply::static_error(errors::NOT_INTEGER));
+        return Err(Reply::static_error(
+            "ERR value is out of range, value must between -2147483648 and 2147483647",
+        ));
     }
     Ok(Command::Select(id))
 }

@@ -99,7 +99,10 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(cmd: &Command, ks: &K, now_ms: u64
                     let ttl = if *absolute { at } else { (at - now).max(0) };
                     Reply::Integer(match unit {
                         TimeUnit::Milliseconds => ttl,
-                        TimeUnit::Seconds => (ttl + 500) / 1000,
+                        // Rounded to the nearest second without overflowing
+                        // near i64::MAX (Redis's result there is the exact
+                        // quotient).
+                        TimeUnit::Seconds => ((i128::from(ttl) + 500) / 1000) as i64,
                     })
                 }
             },
