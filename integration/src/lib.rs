@@ -48,8 +48,9 @@ fn answers_ping(port: u16) -> bool {
     if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
         return false;
     }
+    // A node with requirepass answers NOAUTH: it is serving all the same.
     let mut reply = [0u8; 7];
-    stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    stream.read_exact(&mut reply).is_ok() && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }
 
 /// Waits until something answers PING on `port`.
@@ -294,6 +295,10 @@ impl RawClient {
             stream,
             buf: Vec::new(),
         })
+    }
+
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        let _ = self.stream.set_read_timeout(Some(timeout));
     }
 
     /// Sends one command as a RESP array of bulk strings.

@@ -150,7 +150,8 @@ impl NodeConfig {
     fn from_toml(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(0, |span| {
-                text[..span.start.min(text.len())].lines().count().max(1)
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                before.iter().filter(|&&b| b == b'\n').count() + 1
             });
             ConfigError::Parse {
                 path: path.to_path_buf(),

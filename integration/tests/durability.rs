@@ -1,0 +1,132 @@
+//! Every acknowledged write survives kill -9.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use elastickv_integration::Node;
+use redis::Commands;
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("data"), &["--shards", "4"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let counters: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let mut conn = node.client();
+            let (stop, acked, counters) = (stop.clone(), acked.clone(), counters.clone());
+            std::thread::spawn(move || {
+                let counter = format!("counter:{w}");
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (key, value) = (format!("w{w}:k{i}"), format!("v{i}"));
+                    let set: redis::RedisResult<()> = conn.set(&key, &value);
+                    if set.is_err() {
+                        break; // the node was killed
+                    }
+                    acked.lock().unwrap().push((key, value));
+                    match conn.incr::<_, _, i64>(&counter, 1) {
+                        Ok(n) => counters.lock().unwrap().push((counter.clone(), n)),
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    node.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 100,
+        "too few writes to mean anything: {}",
+        acked.len()
+    );
+
+    node.restart();
+    let mut conn = node.client();
+    let mut missing = Vec::new();
+    for (key, value) in &acked {
+        let got: Option<String> = conn.get(key).unwrap();
+        if got.as_deref() != Some(value.as_str()) {
+            missing.push((key.clone(), got));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // Each counter is at least its last acknowledged value.
+    for (counter, n) in counters.lock().unwrap().iter() {
+        let got: i64 = conn.get(counter).unwrap();
+        assert!(got >= *n, "{counter}: acknowledged {n}, found {got}");
+    }
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert!(dbsize as usize >= acked.len());
+}
+
+/// A clean restart keeps data, TTLs and key counts.
+#[test]
+fn restart_keeps_data_and_ttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("data"), &[]);
+    let mut conn = node.client();
+    for i in 0..200 {
+        let _: () = conn.set(format!("key{i}"), i).unwrap();
+    }
+    let _: () = conn.set_ex("ttl-key", "v", 1000).unwrap();
+    assert_eq!(node.terminate().code(), Some(0), "SIGTERM exits cleanly");
+    node.restart();
+    let mut conn = node.client();
+    let value: i64 = conn.get("key150").unwrap();
+    assert_eq!(value, 150);
+    let ttl: i64 = conn.ttl("ttl-key").unwrap();
+    assert!((990..=1000).contains(&ttl), "ttl {ttl}");
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+    assert_eq!(dbsize, 201);
+}
+
+/// Expired keys disappear from reads at once and from the keyspace soon
+/// after (active expiry through the log).
+#[test]
+fn expired_keys_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("data"), &[]);
+    let mut conn = node.client();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("short{i}"))
+            .arg("v")
+            .arg("PX")
+            .arg(200)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = conn.set("keep", "v").unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    let got: Option<String> = conn.get("short7").unwrap();
+    assert_eq!(got, None, "an expired key is invisible at once");
+    let mut dbsize = 0;
+    for _ in 0..100 {
+        dbsize = redis::cmd("DBSIZE").query(&mut conn).unwrap();
+        if dbsize == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dbsize, 1, "active expiry removes expired keys");
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut conn).unwrap();
+    assert!(info.contains("expired_keys:300"), "{info}");
+}
