@@ -40,7 +40,7 @@ ekv_prepare_rocksdb() {
   if [ -f /usr/include/rocksdb/version.h ]; then
     major=$(awk '/#define ROCKSDB_MAJOR/ {print $3}' /usr/include/rocksdb/version.h)
     minor=$(awk '/#define ROCKSDB_MINOR/ {print $3}' /usr/include/rocksdb/version.h)
-    lib=$(ls /usr/lib/*/librocksdb.so /usr/lib/librocksdb.so 2>/dev/null | head -n 1)
+    lib=$(ls /usr/lib/*/librocksdb.so /usr/lib/librocksdb.so 2>/dev/null | head -n 1 || true)
   fi
   if [ "$major" = 7 ] && [ -n "$lib" ]; then
     export ROCKSDB_LIB_DIR

@@ -131,7 +131,8 @@ print("ok")
 "#,
         port = node.port
     );
-    let out = Command::new("python3")
+    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
         .arg("-c")
         .arg(script)
         .output()

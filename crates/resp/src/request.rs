@@ -31,10 +31,15 @@ const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
 /// Longest bulk string Redis allows before authentication.
 const UNAUTHENTICATED_MAX_BULK: i64 = 16384;
 
-/// Bulk strings at least this long get their buffer reserved up front, as
-/// Redis does for `PROTO_MBULK_BIG_ARG`, so the payload lands in one
-/// allocation instead of growing by doubling.
+/// Bulk strings at least this long get buffer space reserved up front, as
+/// Redis does for `PROTO_MBULK_BIG_ARG`, so the payload is not copied by
+/// repeated doubling.
 const BIG_ARG: usize = 32 * 1024;
+
+/// Most reserved on the strength of a header alone. Redis reserves the
+/// whole declared length; here a 20-byte header cannot make the server
+/// allocate 512 MB before a single payload byte arrives.
+const MAX_PREALLOCATION: usize = 4 << 20;
 
 /// Limits applied while parsing. The defaults are Redis 7.0's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,7 +223,7 @@ impl RequestParser {
                     Some(len) => {
                         partial.pending_bulk = Some(len);
                         if len >= BIG_ARG {
-                            buf.reserve(len + 2);
+                            buf.reserve((len + 2).min(MAX_PREALLOCATION));
                         }
                         len
                     }
