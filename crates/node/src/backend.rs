@@ -58,11 +58,13 @@ impl Backend for NodeBackend {
             .map_err(propose_error_reply)
     }
 
-    fn with_view<T>(&self, _shard: u32, f: impl FnOnce(&dyn ShardView) -> T) -> T {
-        let view = ReadView {
-            reader: self.store.snapshot_reader(),
+    fn with_view<T>(&self, _shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
+        let reader = if snapshot {
+            self.store.snapshot_reader()
+        } else {
+            self.store.reader()
         };
-        f(&view)
+        f(&ReadView { reader })
     }
 
     fn key_counts(&self, shard: u32) -> KeyCounts {

@@ -41,15 +41,18 @@ enum Request<O> {
         data: Vec<u8>,
         reply: ProposalReply<O>,
     },
-    Read {
-        shard: ShardId,
-        reply: ReadWaiter,
-    },
     Shutdown,
 }
 
+/// Reads waiting for a shard's next ReadIndex, per shard. Readers add
+/// themselves here and wake the raft thread, which takes each shard's whole
+/// list once per round: a pipeline of N reads costs one ReadIndex and no
+/// queue traffic per read. `None` once the raft thread has stopped.
+type PendingReads = Arc<Vec<Mutex<Option<Vec<ReadWaiter>>>>>;
+
 struct Shared<O> {
     requests: flume::Sender<Request<O>>,
+    reads: PendingReads,
     steps: Vec<StepLane>,
     statuses: Vec<Arc<Mutex<ShardStatus>>>,
     limits: Vec<RaftLimits>,
@@ -98,10 +101,16 @@ pub fn start<SM: StateMachine, T: Transport>(
         engines.push(engine);
     }
     let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
+    let reads: PendingReads = Arc::new(
+        (0..engines.len())
+            .map(|_| Mutex::new(Some(Vec::new())))
+            .collect(),
+    );
     let (stopped_tx, stopped_rx) = watch::channel(None);
     let worker = Worker {
         engines,
         requests: requests_rx,
+        reads: reads.clone(),
         store: store.clone(),
         transport,
         tick,
@@ -132,6 +141,7 @@ pub fn start<SM: StateMachine, T: Transport>(
     Ok(RaftHandle {
         shared: Arc::new(Shared {
             requests: requests_tx,
+            reads,
             steps,
             statuses,
             limits,
@@ -185,9 +195,17 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// leader confirmed its leadership after the call began and applied
     /// everything committed before it.
     pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ProposeError> {
-        self.check_shard(shard)?;
+        let pending = self
+            .shared
+            .reads
+            .get(shard as usize)
+            .ok_or(ProposeError::UnknownShard(shard))?;
         let (reply, rx) = oneshot::channel();
-        self.send(Request::Read { shard, reply }).await?;
+        match pending.lock().as_mut() {
+            Some(waiters) => waiters.push(reply),
+            None => return Err(ProposeError::Stopped),
+        }
+        self.shared.thread.unpark();
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
@@ -272,6 +290,7 @@ impl<O: Send + 'static> RaftHandle<O> {
 struct Worker<SM: StateMachine, T: Transport> {
     engines: Vec<ShardEngine<SM>>,
     requests: flume::Receiver<Request<SM::Output>>,
+    reads: PendingReads,
     store: Store,
     transport: T,
     tick: Duration,
@@ -289,11 +308,13 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
             Request::Propose { reply, .. } => {
                 let _ = reply.send(Err(ProposeError::Stopped));
             }
-            Request::Read { reply, .. } => {
-                let _ = reply.send(Err(ProposeError::Stopped));
-            }
             Request::Shutdown => {}
         });
+        for pending in self.reads.iter() {
+            for reply in pending.lock().take().into_iter().flatten() {
+                let _ = reply.send(Err(ProposeError::Stopped));
+            }
+        }
         result
     }
 
@@ -314,22 +335,22 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
                             }
                         }
                     }
-                    Ok(Request::Read { shard, reply }) => {
-                        busy = true;
-                        match self.engines.get_mut(shard as usize) {
-                            Some(engine) => engine.read(reply),
-                            None => {
-                                let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
-                            }
-                        }
-                    }
                     Ok(Request::Shutdown) => return Ok(()),
                     Err(flume::TryRecvError::Empty) => break,
                     Err(flume::TryRecvError::Disconnected) => return Ok(()),
                 }
             }
-            for engine in &mut self.engines {
+            for (engine, pending) in self.engines.iter_mut().zip(self.reads.iter()) {
                 busy |= engine.drain_steps();
+                let waiters = pending
+                    .lock()
+                    .as_mut()
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                busy |= !waiters.is_empty();
+                for reply in waiters {
+                    engine.read(reply);
+                }
             }
             let now = Instant::now();
             if now >= next_tick {

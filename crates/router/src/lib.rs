@@ -50,8 +50,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Resolves once `shard` may be read linearizably here.
     fn read_barrier(&self, shard: u32) -> impl Future<Output = Result<(), Reply>> + Send;
 
-    /// Runs `f` over one consistent view of `shard`'s data.
-    fn with_view<T>(&self, shard: u32, f: impl FnOnce(&dyn ShardView) -> T) -> T;
+    /// Runs `f` over a view of `shard`'s data. With `snapshot`, every
+    /// lookup `f` makes sees one point in time (a multi-key read needs
+    /// that; a single lookup or one iterator is consistent by itself).
+    fn with_view<T>(&self, shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T;
 
     /// The key counts of `shard`, as of its last apply.
     fn key_counts(&self, shard: u32) -> KeyCounts;
@@ -182,8 +184,14 @@ impl<B: Backend> Router<B> {
             return reply;
         }
         let now = self.backend.now_ms();
+        let snapshot = match command {
+            Command::MGet(keys) | Command::Exists(keys) => keys.len() > 1,
+            _ => false,
+        };
         self.backend
-            .with_view(shard, |view| exec::execute_read(command, view, now))
+            .with_view(shard, snapshot, |view| {
+                exec::execute_read(command, view, now)
+            })
             .unwrap_or_else(storage_error)
     }
 
@@ -268,7 +276,9 @@ impl<B: Backend> Router<B> {
             let (first, end) = slot_range(shard, self.shards);
             let now = self.backend.now_ms();
             self.backend
-                .with_view(shard, |view| exec::keys_in(view, first, end, pattern, now))
+                .with_view(shard, false, |view| {
+                    exec::keys_in(view, first, end, pattern, now)
+                })
                 .map_err(storage_error)
         }))
         .await;
@@ -312,7 +322,7 @@ impl<B: Backend> Router<B> {
             let (_, end) = slot_range(shard, self.shards);
             let budget = scan.count.saturating_sub(examined).max(1);
             let now = self.backend.now_ms();
-            let step: Result<ScanStep, _> = self.backend.with_view(shard, |view| {
+            let step: Result<ScanStep, _> = self.backend.with_view(shard, false, |view| {
                 exec::scan_slots(
                     view,
                     slot,

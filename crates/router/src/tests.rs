@@ -96,7 +96,7 @@ impl Backend for MemBackend {
     async fn read_barrier(&self, _: u32) -> Result<(), Reply> {
         Ok(())
     }
-    fn with_view<T>(&self, shard: u32, f: impl FnOnce(&dyn ShardView) -> T) -> T {
+    fn with_view<T>(&self, shard: u32, _snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
         let guard = self.shards[shard as usize].lock().unwrap();
         f(&*guard)
     }
