@@ -22,7 +22,10 @@ pub(crate) fn dropped_message(shard: ShardId, peer: u64, reason: &'static str) {
     .increment(1);
 }
 
-pub(crate) fn log_sync(entries_bytes: usize) {
-    metrics::counter!("elastickv_raft_log_syncs_total").increment(1);
-    metrics::histogram!("elastickv_raft_log_sync_batch_bytes").record(entries_bytes as f64);
+/// One write of a round's log batch; `synced` when it waited for the disk
+/// (new entries or a new term/vote), not for a lone commit-index update.
+pub(crate) fn log_write(batch_bytes: usize, synced: bool) {
+    let sync = if synced { "true" } else { "false" };
+    metrics::counter!("elastickv_raft_log_writes_total", "sync" => sync).increment(1);
+    metrics::histogram!("elastickv_raft_log_write_bytes").record(batch_bytes as f64);
 }

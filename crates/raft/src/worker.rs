@@ -375,7 +375,7 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
             }
             if !log_batch.is_empty() {
                 let must_sync = readies.iter().any(|(_, rd)| rd.must_sync());
-                metrics::log_sync(log_batch.size_in_bytes());
+                metrics::log_write(log_batch.size_in_bytes(), must_sync);
                 log_batch.write(must_sync)?;
             }
             for (i, rd) in readies.drain(..) {
