@@ -47,7 +47,8 @@ pub struct RaftSection {
     pub election_tick: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_tick: usize,
-    pub pre_vote: bool,
+    /// Pre-vote; `ELASTICKV_RAFT_PRE_VOTE` overrides it.
+    pub pre_vote: Option<bool>,
     /// MaxInflightMsgs; `ELASTICKV_RAFT_MAX_INFLIGHT_MSGS` overrides it.
     pub max_inflight_msgs: Option<u64>,
     /// MaxSizePerMsg in bytes; `ELASTICKV_RAFT_MAX_SIZE_PER_MSG` overrides
@@ -61,7 +62,7 @@ impl Default for RaftSection {
             tick_ms: 100,
             election_tick: 10,
             heartbeat_tick: 1,
-            pre_vote: true,
+            pre_vote: None,
             max_inflight_msgs: None,
             max_size_per_msg: None,
         }
@@ -73,6 +74,7 @@ impl RaftSection {
         LimitsConfig {
             max_inflight_msgs: self.max_inflight_msgs,
             max_size_per_msg: self.max_size_per_msg,
+            pre_vote: self.pre_vote,
         }
     }
 }

@@ -136,7 +136,6 @@ impl Node {
             node_id: config.node_id,
             election_tick: config.raft.election_tick,
             heartbeat_tick: config.raft.heartbeat_tick,
-            pre_vote: config.raft.pre_vote,
             limits: config.raft.limits(),
             initial_voters: peers.keys().copied().collect(),
         };

@@ -56,8 +56,7 @@ pub struct EngineConfig {
     pub election_tick: usize,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_tick: usize,
-    pub pre_vote: bool,
-    /// Flow-control values from the config file or flags.
+    /// Flow-control and election values from the config file or flags.
     pub limits: LimitsConfig,
     /// Voters of a shard that has never run (every node of a new cluster).
     pub initial_voters: Vec<u64>,
@@ -113,7 +112,7 @@ pub(crate) fn raft_config(
         max_inflight_msgs: limits.max_inflight_msgs(),
         max_committed_size_per_ready: limits.max_committed_size_per_ready(),
         check_quorum: true,
-        pre_vote: cfg.pre_vote,
+        pre_vote: limits.pre_vote.value,
         read_only_option: ReadOnlyOption::Safe,
         batch_append: true,
         ..Default::default()

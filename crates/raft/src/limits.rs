@@ -17,6 +17,11 @@ use thiserror::Error;
 
 pub const ENV_MAX_INFLIGHT_MSGS: &str = "ELASTICKV_RAFT_MAX_INFLIGHT_MSGS";
 pub const ENV_MAX_SIZE_PER_MSG: &str = "ELASTICKV_RAFT_MAX_SIZE_PER_MSG";
+pub const ENV_PRE_VOTE: &str = "ELASTICKV_RAFT_PRE_VOTE";
+
+/// Pre-vote keeps a node that was cut off from disrupting the cluster with
+/// a higher term when it returns.
+pub const DEFAULT_PRE_VOTE: bool = true;
 
 pub const DEFAULT_MAX_INFLIGHT_MSGS: u64 = 512;
 pub const MAX_INFLIGHT_MSGS_RANGE: RangeInclusive<u64> = 1..=8192;
@@ -48,8 +53,8 @@ impl fmt::Display for Source {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resolved {
-    pub value: u64,
+pub struct Resolved<T = u64> {
+    pub value: T,
     pub source: Source,
 }
 
@@ -58,6 +63,7 @@ pub struct Resolved {
 pub struct LimitsConfig {
     pub max_inflight_msgs: Option<u64>,
     pub max_size_per_msg: Option<u64>,
+    pub pre_vote: Option<bool>,
 }
 
 /// A config-file value outside its accepted range. Config errors stop the
@@ -107,7 +113,8 @@ fn check_config(
 pub struct InvalidEnv {
     pub var: &'static str,
     pub value: String,
-    pub default: u64,
+    /// The default used instead, as text.
+    pub default: String,
     pub reason: String,
 }
 
@@ -116,6 +123,7 @@ pub struct InvalidEnv {
 pub struct RaftLimits {
     pub max_inflight_msgs: Resolved,
     pub max_size_per_msg: Resolved,
+    pub pre_vote: Resolved<bool>,
 }
 
 impl RaftLimits {
@@ -131,7 +139,7 @@ impl RaftLimits {
             &env,
             config.max_inflight_msgs,
             DEFAULT_MAX_INFLIGHT_MSGS,
-            &MAX_INFLIGHT_MSGS_RANGE,
+            |raw| parse_in_range(raw, &MAX_INFLIGHT_MSGS_RANGE),
             &mut invalid,
         );
         let max_size_per_msg = resolve_one(
@@ -139,13 +147,22 @@ impl RaftLimits {
             &env,
             config.max_size_per_msg,
             DEFAULT_MAX_SIZE_PER_MSG,
-            &MAX_SIZE_PER_MSG_RANGE,
+            |raw| parse_in_range(raw, &MAX_SIZE_PER_MSG_RANGE),
+            &mut invalid,
+        );
+        let pre_vote = resolve_one(
+            ENV_PRE_VOTE,
+            &env,
+            config.pre_vote,
+            DEFAULT_PRE_VOTE,
+            parse_bool,
             &mut invalid,
         );
         (
             RaftLimits {
                 max_inflight_msgs,
                 max_size_per_msg,
+                pre_vote,
             },
             invalid,
         )
@@ -188,18 +205,18 @@ impl RaftLimits {
     }
 }
 
-fn resolve_one(
+fn resolve_one<T: Copy + fmt::Display>(
     var: &'static str,
     env: &impl Fn(&str) -> Option<String>,
-    config: Option<u64>,
-    default: u64,
-    range: &RangeInclusive<u64>,
+    config: Option<T>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
     invalid: &mut Vec<InvalidEnv>,
-) -> Resolved {
+) -> Resolved<T> {
     // An empty variable (`VAR=`) is treated as unset, as shells and
     // env files commonly produce it to mean "no override".
     match env(var).filter(|raw| !raw.trim().is_empty()) {
-        Some(raw) => match parse_env_value(&raw, range) {
+        Some(raw) => match parse(raw.trim()) {
             Ok(value) => Resolved {
                 value,
                 source: Source::Env,
@@ -208,7 +225,7 @@ fn resolve_one(
                 invalid.push(InvalidEnv {
                     var,
                     value: raw,
-                    default,
+                    default: default.to_string(),
                     reason,
                 });
                 Resolved {
@@ -230,13 +247,20 @@ fn resolve_one(
     }
 }
 
-fn parse_env_value(raw: &str, range: &RangeInclusive<u64>) -> Result<u64, String> {
-    let trimmed = raw.trim();
-    let value: i128 = trimmed.parse().map_err(|_| "not an integer".to_string())?;
+fn parse_in_range(raw: &str, range: &RangeInclusive<u64>) -> Result<u64, String> {
+    let value: i128 = raw.parse().map_err(|_| "not an integer".to_string())?;
     if value < i128::from(*range.start()) || value > i128::from(*range.end()) {
         return Err(format!("out of range {}..={}", range.start(), range.end()));
     }
     u64::try_from(value).map_err(|_| "not an integer".to_string())
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("not a boolean (true/false, 1/0, yes/no, on/off)".to_string()),
+    }
 }
 
 /// Logs the resolution the way operators read it: one WARN per unusable
@@ -265,6 +289,8 @@ pub fn log_resolution(local_id: u64, shard_id: u32, limits: &RaftLimits, invalid
         max_size_per_msg_bytes = limits.max_size_per_msg.value,
         max_size_per_msg_source = %limits.max_size_per_msg.source,
         max_committed_size_per_ready_bytes = limits.max_committed_size_per_ready(),
+        pre_vote = limits.pre_vote.value,
+        pre_vote_source = %limits.pre_vote.source,
         step_queue_capacity = limits.step_queue_capacity(),
         "raft engine flow-control limits resolved"
     );
@@ -290,6 +316,7 @@ mod tests {
     const CONFIGURED: LimitsConfig = LimitsConfig {
         max_inflight_msgs: Some(64),
         max_size_per_msg: Some(4096),
+        pre_vote: Some(false),
     };
 
     #[test]
@@ -406,7 +433,7 @@ mod tests {
             assert_eq!(invalid.len(), 1, "value {bad:?}");
             assert_eq!(invalid[0].var, ENV_MAX_INFLIGHT_MSGS);
             assert_eq!(invalid[0].value, bad);
-            assert_eq!(invalid[0].default, DEFAULT_MAX_INFLIGHT_MSGS);
+            assert_eq!(invalid[0].default, DEFAULT_MAX_INFLIGHT_MSGS.to_string());
             // The other knob is untouched.
             assert_eq!(limits.max_size_per_msg.source, Source::Config);
         }
@@ -427,7 +454,7 @@ mod tests {
             );
             assert_eq!(invalid.len(), 1);
             assert_eq!(invalid[0].var, ENV_MAX_SIZE_PER_MSG);
-            assert_eq!(invalid[0].default, DEFAULT_MAX_SIZE_PER_MSG);
+            assert_eq!(invalid[0].default, DEFAULT_MAX_SIZE_PER_MSG.to_string());
         }
     }
 
@@ -466,12 +493,64 @@ mod tests {
     }
 
     #[test]
+    fn pre_vote_resolution() {
+        let (limits, invalid) = resolve(&[], LimitsConfig::default());
+        assert!(invalid.is_empty());
+        assert_eq!(
+            limits.pre_vote,
+            Resolved {
+                value: true,
+                source: Source::Default
+            }
+        );
+        let (limits, _) = resolve(&[], CONFIGURED);
+        assert_eq!(
+            limits.pre_vote,
+            Resolved {
+                value: false,
+                source: Source::Config
+            }
+        );
+        for (raw, value) in [
+            ("true", true),
+            ("0", false),
+            ("OFF", false),
+            (" yes ", true),
+        ] {
+            let (limits, invalid) = resolve(&[(ENV_PRE_VOTE, raw)], CONFIGURED);
+            assert!(invalid.is_empty(), "{raw}");
+            assert_eq!(
+                limits.pre_vote,
+                Resolved {
+                    value,
+                    source: Source::Env
+                },
+                "{raw}"
+            );
+        }
+        // Garbage: the compiled default (true), not the config's false.
+        let (limits, invalid) = resolve(&[(ENV_PRE_VOTE, "maybe")], CONFIGURED);
+        assert_eq!(
+            limits.pre_vote,
+            Resolved {
+                value: true,
+                source: Source::Default
+            }
+        );
+        assert_eq!(invalid.len(), 1);
+        assert_eq!(
+            (invalid[0].var, invalid[0].default.as_str()),
+            (ENV_PRE_VOTE, "true")
+        );
+    }
+
+    #[test]
     fn config_validation() {
         assert!(CONFIGURED.validate().is_ok());
         assert!(LimitsConfig::default().validate().is_ok());
         let err = LimitsConfig {
             max_inflight_msgs: Some(0),
-            max_size_per_msg: None,
+            ..LimitsConfig::default()
         }
         .validate()
         .unwrap_err();
@@ -481,8 +560,8 @@ mod tests {
         );
         assert!(
             LimitsConfig {
-                max_inflight_msgs: None,
                 max_size_per_msg: Some(64 << 20),
+                ..LimitsConfig::default()
             }
             .validate()
             .is_err()

@@ -38,7 +38,6 @@ fn config() -> EngineConfig {
         node_id: 1,
         election_tick: 10,
         heartbeat_tick: 1,
-        pre_vote: true,
         limits: LimitsConfig::default(),
         initial_voters: vec![1],
     }
