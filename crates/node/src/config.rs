@@ -37,6 +37,18 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// How linearizable reads confirm leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// A leader serves reads from a lease renewed every heartbeat, and
+    /// falls back to ReadIndex when the lease has lapsed.
+    #[default]
+    Lease,
+    /// Every read batch confirms leadership with a quorum round.
+    ReadIndex,
+}
+
 /// Raft tuning (`[raft]` in the file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,6 +61,7 @@ pub struct RaftSection {
     pub heartbeat_tick: usize,
     /// Pre-vote; `ELASTICKV_RAFT_PRE_VOTE` overrides it.
     pub pre_vote: Option<bool>,
+    pub read_mode: ReadMode,
     /// MaxInflightMsgs; `ELASTICKV_RAFT_MAX_INFLIGHT_MSGS` overrides it.
     pub max_inflight_msgs: Option<u64>,
     /// MaxSizePerMsg in bytes; `ELASTICKV_RAFT_MAX_SIZE_PER_MSG` overrides
@@ -63,6 +76,7 @@ impl Default for RaftSection {
             election_tick: 10,
             heartbeat_tick: 1,
             pre_vote: None,
+            read_mode: ReadMode::Lease,
             max_inflight_msgs: None,
             max_size_per_msg: None,
         }
@@ -247,6 +261,9 @@ impl NodeConfig {
                 "raft.election_tick",
                 "must be greater than raft.heartbeat_tick",
             ));
+        }
+        if r.election_tick > 1000 {
+            return Err(invalid("raft.election_tick", "accepted: up to 1000"));
         }
         r.limits()
             .validate()

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elastickv_raft::{EngineConfig, EngineError, NoPeers, RaftHandle};
+use elastickv_raft::{EngineConfig, EngineError, RaftHandle};
 use elastickv_resp::Reply;
 use elastickv_router::Router;
 use elastickv_store::{NodeIdentity, Store, StoreError, StoreOptions};
@@ -136,20 +136,18 @@ impl Node {
             node_id: config.node_id,
             election_tick: config.raft.election_tick,
             heartbeat_tick: config.raft.heartbeat_tick,
+            tick: Duration::from_millis(config.raft.tick_ms),
+            lease_reads: config.raft.read_mode == config::ReadMode::Lease,
             limits: config.raft.limits(),
             initial_voters: peers.keys().copied().collect(),
         };
         let machines = (0..config.shards)
             .map(|shard| (shard, ShardMachine::new(config.shards)))
             .collect();
-        let raft: RaftHandle<Reply> = elastickv_raft::start(
-            &engine_config,
-            Duration::from_millis(config.raft.tick_ms),
-            &store,
-            machines,
-            NoPeers,
-            &|var| std::env::var(var).ok(),
-        )?;
+        let raft: RaftHandle<Reply> =
+            elastickv_raft::start(&engine_config, &store, machines, &|var| {
+                std::env::var(var).ok()
+            })?;
 
         if !config.metrics_addr.is_empty() {
             let addr = tokio::net::lookup_host(&config.metrics_addr)

@@ -16,20 +16,21 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use elastickv_store::{ApplyBatch, LogBatch, ShardId, ShardLog, Store, StoreError};
 use parking_lot::Mutex;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, Ready};
-use raft::{RawNode, ReadOnlyOption, ReadState, StateRole};
+use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Ready};
+use raft::{RawNode, ReadOnlyOption, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
 use crate::error::{EngineError, ProposeError};
-use crate::limits::{LimitsConfig, RaftLimits, log_resolution};
+use crate::limits::{InvalidEnv, LimitsConfig, RaftLimits, log_resolution};
 use crate::logger::raft_logger;
 use crate::mailbox::StepLane;
 use crate::metrics;
-use crate::transport::Transport;
+use crate::outbox::Outbox;
 
 /// What a shard replicates. Implemented by the layer above the engine; the
 /// engine knows nothing of what the payloads mean.
@@ -56,11 +57,45 @@ pub struct EngineConfig {
     pub election_tick: usize,
     /// Ticks between a leader's heartbeats.
     pub heartbeat_tick: usize,
+    /// Wall time of one tick.
+    pub tick: Duration,
+    /// Serve reads on the leader from a lease while it holds; otherwise
+    /// every read batch confirms leadership with a ReadIndex round.
+    pub lease_reads: bool,
     /// Flow-control and election values from the config file or flags.
     pub limits: LimitsConfig,
     /// Voters of a shard that has never run (every node of a new cluster).
     pub initial_voters: Vec<u64>,
 }
+
+impl EngineConfig {
+    /// How long a confirmed leadership may be relied on without asking a
+    /// quorum again: two ticks short of the shortest election timeout, so
+    /// no follower can have started an election within it.
+    pub fn lease(&self) -> Option<Duration> {
+        let ticks = self.election_tick.saturating_sub(2) as u32;
+        (self.lease_reads && ticks > 0).then(|| self.tick * ticks)
+    }
+
+    /// A ReadIndex that has not come back by then was lost (the leader
+    /// changed or dropped it); its readers are told to retry.
+    pub fn read_timeout(&self) -> Duration {
+        self.tick * (2 * self.election_tick as u32).max(2)
+    }
+
+    /// The other nodes this node sends raft messages to.
+    pub fn peers(&self) -> Vec<u64> {
+        self.initial_voters
+            .iter()
+            .copied()
+            .filter(|&id| id != self.node_id)
+            .collect()
+    }
+}
+
+/// Dropped outbound messages are logged on the first drop towards a peer
+/// and then once every this many, so a dead peer cannot flood the log.
+const DROP_LOG_EVERY: u64 = 1000;
 
 /// A shard's externally visible raft status, for `INFO raft`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +159,13 @@ pub(crate) fn raft_config(
 pub(crate) type ReadWaiter = oneshot::Sender<Result<(), ProposeError>>;
 pub(crate) type ProposalReply<O> = oneshot::Sender<Result<O, ProposeError>>;
 
+struct IssuedRead {
+    ctx: u64,
+    issued_at: Instant,
+    /// Empty for a lease renewal with no reader waiting.
+    waiters: Vec<ReadWaiter>,
+}
+
 struct Pending<O> {
     index: u64,
     term: u64,
@@ -141,26 +183,39 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     next_read_ctx: u64,
     /// Reads that arrived this round; they share one ReadIndex.
     new_reads: Vec<ReadWaiter>,
-    /// Reads whose ReadIndex request is out, by context.
-    issued_reads: VecDeque<(u64, Vec<ReadWaiter>)>,
+    /// ReadIndex requests out, in request order.
+    issued_reads: VecDeque<IssuedRead>,
+    /// Leadership confirmed by a quorum holds until then (leader only).
+    lease_until: Option<Instant>,
+    lease: Option<Duration>,
+    /// When the last lease-renewing ReadIndex went out.
+    last_renewal: Option<Instant>,
+    renew_every: Duration,
+    read_timeout: Duration,
     /// Reads with a confirmed read index, waiting for apply to reach it.
     confirmed_reads: VecDeque<(u64, Vec<ReadWaiter>)>,
     pub(crate) step_rx: flume::Receiver<Message>,
+    pub(crate) priority_rx: flume::Receiver<Message>,
+    outbox: Arc<Outbox>,
+    /// Messages dropped per peer, for rate-limited logging.
+    drops: std::collections::HashMap<u64, u64>,
     status: Arc<Mutex<ShardStatus>>,
 }
 
 impl<SM: StateMachine> ShardEngine<SM> {
     /// Opens the shard's replica from disk (bootstrapping a new one), and
     /// logs its resolved flow-control limits.
+    /// `resolved` is this engine's own resolution of the limits.
     pub(crate) fn open(
         cfg: &EngineConfig,
         store: &Store,
         shard: ShardId,
         sm: SM,
-        env: &dyn Fn(&str) -> Option<String>,
+        resolved: (RaftLimits, Vec<InvalidEnv>),
         status: Arc<Mutex<ShardStatus>>,
+        outbox: Arc<Outbox>,
     ) -> Result<(ShardEngine<SM>, StepLane), EngineError> {
-        let (limits, invalid_env) = RaftLimits::resolve(&cfg.limits, env);
+        let (limits, invalid_env) = resolved;
         log_resolution(cfg.node_id, shard, &limits, &invalid_env);
 
         let mut log = ShardLog::open(store, shard, &cfg.initial_voters)?;
@@ -192,7 +247,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             // instead of after an election timeout.
             raw.campaign()?;
         }
-        let (lane, step_rx) = StepLane::new(shard, limits.step_queue_capacity());
+        let (lane, step_rx, priority_rx) = StepLane::new(shard, limits.step_queue_capacity());
         let engine = ShardEngine {
             shard,
             raw,
@@ -203,8 +258,16 @@ impl<SM: StateMachine> ShardEngine<SM> {
             next_read_ctx: 0,
             new_reads: Vec::new(),
             issued_reads: VecDeque::new(),
+            lease_until: None,
+            lease: cfg.lease(),
+            last_renewal: None,
+            renew_every: cfg.tick * cfg.heartbeat_tick as u32,
+            read_timeout: cfg.read_timeout(),
             confirmed_reads: VecDeque::new(),
             step_rx,
+            priority_rx,
+            outbox,
+            drops: std::collections::HashMap::new(),
             status,
         };
         engine.publish_status();
@@ -240,18 +303,60 @@ impl<SM: StateMachine> ShardEngine<SM> {
         });
     }
 
+    /// Queues a linearizable read. A leader holding a lease serves it at
+    /// its commit index at once; otherwise it joins this round's ReadIndex
+    /// batch (on a follower, answered by the leader).
     pub(crate) fn read(&mut self, reply: ReadWaiter) {
-        if self.raw.raft.state != StateRole::Leader {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader && self.lease_holds(Instant::now()) {
+            let index = raft.raft_log.committed;
+            self.confirmed_reads.push_back((index, vec![reply]));
+            self.release_reads();
+            return;
+        }
+        if raft.state != StateRole::Leader && raft.leader_id == 0 {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
         self.new_reads.push(reply);
     }
 
-    /// Steps queued inbound messages. Returns whether there were any.
+    fn lease_holds(&self, now: Instant) -> bool {
+        // A new leader's commit index only covers earlier terms' entries
+        // once it has committed one of its own.
+        self.lease_until.is_some_and(|until| now < until) && self.raw.raft.commit_to_current_term()
+    }
+
+    pub(crate) fn transfer_leader(&mut self, to: u64) {
+        if self.raw.raft.state != StateRole::Leader || to == self.raw.raft.id {
+            return;
+        }
+        // The transferee may win an election at once (MsgTimeoutNow skips
+        // the election timeout), so the lease cannot be trusted from now on.
+        self.drop_lease();
+        tracing::info!(
+            shard_id = self.shard,
+            local_id = self.raw.raft.id,
+            to,
+            "transferring leadership"
+        );
+        self.raw.transfer_leader(to);
+    }
+
+    fn drop_lease(&mut self) {
+        self.lease_until = None;
+        self.last_renewal = None;
+    }
+
+    /// Steps queued inbound messages, priority ones first. Returns
+    /// whether there were any.
     pub(crate) fn drain_steps(&mut self) -> bool {
         let mut any = false;
-        while let Ok(msg) = self.step_rx.try_recv() {
+        while let Ok(msg) = self
+            .priority_rx
+            .try_recv()
+            .or_else(|_| self.step_rx.try_recv())
+        {
             any = true;
             if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
@@ -260,36 +365,101 @@ impl<SM: StateMachine> ShardEngine<SM> {
         any
     }
 
+    /// Queues messages for their peers; a refused message is reported to
+    /// raft (so it stops streaming to that peer and probes instead),
+    /// counted, and logged at a limited rate.
+    fn send(&mut self, msgs: Vec<Message>) {
+        for msg in msgs {
+            let Err((msg, refusal)) = self.outbox.send(self.shard, msg) else {
+                continue;
+            };
+            let to = msg.to;
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                self.raw.report_snapshot(to, SnapshotStatus::Failure);
+            } else {
+                self.raw.report_unreachable(to);
+            }
+            metrics::dropped_message(self.shard, to, refusal.as_str());
+            let drops = self.drops.entry(to).or_insert(0);
+            *drops += 1;
+            if *drops == 1 || drops.is_multiple_of(DROP_LOG_EVERY) {
+                tracing::warn!(
+                    shard_id = self.shard,
+                    local_id = self.raw.raft.id,
+                    peer = to,
+                    reason = refusal.as_str(),
+                    dropped_total = *drops,
+                    msg_type = ?msg.get_msg_type(),
+                    "outbound raft message dropped (logged on the first drop and every {DROP_LOG_EVERY}th)"
+                );
+            }
+        }
+    }
+
     pub(crate) fn tick(&mut self) {
         self.raw.tick();
     }
 
-    /// Sends one ReadIndex request for all reads that arrived this round.
+    /// Sends one ReadIndex request for all reads that arrived this round;
+    /// on a leader with leases, also renews the lease once per heartbeat
+    /// interval. Gives up on requests older than the read timeout.
     pub(crate) fn issue_reads(&mut self) {
+        let now = Instant::now();
+        self.expire_reads(now);
+        let leader = self.raw.raft.state == StateRole::Leader;
         // raft-rs silently drops a ReadIndex from a leader that has not yet
         // committed an entry of its own term; such reads wait for that
         // (the leader's no-op entry commits within a round trip).
-        if self.new_reads.is_empty() || !self.raw.raft.commit_to_current_term() {
+        if leader && !self.raw.raft.commit_to_current_term() {
             return;
+        }
+        let renew = leader
+            && self.lease.is_some()
+            && self
+                .last_renewal
+                .is_none_or(|at| now.duration_since(at) >= self.renew_every);
+        if self.new_reads.is_empty() && !renew {
+            return;
+        }
+        if leader {
+            self.last_renewal = Some(now);
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         self.raw.read_index(ctx.to_be_bytes().to_vec());
-        let waiters = std::mem::take(&mut self.new_reads);
-        self.issued_reads.push_back((ctx, waiters));
+        self.issued_reads.push_back(IssuedRead {
+            ctx,
+            issued_at: now,
+            waiters: std::mem::take(&mut self.new_reads),
+        });
+    }
+
+    fn expire_reads(&mut self, now: Instant) {
+        while self
+            .issued_reads
+            .front()
+            .is_some_and(|r| now.duration_since(r.issued_at) > self.read_timeout)
+        {
+            if let Some(lost) = self.issued_reads.pop_front() {
+                for w in lost.waiters {
+                    let _ = w.send(Err(ProposeError::Dropped { shard: self.shard }));
+                }
+            }
+        }
     }
 
     /// Whether the next round has work: a ready, or reads that can now be
     /// issued.
     pub(crate) fn has_work(&self) -> bool {
+        let raft = &self.raw.raft;
         self.raw.has_ready()
-            || (!self.new_reads.is_empty() && self.raw.raft.commit_to_current_term())
+            || (!self.new_reads.is_empty()
+                && (raft.state != StateRole::Leader || raft.commit_to_current_term()))
     }
 
     pub(crate) fn ready_phase_a(
         &mut self,
         log_batch: &mut LogBatch,
-        transport: &mut dyn Transport,
     ) -> Result<Option<Ready>, EngineError> {
         if !self.raw.has_ready() {
             return Ok(None);
@@ -304,12 +474,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 term = self.raw.raft.term,
                 "raft role changed"
             );
+            // Whatever the change, a lease from before it is void.
+            self.drop_lease();
             if self.raw.raft.state != StateRole::Leader {
                 self.fail_unconfirmed_reads();
             }
         }
         if !rd.messages().is_empty() {
-            transport.send(self.shard, rd.take_messages());
+            self.send(rd.take_messages());
         }
         if !rd.snapshot().is_empty() {
             return Err(EngineError::CorruptEntry {
@@ -336,10 +508,9 @@ impl<SM: StateMachine> ShardEngine<SM> {
         &mut self,
         mut rd: Ready,
         log_batch: &mut LogBatch,
-        transport: &mut dyn Transport,
     ) -> Result<(), EngineError> {
         if !rd.persisted_messages().is_empty() {
-            transport.send(self.shard, rd.take_persisted_messages());
+            self.send(rd.take_persisted_messages());
         }
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -348,7 +519,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.raw.mut_store().set_commit(commit, log_batch)?;
         }
         if !light.messages().is_empty() {
-            transport.send(self.shard, light.take_messages());
+            self.send(light.take_messages());
         }
         self.apply_committed(light.take_committed_entries())?;
         self.raw.advance_apply();
@@ -435,17 +606,24 @@ impl<SM: StateMachine> ShardEngine<SM> {
         let ctx = u64::from_be_bytes(ctx_bytes);
         // Read states come back in request order; earlier unmatched
         // requests were lost (e.g. across a leadership change).
-        while let Some((front_ctx, _)) = self.issued_reads.front() {
-            if *front_ctx > ctx {
-                break;
-            }
-            let Some((front_ctx, waiters)) = self.issued_reads.pop_front() else {
+        while self.issued_reads.front().is_some_and(|r| r.ctx <= ctx) {
+            let Some(read) = self.issued_reads.pop_front() else {
                 break;
             };
-            if front_ctx == ctx {
-                self.confirmed_reads.push_back((rs.index, waiters));
+            if read.ctx == ctx {
+                if self.raw.raft.state == StateRole::Leader {
+                    // A quorum acknowledged this leader after the request
+                    // went out: no one else can lead before the lease ends.
+                    if let Some(lease) = self.lease {
+                        let until = read.issued_at + lease;
+                        self.lease_until = Some(self.lease_until.map_or(until, |u| u.max(until)));
+                    }
+                }
+                if !read.waiters.is_empty() {
+                    self.confirmed_reads.push_back((rs.index, read.waiters));
+                }
             } else {
-                for w in waiters {
+                for w in read.waiters {
                     let _ = w.send(Err(ProposeError::Dropped { shard: self.shard }));
                 }
             }
@@ -475,8 +653,8 @@ impl<SM: StateMachine> ShardEngine<SM> {
         for w in self.new_reads.drain(..) {
             let _ = w.send(Err(err.clone()));
         }
-        for (_, waiters) in self.issued_reads.drain(..) {
-            for w in waiters {
+        for read in self.issued_reads.drain(..) {
+            for w in read.waiters {
                 let _ = w.send(Err(err.clone()));
             }
         }
@@ -490,7 +668,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         let reads = self
             .new_reads
             .drain(..)
-            .chain(self.issued_reads.drain(..).flat_map(|(_, w)| w))
+            .chain(self.issued_reads.drain(..).flat_map(|r| r.waiters))
             .chain(self.confirmed_reads.drain(..).flat_map(|(_, w)| w));
         for w in reads {
             let _ = w.send(Err(err.clone()));

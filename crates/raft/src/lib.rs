@@ -12,7 +12,9 @@
 //!   batched ReadIndex reads, apply into the store's atomic batches.
 //! - [`worker`]: the raft thread hosting the engines, and [`RaftHandle`],
 //!   the async side's way in (propose, read barrier, step, status).
-//! - [`transport`]: the outbound [`Transport`] trait; sending never blocks.
+//! - [`outbox`]: bounded outbound lanes per shard and peer (normal, sized
+//!   by MaxInflightMsgs, and priority); the raft thread never blocks on
+//!   them, and the network layer drains them.
 //! - `mailbox`: the inbound step queue (bounded, refusals counted).
 //! - `logger`: raft-rs's slog output, routed into `tracing`.
 //!
@@ -32,11 +34,11 @@ pub mod limits;
 mod logger;
 mod mailbox;
 mod metrics;
-pub mod transport;
+pub mod outbox;
 pub mod worker;
 
 pub use engine::{EngineConfig, Role, ShardStatus, StateMachine};
 pub use error::{EngineError, ProposeError, StepError};
 pub use limits::{LimitsConfig, RaftLimits};
-pub use transport::{NoPeers, Transport};
+pub use outbox::{Outbox, PeerOutbox};
 pub use worker::{RaftHandle, start};

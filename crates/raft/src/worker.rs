@@ -29,7 +29,7 @@ use crate::error::{EngineError, ProposeError, StepError};
 use crate::limits::RaftLimits;
 use crate::mailbox::StepLane;
 use crate::metrics;
-use crate::transport::Transport;
+use crate::outbox::Outbox;
 
 /// Requests queued for the raft thread beyond this wait (async
 /// backpressure) instead of growing memory.
@@ -40,6 +40,11 @@ enum Request<O> {
         shard: ShardId,
         data: Vec<u8>,
         reply: ProposalReply<O>,
+    },
+    /// Hand leadership of `shard` to node `to`.
+    TransferLeader {
+        shard: ShardId,
+        to: u64,
     },
     Shutdown,
 }
@@ -57,6 +62,7 @@ struct Shared<O> {
     statuses: Vec<Arc<Mutex<ShardStatus>>>,
     limits: Vec<RaftLimits>,
     thread: Thread,
+    outbox: Arc<Outbox>,
     join: Mutex<Option<JoinHandle<()>>>,
     /// `Some(reason)` once the thread has stopped.
     stopped: watch::Receiver<Option<String>>,
@@ -79,22 +85,39 @@ impl<O> Clone for RaftHandle<O> {
 ///
 /// Engines are opened on the calling thread, so a storage problem is
 /// reported here rather than after start-up.
-pub fn start<SM: StateMachine, T: Transport>(
+pub fn start<SM: StateMachine>(
     cfg: &EngineConfig,
-    tick: Duration,
     store: &Store,
     machines: Vec<(ShardId, SM)>,
-    transport: T,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RaftHandle<SM::Output>, EngineError> {
+    // Each engine resolves its limits once; the outbound lanes are sized
+    // from those resolutions before the engines open.
+    let resolutions: Vec<_> = machines
+        .iter()
+        .map(|_| RaftLimits::resolve(&cfg.limits, env))
+        .collect();
+    let capacities: Vec<usize> = resolutions
+        .iter()
+        .map(|(limits, _)| limits.outbound_lane_capacity())
+        .collect();
+    let outbox = Arc::new(Outbox::new(&cfg.peers(), &capacities));
     let mut engines = Vec::with_capacity(machines.len());
     let mut steps = Vec::with_capacity(machines.len());
     let mut statuses = Vec::with_capacity(machines.len());
     let mut limits = Vec::with_capacity(machines.len());
-    for (expected, (shard, sm)) in machines.into_iter().enumerate() {
+    for (expected, ((shard, sm), resolved)) in machines.into_iter().zip(resolutions).enumerate() {
         debug_assert_eq!(expected, shard as usize, "shards must be numbered 0..n");
         let status = Arc::new(Mutex::new(ShardStatus::default()));
-        let (engine, lane) = ShardEngine::open(cfg, store, shard, sm, env, status.clone())?;
+        let (engine, lane) = ShardEngine::open(
+            cfg,
+            store,
+            shard,
+            sm,
+            resolved,
+            status.clone(),
+            outbox.clone(),
+        )?;
         steps.push(lane);
         limits.push(*engine.limits());
         statuses.push(status);
@@ -112,8 +135,7 @@ pub fn start<SM: StateMachine, T: Transport>(
         requests: requests_rx,
         reads: reads.clone(),
         store: store.clone(),
-        transport,
-        tick,
+        tick: cfg.tick,
     };
     let join = thread::Builder::new()
         .name("raft-worker".into())
@@ -146,6 +168,7 @@ pub fn start<SM: StateMachine, T: Transport>(
             statuses,
             limits,
             thread,
+            outbox,
             join: Mutex::new(Some(join)),
             stopped: stopped_rx,
         }),
@@ -209,6 +232,13 @@ impl<O: Send + 'static> RaftHandle<O> {
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
+    /// Asks `shard`'s leader (if it is this node) to hand leadership to
+    /// node `to` once `to` has caught up.
+    pub async fn transfer_leader(&self, shard: ShardId, to: u64) -> Result<(), ProposeError> {
+        self.check_shard(shard)?;
+        self.send(Request::TransferLeader { shard, to }).await
+    }
+
     /// Queues an inbound raft message without blocking; a full queue
     /// refuses it (and counts the refusal) so the sender can back off.
     pub fn step(&self, shard: ShardId, msg: Message) -> Result<(), StepError> {
@@ -236,6 +266,11 @@ impl<O: Send + 'static> RaftHandle<O> {
             .steps
             .get(shard as usize)
             .map_or(0, |lane| lane.capacity())
+    }
+
+    /// The outbound lanes, for the network layer to drain.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.shared.outbox.clone()
     }
 
     pub fn shard_count(&self) -> usize {
@@ -287,16 +322,15 @@ impl<O: Send + 'static> RaftHandle<O> {
     }
 }
 
-struct Worker<SM: StateMachine, T: Transport> {
+struct Worker<SM: StateMachine> {
     engines: Vec<ShardEngine<SM>>,
     requests: flume::Receiver<Request<SM::Output>>,
     reads: PendingReads,
     store: Store,
-    transport: T,
     tick: Duration,
 }
 
-impl<SM: StateMachine, T: Transport> Worker<SM, T> {
+impl<SM: StateMachine> Worker<SM> {
     fn run(mut self) -> Result<(), EngineError> {
         let result = self.run_loop();
         let reason = ProposeError::Stopped;
@@ -308,7 +342,7 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
             Request::Propose { reply, .. } => {
                 let _ = reply.send(Err(ProposeError::Stopped));
             }
-            Request::Shutdown => {}
+            Request::TransferLeader { .. } | Request::Shutdown => {}
         });
         for pending in self.reads.iter() {
             for reply in pending.lock().take().into_iter().flatten() {
@@ -333,6 +367,11 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
                             None => {
                                 let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
                             }
+                        }
+                    }
+                    Ok(Request::TransferLeader { shard, to }) => {
+                        if let Some(engine) = self.engines.get_mut(shard as usize) {
+                            engine.transfer_leader(to);
                         }
                     }
                     Ok(Request::Shutdown) => return Ok(()),
@@ -369,7 +408,7 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
 
             readies.clear();
             for (i, engine) in self.engines.iter_mut().enumerate() {
-                if let Some(rd) = engine.ready_phase_a(&mut log_batch, &mut self.transport)? {
+                if let Some(rd) = engine.ready_phase_a(&mut log_batch)? {
                     readies.push((i, rd));
                 }
             }
@@ -379,7 +418,7 @@ impl<SM: StateMachine, T: Transport> Worker<SM, T> {
                 log_batch.write(must_sync)?;
             }
             for (i, rd) in readies.drain(..) {
-                self.engines[i].ready_phase_b(rd, &mut log_batch, &mut self.transport)?;
+                self.engines[i].ready_phase_b(rd, &mut log_batch)?;
             }
             for engine in &self.engines {
                 engine.publish_status();

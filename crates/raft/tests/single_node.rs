@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use elastickv_raft::limits::{ENV_MAX_INFLIGHT_MSGS, ENV_MAX_SIZE_PER_MSG};
-use elastickv_raft::{EngineConfig, LimitsConfig, NoPeers, RaftHandle, Role, StateMachine, start};
+use elastickv_raft::{EngineConfig, LimitsConfig, RaftHandle, Role, StateMachine, start};
 use elastickv_store::{ApplyBatch, Store, StoreError, StoreOptions};
 
 /// Payload `key=value`; output: (entry index, previous value).
@@ -38,6 +38,8 @@ fn config() -> EngineConfig {
         node_id: 1,
         election_tick: 10,
         heartbeat_tick: 1,
+        tick: Duration::from_millis(10),
+        lease_reads: true,
         limits: LimitsConfig::default(),
         initial_voters: vec![1],
     }
@@ -58,15 +60,7 @@ fn boot(
             )
         })
         .collect();
-    start(
-        &config(),
-        Duration::from_millis(10),
-        store,
-        machines,
-        NoPeers,
-        &|_| None,
-    )
-    .unwrap()
+    start(&config(), store, machines, &|_| None).unwrap()
 }
 
 fn read(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
@@ -182,15 +176,7 @@ fn engines_log_their_resolved_limits() {
                 )
             })
             .collect();
-        start(
-            &cfg,
-            Duration::from_millis(10),
-            &store,
-            machines,
-            NoPeers,
-            &env,
-        )
-        .unwrap()
+        start(&cfg, &store, machines, &env).unwrap()
     });
     let limits = raft.limits(1).unwrap();
     // Invalid env: the compiled default, not the config's 64.
