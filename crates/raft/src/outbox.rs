@@ -183,7 +183,9 @@ impl Outbox {
         Outbox { peers }
     }
 
-    /// Queues `msg` (addressed to `msg.to`) without blocking.
+    /// Queues `msg` (addressed to `msg.to`) without blocking. A refused
+    /// message is handed back so the engine can tell raft what was lost.
+    #[allow(clippy::result_large_err)] // not boxed: the refusal path is the overload path
     pub fn send(&self, shard: ShardId, msg: Message) -> Result<(), (Message, Refusal)> {
         let Some(peer) = self.peers.get(&msg.to) else {
             return Err((msg, Refusal::NoRoute));
@@ -221,10 +223,12 @@ mod tests {
     use super::*;
 
     fn msg(to: u64, kind: MessageType, payload: usize) -> Message {
-        let mut m = Message::default();
-        m.to = to;
+        let mut m = Message {
+            to,
+            context: vec![0u8; payload].into(),
+            ..Default::default()
+        };
         m.set_msg_type(kind);
-        m.context = vec![0u8; payload].into();
         m
     }
 
