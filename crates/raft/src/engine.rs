@@ -149,7 +149,14 @@ pub(crate) fn raft_config(
         check_quorum: true,
         pre_vote: limits.pre_vote.value,
         read_only_option: ReadOnlyOption::Safe,
-        batch_append: true,
+        // raft-rs 0.7's batch_append can merge new entries into a queued
+        // empty MsgAppend whose prev index does not precede them (it only
+        // checks continuity against the message's entries, and an empty one
+        // has none). The follower then acknowledges an index it does not
+        // have and a later heartbeat commits past its log, which panics it.
+        // Found by the lossy-network cluster test. The outbox batches
+        // messages per peer anyway, so nothing is lost by turning it off.
+        batch_append: false,
         ..Default::default()
     };
     config.validate()?;

@@ -76,6 +76,8 @@ pub struct PeerOutbox {
     /// A message taken from a lane that did not fit the last batch; it
     /// opens the next one, so its lane's order is kept.
     carry: parking_lot::Mutex<Option<Outbound>>,
+    /// Messages refused because a lane towards this peer was full.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 /// A message for the wire: which shard it belongs to, and the message.
@@ -132,6 +134,11 @@ impl PeerOutbox {
         out
     }
 
+    /// Messages refused so far because a lane towards this peer was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Messages queued right now (for tests and metrics).
     pub fn queued(&self) -> usize {
         let carried = usize::from(self.carry.lock().is_some());
@@ -176,6 +183,7 @@ impl Outbox {
                         shards,
                         ready: Notify::new(),
                         carry: parking_lot::Mutex::new(None),
+                        refused: std::sync::atomic::AtomicU64::new(0),
                     }),
                 )
             })
@@ -204,6 +212,8 @@ impl Outbox {
                 Ok(())
             }
             Err(flume::TrySendError::Full(msg) | flume::TrySendError::Disconnected(msg)) => {
+                peer.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Err((msg, Refusal::LaneFull))
             }
         }

@@ -1,0 +1,291 @@
+//! Shared by the raft crate's tests: a small key-value state machine, and
+//! an in-process cluster whose network can partition, pause, delay and
+//! drop messages (modelled on raft-rs's harness and TiKV's transport
+//! filters).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use elastickv_raft::{EngineConfig, LimitsConfig, RaftHandle, Role, StateMachine, start};
+use elastickv_store::{ApplyBatch, Store, StoreError, StoreOptions};
+use rand::Rng;
+
+/// Payload `key=value`; output: (entry index, previous value).
+pub struct KvMachine {
+    pub applies: Arc<AtomicU64>,
+}
+
+pub type Output = (u64, Option<Vec<u8>>);
+
+impl StateMachine for KvMachine {
+    type Output = Output;
+
+    fn apply(
+        &mut self,
+        batch: &mut ApplyBatch,
+        index: u64,
+        data: &[u8],
+    ) -> Result<Output, StoreError> {
+        self.applies.fetch_add(1, Ordering::SeqCst);
+        let split = data.iter().position(|&b| b == b'=').unwrap_or(data.len());
+        let (key, value) = (&data[..split], data.get(split + 1..).unwrap_or_default());
+        let previous = batch.get_meta(0, key)?;
+        batch.put_meta(0, key, value.to_vec())?;
+        Ok((index, previous))
+    }
+}
+
+pub fn engine_config(node_id: u64, voters: &[u64], limits: LimitsConfig) -> EngineConfig {
+    EngineConfig {
+        node_id,
+        election_tick: 10,
+        heartbeat_tick: 1,
+        tick: Duration::from_millis(10),
+        lease_reads: true,
+        limits,
+        initial_voters: voters.to_vec(),
+    }
+}
+
+/// What the network does to messages.
+#[derive(Default)]
+pub struct Filters {
+    /// Nodes cut off from everyone.
+    pub isolated: HashSet<u64>,
+    /// Destinations whose incoming messages are left queued in the
+    /// senders' lanes (a stalled peer).
+    pub paused: HashSet<u64>,
+    /// Random extra latency per message, milliseconds.
+    pub delay_ms: Option<(u64, u64)>,
+    /// Probability of losing a message.
+    pub drop_rate: f64,
+}
+
+pub struct Node {
+    pub id: u64,
+    pub store: Store,
+    pub raft: RaftHandle<Output>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, Node>,
+    pub filters: Arc<Mutex<Filters>>,
+    pub refused_steps: Arc<AtomicU64>,
+    pub shards: u32,
+}
+
+impl Cluster {
+    /// `n` nodes with `shards` shards each, wired through the filtered
+    /// in-process network.
+    pub fn start(n: u64, shards: u32, limits: LimitsConfig) -> Cluster {
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut nodes = BTreeMap::new();
+        for &id in &voters {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            let machines = (0..shards)
+                .map(|s| {
+                    (
+                        s,
+                        KvMachine {
+                            applies: Arc::new(AtomicU64::new(0)),
+                        },
+                    )
+                })
+                .collect();
+            let raft = start(
+                &engine_config(id, &voters, limits),
+                &store,
+                machines,
+                &|_| None,
+            )
+            .unwrap();
+            nodes.insert(
+                id,
+                Node {
+                    id,
+                    store,
+                    raft,
+                    _dir: dir,
+                },
+            );
+        }
+        let cluster = Cluster {
+            nodes,
+            filters: Arc::default(),
+            refused_steps: Arc::default(),
+            shards,
+        };
+        cluster.wire();
+        cluster
+    }
+
+    /// One delivery task per (sender, receiver) pair.
+    fn wire(&self) {
+        for (&from, node) in &self.nodes {
+            for (&to, dest) in &self.nodes {
+                if from == to {
+                    continue;
+                }
+                let Some(peer) = node.raft.outbox().peer(to) else {
+                    continue;
+                };
+                let dest = dest.raft.clone();
+                let filters = self.filters.clone();
+                let refused = self.refused_steps.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let paused = filters.lock().unwrap().paused.contains(&to);
+                        if paused {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                        let batch = peer.drain(1 << 20);
+                        if batch.is_empty() {
+                            tokio::select! {
+                                _ = peer.wait() => {}
+                                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            }
+                            continue;
+                        }
+                        for (shard, msg) in batch {
+                            let (cut, delay) = {
+                                let f = filters.lock().unwrap();
+                                let mut rng = rand::thread_rng();
+                                let cut = f.isolated.contains(&from)
+                                    || f.isolated.contains(&to)
+                                    || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
+                                let delay = f.delay_ms.map(|(lo, hi)| rng.gen_range(lo..=hi));
+                                (cut, delay)
+                            };
+                            if cut {
+                                continue;
+                            }
+                            match delay {
+                                Some(ms) => {
+                                    let dest = dest.clone();
+                                    let refused = refused.clone();
+                                    tokio::spawn(async move {
+                                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                                        if dest.step(shard, msg).is_err() {
+                                            refused.fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    });
+                                }
+                                None => {
+                                    if dest.step(shard, msg).is_err() {
+                                        refused.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[&id]
+    }
+
+    /// The leader of `shard` as seen by a majority of nodes, if any.
+    pub fn leader(&self, shard: u32) -> Option<u64> {
+        let mut votes: BTreeMap<u64, usize> = BTreeMap::new();
+        for node in self.nodes.values() {
+            let status = &node.raft.status()[shard as usize];
+            if status.role == Role::Leader {
+                *votes.entry(node.id).or_default() += 1;
+            } else if status.leader != 0 {
+                *votes.entry(status.leader).or_default() += 1;
+            }
+        }
+        let leader = votes
+            .into_iter()
+            .find(|&(_, n)| n > self.nodes.len() / 2)
+            .map(|(id, _)| id)?;
+        (self.nodes[&leader].raft.status()[shard as usize].role == Role::Leader).then_some(leader)
+    }
+
+    pub async fn wait_leader(&self, shard: u32, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader(shard) {
+                return leader;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader for shard {shard} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Proposes `key=value` through whichever node leads `shard`,
+    /// retrying through leadership changes until `timeout`.
+    pub async fn write(&self, shard: u32, key: &str, value: &str, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader(shard) {
+                let fut = self.nodes[&leader]
+                    .raft
+                    .propose(shard, format!("{key}={value}").into_bytes());
+                if let Ok(Ok(out)) = tokio::time::timeout(Duration::from_millis(500), fut).await {
+                    return out;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "write {key} did not commit within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn value(&self, node: u64, key: &str) -> Option<Vec<u8>> {
+        self.nodes[&node]
+            .store
+            .reader()
+            .get_meta(0, key.as_bytes())
+            .unwrap()
+            .map(|v| v.to_vec())
+    }
+
+    /// Waits until every node has applied `shard`'s log up to the highest
+    /// index any node reports, and at least up to `at_least` (the index a
+    /// write returned: statuses are published after replies are sent).
+    pub async fn wait_converged(&self, shard: u32, at_least: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let statuses: Vec<_> = self
+                .nodes
+                .values()
+                .map(|n| n.raft.status()[shard as usize].clone())
+                .collect();
+            let commit = statuses
+                .iter()
+                .map(|s| s.commit)
+                .max()
+                .unwrap_or(0)
+                .max(at_least);
+            if statuses.iter().all(|s| s.applied >= commit) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shard {shard} did not converge within {timeout:?}: {statuses:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn shutdown(&self) {
+        for node in self.nodes.values() {
+            node.raft.shutdown();
+        }
+    }
+}
