@@ -71,10 +71,8 @@ async fn partitioned_leader_commits_nothing_and_logs_converge() {
     };
     // The majority elects a new leader and keeps committing.
     let new = loop {
-        if let Some(l) = cluster.leader(0) {
-            if l != old {
-                break l;
-            }
+        if let Some(l) = cluster.leader(0).filter(|&l| l != old) {
+            break l;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
