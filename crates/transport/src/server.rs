@@ -1,0 +1,154 @@
+//! The receiving side: raft streams from peers and forwarded commands.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use elastickv_raft::StepError;
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::forward::ForwardOutcome;
+use crate::pb::forward_server::{Forward, ForwardServer};
+use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
+use crate::pb::{BatchAck, ForwardReply, ForwardRequest, RaftBatch, forward_reply};
+use crate::{MAX_MESSAGE_BYTES, TransportError};
+
+/// Hands an inbound message to its shard's engine (never blocking).
+pub type StepFn = Arc<dyn Fn(u32, Message) -> Result<(), StepError> + Send + Sync>;
+
+/// Executes a write forwarded by another node.
+pub trait ForwardHandler: Send + Sync + 'static {
+    fn execute(
+        &self,
+        shard: u32,
+        payload: Bytes,
+    ) -> Pin<Box<dyn Future<Output = ForwardOutcome> + Send + 'static>>;
+}
+
+struct RaftService {
+    node_id: u64,
+    step: StepFn,
+}
+
+type AckStream = ReceiverStream<Result<BatchAck, Status>>;
+
+#[tonic::async_trait]
+impl RaftTransport for RaftService {
+    type StreamStream = AckStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (acks, rx) = mpsc::channel(16);
+        let (node_id, step) = (self.node_id, self.step.clone());
+        tokio::spawn(async move {
+            loop {
+                let batch = match inbound.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "raft stream from a peer ended");
+                        return;
+                    }
+                };
+                let ack = deliver(node_id, &step, batch);
+                if acks.send(Ok(ack)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Steps every message of a batch; counts what was refused or invalid.
+fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> BatchAck {
+    let mut ack = BatchAck::default();
+    for envelope in batch.messages {
+        let msg = match Message::parse_from_bytes(&envelope.message) {
+            Ok(msg) if msg.to == node_id && envelope.to == node_id => msg,
+            Ok(msg) => {
+                tracing::warn!(
+                    from = batch.from_node,
+                    addressed_to = msg.to,
+                    "raft message for another node dropped"
+                );
+                ack.invalid += 1;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(from = batch.from_node, error = %e, "undecodable raft message dropped");
+                ack.invalid += 1;
+                continue;
+            }
+        };
+        match step(envelope.shard, msg) {
+            Ok(()) => ack.accepted += 1,
+            Err(StepError::QueueFull { .. }) => ack.refused += 1,
+            Err(_) => ack.invalid += 1,
+        }
+    }
+    if ack.invalid > 0 {
+        metrics::counter!("elastickv_transport_invalid_messages_total")
+            .increment(u64::from(ack.invalid));
+    }
+    ack
+}
+
+struct ForwardService {
+    handler: Arc<dyn ForwardHandler>,
+}
+
+#[tonic::async_trait]
+impl Forward for ForwardService {
+    async fn execute(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardReply>, Status> {
+        let request = request.into_inner();
+        let outcome = self
+            .handler
+            .execute(request.shard, Bytes::from(request.payload))
+            .await;
+        let outcome = match outcome {
+            ForwardOutcome::Reply(bytes) => forward_reply::Outcome::Reply(bytes),
+            ForwardOutcome::NotLeader(leader) => forward_reply::Outcome::NotLeader(leader),
+            ForwardOutcome::Retry(why) => forward_reply::Outcome::Retry(why),
+        };
+        Ok(Response::new(ForwardReply {
+            outcome: Some(outcome),
+        }))
+    }
+}
+
+/// Serves the raft transport and forwarding on `listener` until
+/// `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    node_id: u64,
+    step: StepFn,
+    forward: Arc<dyn ForwardHandler>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), TransportError> {
+    let raft = RaftTransportServer::new(RaftService { node_id, step })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let forward = ForwardServer::new(ForwardService { handler: forward })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(raft)
+        .add_service(forward)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
