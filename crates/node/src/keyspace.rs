@@ -83,6 +83,14 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
     fn counts(&mut self) -> &mut KeyCounts {
         &mut self.counts
     }
+
+    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        self.batch.get_dedup(created_ms, id).map_err(storage)
+    }
+
+    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError> {
+        self.batch.put_dedup(created_ms, id, reply).map_err(storage)
+    }
 }
 
 /// A read view of applied data.

@@ -53,6 +53,9 @@ pub trait KeyspaceWrite: KeyspaceRead {
     /// Removes every key of the shard.
     fn clear(&mut self) -> Result<(), StorageError>;
     fn counts(&mut self) -> &mut KeyCounts;
+    /// The reply recorded for request `id` made at `created_ms`.
+    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError>;
 }
 
 /// An in-memory keyspace: the reference implementation for tests and
@@ -62,6 +65,7 @@ pub struct MemKeyspace {
     pub records: BTreeMap<Vec<u8>, Vec<u8>>,
     pub expire_index: BTreeMap<(u64, Vec<u8>), ()>,
     pub counts: KeyCounts,
+    pub dedup: BTreeMap<(u64, u64), Vec<u8>>,
 }
 
 impl KeyspaceRead for MemKeyspace {
@@ -114,5 +118,12 @@ impl KeyspaceWrite for MemKeyspace {
     }
     fn counts(&mut self) -> &mut KeyCounts {
         &mut self.counts
+    }
+    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.dedup.get(&(created_ms, id)).cloned())
+    }
+    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError> {
+        self.dedup.insert((created_ms, id), reply);
+        Ok(())
     }
 }

@@ -68,6 +68,12 @@ impl KeyspaceWrite for SlotKeyspace {
     fn counts(&mut self) -> &mut KeyCounts {
         &mut self.counts
     }
+    fn dedup_get(&self, _: u64, _: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+    fn dedup_put(&mut self, _: u64, _: u64, _: Vec<u8>) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 struct MemBackend {

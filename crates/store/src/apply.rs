@@ -17,8 +17,8 @@ use rocksdb::{DB, DBPinnableSlice, ReadOptions, SnapshotWithThreadMode, WriteBat
 use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::keys::{
-    StateKind, expire_key, meta_key, raft_state_key, shard_end, shard_prefix, slot_start,
-    split_expire_key, split_meta_key,
+    StateKind, dedup_key, expire_key, meta_key, raft_state_key, shard_end, shard_prefix,
+    slot_start, split_expire_key, split_meta_key,
 };
 use crate::log::encode_proto;
 use crate::{ShardId, Slot};
@@ -118,6 +118,7 @@ impl Store {
             shard,
             batch: WriteBatch::default(),
             overlay: HashMap::new(),
+            dedup_overlay: HashMap::new(),
             cleared: false,
             state,
             conf_state: None,
@@ -132,6 +133,8 @@ pub struct ApplyBatch {
     batch: WriteBatch,
     /// Meta records written in this batch (`None`: deleted).
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Request records written in this batch.
+    dedup_overlay: HashMap<[u8; 20], Vec<u8>>,
     /// The shard's data was cleared earlier in this batch: whatever is on
     /// disk is gone.
     cleared: bool,
@@ -192,6 +195,25 @@ impl ApplyBatch {
         Ok(())
     }
 
+    pub fn get_dedup(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>> {
+        let key = dedup_key(self.shard, created_ms, id);
+        if let Some(reply) = self.dedup_overlay.get(&key) {
+            return Ok(Some(reply.clone()));
+        }
+        Ok(self
+            .store
+            .db()
+            .get_pinned_cf(self.store.cf_dedup()?, key)?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn put_dedup(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<()> {
+        let key = dedup_key(self.shard, created_ms, id);
+        self.batch.put_cf(self.store.cf_dedup()?, key, &reply);
+        self.dedup_overlay.insert(key, reply);
+        Ok(())
+    }
+
     /// Deletes every record of the shard, which owns slots
     /// `first_slot..end_slot`.
     pub fn clear(&mut self, first_slot: u32, end_slot: u32) -> Result<()> {
@@ -242,6 +264,7 @@ impl ApplyBatch {
         }
         let batch = std::mem::take(&mut self.batch);
         self.overlay.clear();
+        self.dedup_overlay.clear();
         self.cleared = false;
         self.store.write(batch, false)
     }

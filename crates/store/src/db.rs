@@ -11,7 +11,7 @@ use rocksdb::{
 
 use crate::error::{Result, StoreError};
 use crate::keys::{
-    ALL_CFS, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB, NODE_FORMAT_KEY,
+    ALL_CFS, CF_DEDUP, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB, NODE_FORMAT_KEY,
     NODE_ID_KEY, NODE_SHARDS_KEY,
 };
 
@@ -189,6 +189,23 @@ impl Store {
 
     pub(crate) fn cf_sub(&self) -> Result<&ColumnFamily> {
         self.cf(CF_SUB)
+    }
+
+    pub(crate) fn cf_dedup(&self) -> Result<&ColumnFamily> {
+        self.cf(CF_DEDUP)
+    }
+
+    /// Deletes `shard`'s request records made before `before_ms`. Not
+    /// replicated: the state machine already ignores records that old, so
+    /// each replica may drop them whenever it likes.
+    pub fn purge_dedup(&self, shard: crate::ShardId, before_ms: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.cf_dedup()?,
+            crate::keys::dedup_key(shard, 0, 0),
+            crate::keys::dedup_key(shard, before_ms, 0),
+        );
+        self.write(batch, false)
     }
 
     /// Writes a batch; `sync` waits for the WAL to reach the disk.

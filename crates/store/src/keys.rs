@@ -9,14 +9,16 @@ pub const CF_RAFT_STATE: &str = "raft_state";
 pub const CF_META: &str = "meta";
 pub const CF_EXPIRE: &str = "expire";
 pub const CF_SUB: &str = "sub";
+pub const CF_DEDUP: &str = "dedup";
 
-pub const ALL_CFS: [&str; 6] = [
+pub const ALL_CFS: [&str; 7] = [
     CF_DEFAULT,
     CF_RAFT_LOG,
     CF_RAFT_STATE,
     CF_META,
     CF_EXPIRE,
     CF_SUB,
+    CF_DEDUP,
 ];
 
 /// Node identity keys in the default column family.
@@ -92,6 +94,16 @@ pub fn split_expire_key(key: &[u8]) -> Option<(u64, Slot, &[u8])> {
         Slot::from_be_bytes(slot),
         &key[14..],
     ))
+}
+
+/// A recorded reply of request `id`, made at `created_ms`; ordered by time
+/// within the shard so old records are removed with one range deletion.
+pub fn dedup_key(shard: ShardId, created_ms: u64, id: u64) -> [u8; 20] {
+    let mut key = [0u8; 20];
+    key[..4].copy_from_slice(&shard.to_be_bytes());
+    key[4..12].copy_from_slice(&created_ms.to_be_bytes());
+    key[12..].copy_from_slice(&id.to_be_bytes());
+    key
 }
 
 pub fn shard_prefix(shard: ShardId) -> [u8; 4] {
