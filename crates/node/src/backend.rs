@@ -1,24 +1,51 @@
 //! The router's [`Backend`] on this node: raft for ordering and read
-//! barriers, the store for data.
+//! barriers, the store for data, and forwarding of writes to the node that
+//! leads their shard.
+//!
+//! Writes: on the shard's leader they are proposed here; elsewhere they are
+//! forwarded over gRPC and the leader's reply is relayed unchanged. A
+//! forwarded write carries a request id, so when its outcome is unknown (a
+//! timeout, a lost connection) it is retried safely: the state machine
+//! answers a repeat with the recorded reply instead of applying it twice.
+//! While a shard has no leader, requests wait up to the request timeout and
+//! then fail with `-CLUSTERDOWN` (no leader) or `-TRYAGAIN` (leader
+//! unreachable).
+//!
+//! A connection's writes keep their order: local proposals are queued in
+//! order before the connection's next command starts, and a forwarded write
+//! completes (at the leader) before the next one starts.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use elastickv_raft::{ProposeError, RaftHandle};
+use elastickv_raft::{ProposeError, RaftHandle, Role};
 use elastickv_redis::keyspace::KeyCounts;
-use elastickv_redis::replicated::Replicated;
+use elastickv_redis::replicated::{Replicated, decode_reply, encode_reply};
 use elastickv_resp::Reply;
 use elastickv_router::{Backend, ReplyFuture, ShardView};
 use elastickv_store::Store;
+use elastickv_transport::{ForwardClient, ForwardHandler, ForwardOutcome, MAX_ENTRY_BYTES};
+use rand::Rng;
 
 use crate::clock::{ProposalClock, wall_ms};
 use crate::keyspace::ReadView;
 
+/// Pause between attempts while a shard has no reachable leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
 pub struct NodeBackend {
+    pub node_id: u64,
     pub raft: RaftHandle<Reply>,
     pub store: Store,
     pub shards: u32,
     pub clock: Arc<ProposalClock>,
+    pub forward: ForwardClient,
+    /// How long a request may wait for its shard to have a reachable
+    /// leader.
+    pub request_timeout: Duration,
 }
 
 /// The client-visible form of a raft refusal.
@@ -42,6 +69,38 @@ pub fn propose_error_reply(e: ProposeError) -> Reply {
     }
 }
 
+fn too_large(len: usize) -> Reply {
+    Reply::error(format!(
+        "ERR command too large to replicate ({len} bytes; the limit is {MAX_ENTRY_BYTES})"
+    ))
+}
+
+fn ready(reply: Reply) -> ReplyFuture {
+    Box::pin(std::future::ready(reply))
+}
+
+impl NodeBackend {
+    fn leader_of(&self, shard: u32) -> (Role, u64) {
+        self.raft
+            .shard_status(shard)
+            .map_or((Role::Follower, 0), |s| (s.role, s.leader))
+    }
+
+    /// The error for a request that ran out of time.
+    fn gave_up(&self, shard: u32, last_error: Option<String>) -> Reply {
+        let (_, leader) = self.leader_of(shard);
+        match (leader, last_error) {
+            (0, _) => Reply::error(format!("CLUSTERDOWN shard {shard} has no leader")),
+            (leader, Some(why)) => Reply::error(format!(
+                "TRYAGAIN shard {shard} leader (node {leader}) did not answer: {why}"
+            )),
+            (leader, None) => Reply::error(format!(
+                "TRYAGAIN shard {shard} leader (node {leader}) did not answer in time"
+            )),
+        }
+    }
+}
+
 impl Backend for NodeBackend {
     fn shard_count(&self) -> u32 {
         self.shards
@@ -52,10 +111,19 @@ impl Backend for NodeBackend {
     }
 
     async fn read_barrier(&self, shard: u32) -> Result<(), Reply> {
-        self.raft
-            .read_barrier(shard)
-            .await
-            .map_err(propose_error_reply)
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            match self.raft.read_barrier(shard).await {
+                Ok(()) => return Ok(()),
+                Err(ProposeError::NotLeader { .. } | ProposeError::Dropped { .. }) => {
+                    if Instant::now() >= deadline {
+                        return Err(self.gave_up(shard, None));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(propose_error_reply(e)),
+            }
+        }
     }
 
     fn with_view<T>(&self, _shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
@@ -81,10 +149,107 @@ impl Backend for NodeBackend {
     }
 
     async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
-        let payload = Replicated::command(self.clock.now_ms(), args).to_bytes();
-        match self.raft.submit(shard, payload).await {
-            Ok(done) => Box::pin(async move { done.await.unwrap_or_else(propose_error_reply) }),
-            Err(e) => Box::pin(std::future::ready(propose_error_reply(e))),
+        let deadline = Instant::now() + self.request_timeout;
+        let mut forwarded: Option<Replicated> = None;
+        let mut last_error = None;
+        loop {
+            let (role, leader) = self.leader_of(shard);
+            if role == Role::Leader {
+                let mut entry = forwarded
+                    .take()
+                    .unwrap_or_else(|| Replicated::command(0, args.clone()));
+                entry.timestamp_ms = self.clock.now_ms();
+                let payload = entry.to_bytes();
+                if payload.len() > MAX_ENTRY_BYTES {
+                    return ready(too_large(payload.len()));
+                }
+                match self.raft.submit(shard, payload).await {
+                    Ok(done) => {
+                        return Box::pin(
+                            async move { done.await.unwrap_or_else(propose_error_reply) },
+                        );
+                    }
+                    Err(ProposeError::NotLeader { .. }) => {}
+                    Err(e) => return ready(propose_error_reply(e)),
+                }
+                forwarded = Some(entry);
+            } else if leader != 0 && leader != self.node_id {
+                // Made once, so every retry carries the same request id.
+                let entry = forwarded.get_or_insert_with(|| {
+                    let id = rand::thread_rng().gen_range(1..u64::MAX);
+                    Replicated::retryable(args.clone(), id, wall_ms())
+                });
+                let payload = entry.to_bytes();
+                if payload.len() > MAX_ENTRY_BYTES {
+                    return ready(too_large(payload.len()));
+                }
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match self
+                    .forward
+                    .execute(leader, shard, payload, remaining.max(RETRY_PAUSE))
+                    .await
+                {
+                    Ok(ForwardOutcome::Reply(bytes)) => {
+                        return ready(decode_reply(&bytes).unwrap_or_else(|| {
+                            Reply::static_error("ERR undecodable reply from the shard leader")
+                        }));
+                    }
+                    Ok(ForwardOutcome::NotLeader(_)) => {
+                        last_error = Some("leadership moved".into())
+                    }
+                    Ok(ForwardOutcome::Retry(why)) => last_error = Some(why),
+                    Err(e) => last_error = Some(e.to_string()),
+                }
+            }
+            if Instant::now() >= deadline {
+                return ready(self.gave_up(shard, last_error));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
+    }
+}
+
+/// Executes writes other nodes forward to this one.
+pub struct ForwardExecutor {
+    pub raft: RaftHandle<Reply>,
+    pub clock: Arc<ProposalClock>,
+}
+
+impl ForwardHandler for ForwardExecutor {
+    fn execute(
+        &self,
+        shard: u32,
+        payload: Bytes,
+    ) -> Pin<Box<dyn Future<Output = ForwardOutcome> + Send + 'static>> {
+        let raft = self.raft.clone();
+        let clock = self.clock.clone();
+        Box::pin(async move {
+            let Some(mut entry) = Replicated::from_bytes(&payload) else {
+                return ForwardOutcome::Reply(encode_reply(&Reply::static_error(
+                    "ERR malformed forwarded command",
+                )));
+            };
+            match raft.shard_status(shard) {
+                Some(status) if status.role == Role::Leader => {}
+                Some(status) => return ForwardOutcome::NotLeader(status.leader),
+                None => {
+                    return ForwardOutcome::Reply(encode_reply(&Reply::error(format!(
+                        "ERR unknown shard {shard}"
+                    ))));
+                }
+            }
+            // The leader's clock stamps every entry it proposes.
+            entry.timestamp_ms = clock.now_ms();
+            match raft.propose(shard, entry.to_bytes()).await {
+                Ok(reply) => ForwardOutcome::Reply(encode_reply(&reply)),
+                Err(ProposeError::NotLeader { leader, .. }) => {
+                    ForwardOutcome::NotLeader(leader.unwrap_or(0))
+                }
+                Err(e @ (ProposeError::Dropped { .. } | ProposeError::Stopped)) => {
+                    ForwardOutcome::Retry(e.to_string())
+                }
+                Err(e) => ForwardOutcome::Reply(encode_reply(&propose_error_reply(e))),
+            }
+        })
     }
 }

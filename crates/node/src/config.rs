@@ -112,6 +112,9 @@ pub struct NodeConfig {
     /// Password clients must AUTH with; none when empty.
     pub requirepass: String,
     pub maxclients: usize,
+    /// How long a command may wait for its shard to have a reachable
+    /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
+    pub request_timeout_ms: u64,
     pub raft: RaftSection,
 }
 
@@ -127,6 +130,7 @@ impl Default for NodeConfig {
             metrics_addr: String::new(),
             requirepass: String::new(),
             maxclients: 10_000,
+            request_timeout_ms: 5_000,
             raft: RaftSection::default(),
         }
     }
@@ -239,15 +243,9 @@ impl NodeConfig {
         if self.maxclients == 0 {
             return Err(invalid("maxclients", "must be at least 1"));
         }
-        let peers = self.peer_map()?;
-        if let Some(other) = peers.keys().find(|&&id| id != self.node_id) {
-            return Err(invalid(
-                "peers",
-                format!(
-                    "lists node {other}, but this version runs single-node clusters only \
-                     (multi-node replication is not available yet)"
-                ),
-            ));
+        self.peer_map()?;
+        if self.request_timeout_ms == 0 || self.request_timeout_ms > 600_000 {
+            return Err(invalid("request_timeout_ms", "accepted: 1..=600000"));
         }
         let r = &self.raft;
         if r.tick_ms == 0 || r.tick_ms > 10_000 {
@@ -374,8 +372,8 @@ mod tests {
                 "invalid raft: max_inflight_msgs = 0 is out of range; accepted: 1..=8192",
             ),
             (
-                "peers = \"1=127.0.0.1:7379,2=127.0.0.1:1\"",
-                "invalid peers: lists node 2",
+                "request_timeout_ms = 0",
+                "invalid request_timeout_ms: accepted: 1..=600000",
             ),
             (
                 "peers = \"2=127.0.0.1:1\"",

@@ -10,7 +10,8 @@
 //! - [`backend`]: the router's backend over raft and the store.
 //! - [`state_machine`], [`keyspace`]: applying log entries as Redis
 //!   commands to the store.
-//! - [`expiry`]: active expiry through the log.
+//! - [`expiry`]: active expiry through the log; [`balance`]: spreading
+//!   shard leaders over the nodes.
 //! - [`info`], [`clients`], [`stats`], [`metrics`], [`clock`].
 //!
 //! # Threads
@@ -19,6 +20,7 @@
 //! shard's `RawNode` and talks to tokio only through bounded channels.
 
 pub mod backend;
+pub mod balance;
 pub mod clients;
 pub mod clock;
 pub mod config;
@@ -85,6 +87,13 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot listen on {addr} for raft peers: {source}")]
+    ListenRaft {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Transport(#[from] elastickv_transport::TransportError),
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("{0}")]
@@ -131,7 +140,19 @@ impl Node {
             source,
         })?;
 
+        let raft_listener = TcpListener::bind(&config.raft_addr)
+            .await
+            .map_err(|source| StartError::ListenRaft {
+                addr: config.raft_addr.clone(),
+                source,
+            })?;
         let peers = config.peer_map()?;
+        let others: std::collections::BTreeMap<u64, String> = peers
+            .iter()
+            .filter(|&(&id, _)| id != config.node_id)
+            .map(|(&id, addr)| (id, addr.clone()))
+            .collect();
+        let forward = elastickv_transport::ForwardClient::new(&others)?;
         let engine_config = EngineConfig {
             node_id: config.node_id,
             election_tick: config.raft.election_tick,
@@ -163,11 +184,50 @@ impl Node {
             metrics::install(addr).map_err(StartError::Metrics)?;
         }
 
+        let clock = Arc::new(ProposalClock::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        {
+            let stepper = raft.clone();
+            let step: elastickv_transport::StepFn =
+                Arc::new(move |shard, msg| stepper.step(shard, msg));
+            let executor = Arc::new(backend::ForwardExecutor {
+                raft: raft.clone(),
+                clock: clock.clone(),
+            });
+            let mut stop = shutdown_rx.clone();
+            let node_id = config.node_id;
+            tasks.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) =
+                    elastickv_transport::serve(raft_listener, node_id, step, executor, stopped)
+                        .await
+                {
+                    tracing::error!(error = %e, "raft transport server stopped");
+                }
+            }));
+            let outbox = raft.outbox();
+            for (&peer, addr) in &others {
+                if let Some(lanes) = outbox.peer(peer) {
+                    tasks.push(elastickv_transport::peer::spawn(
+                        config.node_id,
+                        lanes,
+                        addr.clone(),
+                        shutdown_rx.clone(),
+                    ));
+                }
+            }
+        }
         let backend = NodeBackend {
+            node_id: config.node_id,
             raft,
             store,
             shards: config.shards,
-            clock: Arc::new(ProposalClock::default()),
+            clock,
+            forward,
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
         let run_id: String = {
             let mut rng = rand::thread_rng();
@@ -184,15 +244,26 @@ impl Node {
             redis_addr,
             config,
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(server::serve(listener, state.clone(), shutdown_rx.clone())),
-            tokio::spawn(expiry::run(state.clone(), shutdown_rx)),
-        ];
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            state.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(expiry::run(
+            state.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(balance::run(
+            state.clone(),
+            peers.keys().copied().collect(),
+            shutdown_rx,
+        )));
         tracing::info!(
             node_id = state.config.node_id,
             shards = state.config.shards,
             redis_addr = %redis_addr,
+            raft_addr = %state.config.raft_addr,
+            peers = peers.len(),
             data_dir = %state.config.data_dir.display(),
             "elastickv is ready to accept connections"
         );

@@ -109,6 +109,9 @@ pub struct ShardStatus {
     pub applied: u64,
     pub first_index: u64,
     pub last_index: u64,
+    /// On a leader: followers that recently answered and have every
+    /// committed entry (candidates for a leadership transfer).
+    pub caught_up: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -699,6 +702,17 @@ impl<SM: StateMachine> ShardEngine<SM> {
             applied: self.apply.state().applied_index,
             first_index: store.first_index(),
             last_index: store.last_index(),
+            caught_up: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .filter(|&(&id, pr)| {
+                        id != raft.id && pr.recent_active && pr.matched >= raft.raft_log.committed
+                    })
+                    .map(|(&id, _)| id)
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         *self.status.lock() = status;
     }

@@ -282,6 +282,13 @@ impl<O: Send + 'static> RaftHandle<O> {
         self.shared.limits.get(shard as usize).copied()
     }
 
+    pub fn shard_status(&self, shard: ShardId) -> Option<ShardStatus> {
+        self.shared
+            .statuses
+            .get(shard as usize)
+            .map(|s| s.lock().clone())
+    }
+
     pub fn status(&self) -> Vec<ShardStatus> {
         self.shared
             .statuses

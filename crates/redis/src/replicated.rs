@@ -109,11 +109,11 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(ks: &mut K, payload: &[u8]) -> Result<Re
     let dedup = (entry.request_id != 0
         && entry.request_created_ms.saturating_add(DEDUP_WINDOW_MS) >= entry.timestamp_ms)
         .then_some((entry.request_created_ms, entry.request_id));
-    if let Some((created, id)) = dedup {
-        if let Some(recorded) = ks.dedup_get(created, id)? {
-            return Ok(decode_reply(&recorded)
-                .unwrap_or_else(|| Reply::static_error("ERR corrupt recorded reply")));
-        }
+    if let Some((created, id)) = dedup
+        && let Some(recorded) = ks.dedup_get(created, id)?
+    {
+        return Ok(decode_reply(&recorded)
+            .unwrap_or_else(|| Reply::static_error("ERR corrupt recorded reply")));
     }
     let reply = match parse(&entry.args) {
         Ok(parsed) if parsed.spec.is_write() => {
@@ -133,7 +133,10 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(ks: &mut K, payload: &[u8]) -> Result<Re
 /// client exactly as a local one would be.
 #[derive(Clone, PartialEq, Message)]
 pub struct ReplyValue {
-    #[prost(oneof = "reply_value::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
+    #[prost(
+        oneof = "reply_value::Kind",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
+    )]
     pub kind: Option<reply_value::Kind>,
 }
 
@@ -209,7 +212,12 @@ fn to_value(reply: &Reply) -> ReplyValue {
 
 fn from_value(value: ReplyValue) -> Option<Reply> {
     use reply_value::Kind;
-    let list = |l: ReplyList| l.items.into_iter().map(from_value).collect::<Option<Vec<_>>>();
+    let list = |l: ReplyList| {
+        l.items
+            .into_iter()
+            .map(from_value)
+            .collect::<Option<Vec<_>>>()
+    };
     Some(match value.kind? {
         Kind::Simple(b) => Reply::Simple(b),
         Kind::Error(b) => Reply::Error(b),
@@ -293,7 +301,10 @@ mod tests {
             Reply::bulk("v"),
             Reply::Null,
             Reply::NullArray,
-            Reply::Map(vec![(Reply::bulk("k"), Reply::Set(vec![Reply::Bool(false)]))]),
+            Reply::Map(vec![(
+                Reply::bulk("k"),
+                Reply::Set(vec![Reply::Bool(false)]),
+            )]),
             Reply::Double(Bytes::from_static(b"1.5")),
             Reply::Verbatim {
                 format: *b"txt",
@@ -317,7 +328,10 @@ mod tests {
         // A different id executes.
         let mut other = Replicated::retryable(vec!["INCR".into(), "n".into()], 43, 1_000);
         other.timestamp_ms = 3_000;
-        assert_eq!(apply(&mut ks, &other.to_bytes()).unwrap(), Reply::Integer(2));
+        assert_eq!(
+            apply(&mut ks, &other.to_bytes()).unwrap(),
+            Reply::Integer(2)
+        );
         // Past the window, the record is forgotten (deterministically, by
         // the entry's timestamp).
         incr.timestamp_ms = 1_000 + DEDUP_WINDOW_MS + 1;

@@ -11,8 +11,8 @@ use rocksdb::{
 
 use crate::error::{Result, StoreError};
 use crate::keys::{
-    ALL_CFS, CF_DEDUP, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB, NODE_FORMAT_KEY,
-    NODE_ID_KEY, NODE_SHARDS_KEY,
+    ALL_CFS, CF_DEDUP, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB,
+    NODE_FORMAT_KEY, NODE_ID_KEY, NODE_SHARDS_KEY,
 };
 
 /// On-disk format this build writes and reads.
