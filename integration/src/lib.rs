@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+pub use cluster::{Cluster, Proxy, ShardInfo};
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -78,6 +81,8 @@ fn wait_for_ping(port: u16, child: &mut Child, what: &str, log: &Path) {
 pub struct Node {
     child: Child,
     pub port: u16,
+    /// Where this node's raft transport listens.
+    pub raft_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
@@ -91,6 +96,26 @@ impl Node {
     }
 
     pub fn start_with_env(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Node {
+        Node::launch(data_dir, args, envs, None)
+    }
+
+    /// Starts a node whose raft transport listens on `raft_port` (other
+    /// nodes' peer lists name it).
+    pub fn start_with_raft_port(
+        data_dir: &Path,
+        raft_port: u16,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Node {
+        Node::launch(data_dir, args, envs, Some(raft_port))
+    }
+
+    fn launch(
+        data_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        raft_port: Option<u16>,
+    ) -> Node {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let envs: Vec<(String, String)> = envs
             .iter()
@@ -99,14 +124,15 @@ impl Node {
         // A free port can be taken between probing and binding; retry.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let (port, raft_port) = (free_port(), raft_port.unwrap_or_else(free_port));
             let log = data_dir.with_extension(format!("{port}.log"));
-            let mut child = spawn(data_dir, port, &args, &envs, &log);
+            let mut child = spawn(data_dir, port, raft_port, &args, &envs, &log);
             match try_wait_ready(port, &mut child, &log) {
                 Ok(()) => {
                     return Node {
                         child,
                         port,
+                        raft_port,
                         data_dir: data_dir.to_path_buf(),
                         log,
                         args,
@@ -134,10 +160,49 @@ impl Node {
         self.child.wait().expect("wait")
     }
 
-    /// Starts again on the same data directory and port.
+    /// The process id (for signals and /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Resident set size in bytes, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .expect("VmRSS")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Starts again on the same data directory and ports.
     pub fn restart(&mut self) {
         self.kill9();
-        let mut child = spawn(&self.data_dir, self.port, &self.args, &self.envs, &self.log);
+        let mut child = spawn(
+            &self.data_dir,
+            self.port,
+            self.raft_port,
+            &self.args,
+            &self.envs,
+            &self.log,
+        );
         wait_for_ping(self.port, &mut child, "elastickv", &self.log);
         self.child = child;
     }
@@ -179,16 +244,22 @@ impl Drop for Node {
 fn spawn(
     data_dir: &Path,
     port: u16,
+    raft_port: u16,
     args: &[String],
     envs: &[(String, String)],
     log: &Path,
 ) -> Child {
-    let log_file = std::fs::File::create(log).expect("log file");
+    // Appending keeps the log of earlier runs of the same node.
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
     let mut cmd = Command::new(elastickv_bin());
     cmd.arg("--redis-addr")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--raft-addr")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg(format!("127.0.0.1:{raft_port}"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(args)

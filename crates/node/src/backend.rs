@@ -13,7 +13,11 @@
 //!
 //! A connection's writes keep their order: local proposals are queued in
 //! order before the connection's next command starts, and a forwarded write
-//! completes (at the leader) before the next one starts.
+//! completes (at the leader) before the next one starts. One exception: a
+//! local proposal the engine refuses because leadership moved after it was
+//! queued (never appended, so safe to resend) is resent from its reply
+//! future; several such refusals from one pipeline are resent concurrently
+//! and may apply in a different order than they were pipelined.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -41,11 +45,49 @@ pub struct NodeBackend {
     pub raft: RaftHandle<Reply>,
     pub store: Store,
     pub shards: u32,
-    pub clock: Arc<ProposalClock>,
-    pub forward: ForwardClient,
+    writes: Arc<WritePath>,
+}
+
+impl NodeBackend {
+    /// The clock that stamps this node's proposals.
+    pub fn clock(&self) -> &ProposalClock {
+        &self.writes.clock
+    }
+
+    pub fn new(
+        node_id: u64,
+        raft: RaftHandle<Reply>,
+        store: Store,
+        shards: u32,
+        clock: Arc<ProposalClock>,
+        forward: ForwardClient,
+        request_timeout: Duration,
+    ) -> NodeBackend {
+        NodeBackend {
+            node_id,
+            raft: raft.clone(),
+            store,
+            shards,
+            writes: Arc::new(WritePath {
+                node_id,
+                raft,
+                clock,
+                forward,
+                request_timeout,
+            }),
+        }
+    }
+}
+
+/// Gets a write applied by its shard's leader, wherever that is.
+struct WritePath {
+    node_id: u64,
+    raft: RaftHandle<Reply>,
+    clock: Arc<ProposalClock>,
+    forward: ForwardClient,
     /// How long a request may wait for its shard to have a reachable
     /// leader.
-    pub request_timeout: Duration,
+    request_timeout: Duration,
 }
 
 /// The client-visible form of a raft refusal.
@@ -75,11 +117,20 @@ fn too_large(len: usize) -> Reply {
     ))
 }
 
+/// A write proposed here whose fate was not known within the request
+/// timeout (this node lost touch with the rest of the cluster).
+fn unknown_outcome(shard: u32) -> Reply {
+    Reply::error(format!(
+        "TRYAGAIN shard {shard}: the write was not confirmed within the request timeout; \
+         it may or may not have been applied"
+    ))
+}
+
 fn ready(reply: Reply) -> ReplyFuture {
     Box::pin(std::future::ready(reply))
 }
 
-impl NodeBackend {
+impl WritePath {
     fn leader_of(&self, shard: u32) -> (Role, u64) {
         self.raft
             .shard_status(shard)
@@ -111,13 +162,13 @@ impl Backend for NodeBackend {
     }
 
     async fn read_barrier(&self, shard: u32) -> Result<(), Reply> {
-        let deadline = Instant::now() + self.request_timeout;
+        let deadline = Instant::now() + self.writes.request_timeout;
         loop {
             match self.raft.read_barrier(shard).await {
                 Ok(()) => return Ok(()),
                 Err(ProposeError::NotLeader { .. } | ProposeError::Dropped { .. }) => {
                     if Instant::now() >= deadline {
-                        return Err(self.gave_up(shard, None));
+                        return Err(self.writes.gave_up(shard, None));
                     }
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
@@ -149,39 +200,98 @@ impl Backend for NodeBackend {
     }
 
     async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
-        let deadline = Instant::now() + self.request_timeout;
-        let mut forwarded: Option<Replicated> = None;
+        let writes = &self.writes;
+        let deadline = Instant::now() + writes.request_timeout;
+        if writes.leader_of(shard).0 == Role::Leader {
+            // Queued now, before the connection's next command starts, so
+            // a pipeline's writes are proposed in order; awaited later.
+            match writes.propose_here(shard, &args).await {
+                Ok(done) => {
+                    let writes = writes.clone();
+                    return Box::pin(async move {
+                        // An isolated leader learns its entries' fate only
+                        // when it hears from the cluster again.
+                        let Ok(done) = tokio::time::timeout_at(deadline.into(), done).await else {
+                            return unknown_outcome(shard);
+                        };
+                        match done {
+                            // Refused, not appended (leadership moved
+                            // meanwhile): safe to send again.
+                            Err(ProposeError::NotLeader { .. }) => {
+                                writes.execute(shard, args, deadline).await
+                            }
+                            done => done.unwrap_or_else(propose_error_reply),
+                        }
+                    });
+                }
+                Err(Refused::NotLeader) => {}
+                Err(Refused::Reply(reply)) => return ready(reply),
+            }
+        }
+        // Forwarded writes complete before the connection's next command
+        // starts, which keeps their order.
+        ready(writes.execute(shard, args, deadline).await)
+    }
+}
+
+/// Why a write was not queued on this node.
+enum Refused {
+    /// This node does not lead the shard (any more).
+    NotLeader,
+    /// A final answer for the client.
+    Reply(Reply),
+}
+
+impl WritePath {
+    /// Queues `args` as a proposal of this node (the shard's leader).
+    async fn propose_here(
+        &self,
+        shard: u32,
+        args: &[Bytes],
+    ) -> Result<impl Future<Output = Result<Reply, ProposeError>> + Send + 'static, Refused> {
+        let mut entry = Replicated::command(0, args.to_vec());
+        entry.timestamp_ms = self.clock.now_ms();
+        let payload = entry.to_bytes();
+        if payload.len() > MAX_ENTRY_BYTES {
+            return Err(Refused::Reply(too_large(payload.len())));
+        }
+        match self.raft.submit(shard, payload).await {
+            Ok(done) => Ok(done),
+            Err(ProposeError::NotLeader { .. }) => Err(Refused::NotLeader),
+            Err(e) => Err(Refused::Reply(propose_error_reply(e))),
+        }
+    }
+
+    /// Gets `args` applied: proposed here while this node leads the shard,
+    /// forwarded to the leader otherwise, retried (with one request id, so
+    /// it applies once) until it is done or `deadline` passes.
+    async fn execute(&self, shard: u32, args: Vec<Bytes>, deadline: Instant) -> Reply {
+        // Made once, so every attempt carries the same request id.
+        let entry =
+            Replicated::retryable(args, rand::thread_rng().gen_range(1..u64::MAX), wall_ms());
         let mut last_error = None;
         loop {
             let (role, leader) = self.leader_of(shard);
             if role == Role::Leader {
-                let mut entry = forwarded
-                    .take()
-                    .unwrap_or_else(|| Replicated::command(0, args.clone()));
+                let mut entry = entry.clone();
                 entry.timestamp_ms = self.clock.now_ms();
                 let payload = entry.to_bytes();
                 if payload.len() > MAX_ENTRY_BYTES {
-                    return ready(too_large(payload.len()));
+                    return too_large(payload.len());
                 }
-                match self.raft.submit(shard, payload).await {
-                    Ok(done) => {
-                        return Box::pin(
-                            async move { done.await.unwrap_or_else(propose_error_reply) },
-                        );
-                    }
-                    Err(ProposeError::NotLeader { .. }) => {}
-                    Err(e) => return ready(propose_error_reply(e)),
+                let proposed =
+                    tokio::time::timeout_at(deadline.into(), self.raft.propose(shard, payload));
+                match proposed.await {
+                    Ok(Ok(reply)) => return reply,
+                    Ok(Err(ProposeError::NotLeader { .. })) => {}
+                    Ok(Err(e @ ProposeError::Dropped { .. })) => last_error = Some(e.to_string()),
+                    Ok(Err(e)) => return propose_error_reply(e),
+                    Err(_elapsed) => return unknown_outcome(shard),
                 }
-                forwarded = Some(entry);
             } else if leader != 0 && leader != self.node_id {
-                // Made once, so every retry carries the same request id.
-                let entry = forwarded.get_or_insert_with(|| {
-                    let id = rand::thread_rng().gen_range(1..u64::MAX);
-                    Replicated::retryable(args.clone(), id, wall_ms())
-                });
                 let payload = entry.to_bytes();
                 if payload.len() > MAX_ENTRY_BYTES {
-                    return ready(too_large(payload.len()));
+                    return too_large(payload.len());
                 }
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 match self
@@ -190,9 +300,9 @@ impl Backend for NodeBackend {
                     .await
                 {
                     Ok(ForwardOutcome::Reply(bytes)) => {
-                        return ready(decode_reply(&bytes).unwrap_or_else(|| {
+                        return decode_reply(&bytes).unwrap_or_else(|| {
                             Reply::static_error("ERR undecodable reply from the shard leader")
-                        }));
+                        });
                     }
                     Ok(ForwardOutcome::NotLeader(_)) => {
                         last_error = Some("leadership moved".into())
@@ -202,7 +312,7 @@ impl Backend for NodeBackend {
                 }
             }
             if Instant::now() >= deadline {
-                return ready(self.gave_up(shard, last_error));
+                return self.gave_up(shard, last_error);
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }

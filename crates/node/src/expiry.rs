@@ -39,7 +39,7 @@ pub async fn run(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             for _ in 0..MAX_BATCHES_PER_CYCLE {
-                let now = backend.clock.now_ms().max(wall_ms());
+                let now = backend.clock().now_ms().max(wall_ms());
                 let due = match backend
                     .store
                     .reader()

@@ -220,15 +220,15 @@ impl Node {
                 }
             }
         }
-        let backend = NodeBackend {
-            node_id: config.node_id,
+        let backend = NodeBackend::new(
+            config.node_id,
             raft,
             store,
-            shards: config.shards,
+            config.shards,
             clock,
             forward,
-            request_timeout: Duration::from_millis(config.request_timeout_ms),
-        };
+            Duration::from_millis(config.request_timeout_ms),
+        );
         let run_id: String = {
             let mut rng = rand::thread_rng();
             (0..40)

@@ -705,8 +705,16 @@ impl<SM: StateMachine> ShardEngine<SM> {
             caught_up: if raft.state == StateRole::Leader {
                 raft.prs()
                     .iter()
+                    // Replicate state means the follower has been
+                    // acknowledging appends (a refused send or a rejection
+                    // moves it back to probing). `recent_active` is not
+                    // used: check-quorum clears it every election timeout,
+                    // so a periodic caller can keep sampling it just
+                    // after a reset.
                     .filter(|&(&id, pr)| {
-                        id != raft.id && pr.recent_active && pr.matched >= raft.raft_log.committed
+                        id != raft.id
+                            && pr.state == raft::ProgressState::Replicate
+                            && pr.matched >= raft.raft_log.committed
                     })
                     .map(|(&id, _)| id)
                     .collect()

@@ -214,6 +214,20 @@ impl ApplyBatch {
         Ok(())
     }
 
+    /// Deletes the shard's request records made before `before_ms`, as
+    /// part of this batch (so every replica drops the same records at the
+    /// same log position).
+    pub fn purge_dedup(&mut self, before_ms: u64) -> Result<()> {
+        let (start, end) = (
+            dedup_key(self.shard, 0, 0),
+            dedup_key(self.shard, before_ms, 0),
+        );
+        self.batch
+            .delete_range_cf(self.store.cf_dedup()?, start, end);
+        self.dedup_overlay.retain(|key, _| *key >= end);
+        Ok(())
+    }
+
     /// Deletes every record of the shard, which owns slots
     /// `first_slot..end_slot`.
     pub fn clear(&mut self, first_slot: u32, end_slot: u32) -> Result<()> {

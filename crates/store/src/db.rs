@@ -195,19 +195,6 @@ impl Store {
         self.cf(CF_DEDUP)
     }
 
-    /// Deletes `shard`'s request records made before `before_ms`. Not
-    /// replicated: the state machine already ignores records that old, so
-    /// each replica may drop them whenever it likes.
-    pub fn purge_dedup(&self, shard: crate::ShardId, before_ms: u64) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            self.cf_dedup()?,
-            crate::keys::dedup_key(shard, 0, 0),
-            crate::keys::dedup_key(shard, before_ms, 0),
-        );
-        self.write(batch, false)
-    }
-
     /// Writes a batch; `sync` waits for the WAL to reach the disk.
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let opts = if sync {

@@ -72,23 +72,27 @@ async fn run(
             channel = endpoint.connect() => channel,
             _ = shutdown.changed() => return,
         };
-        match channel {
-            Ok(channel) => {
-                if failures > 0 {
-                    tracing::info!(peer = node, addr = %addr, "connected to raft peer");
+        // A TCP connection is not enough: only a stream the peer accepted
+        // resets the backoff (a proxy or a half-dead peer may accept
+        // connections and close them at once).
+        let failure = match channel {
+            Ok(channel) => match stream(local_id, &peer, channel, &mut shutdown).await {
+                StreamEnd::Closed(reason) => {
+                    tracing::info!(peer = node, addr = %addr, reason = %reason, "raft stream to peer closed; reconnecting");
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                    None
                 }
-                failures = 0;
-                backoff = BACKOFF_MIN;
-                let reason = stream(local_id, &peer, channel, &mut shutdown).await;
-                tracing::info!(peer = node, addr = %addr, reason = %reason, "raft stream to peer closed; reconnecting");
-            }
-            Err(e) => {
-                failures += 1;
-                metrics::counter!("elastickv_transport_connect_failures_total", "peer" => node.to_string())
-                    .increment(1);
-                if failures == 1 || failures.is_multiple_of(CONNECT_LOG_EVERY) {
-                    tracing::warn!(peer = node, addr = %addr, error = %e, failures, "cannot reach raft peer (logged on the first failure and every {CONNECT_LOG_EVERY}th)");
-                }
+                StreamEnd::Refused(reason) => Some(reason),
+            },
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(error) = failure {
+            failures += 1;
+            metrics::counter!("elastickv_transport_connect_failures_total", "peer" => node.to_string())
+                .increment(1);
+            if failures == 1 || failures.is_multiple_of(CONNECT_LOG_EVERY) {
+                tracing::warn!(peer = node, addr = %addr, error = %error, failures, "cannot reach raft peer (logged on the first failure and every {CONNECT_LOG_EVERY}th)");
             }
         }
         tokio::select! {
@@ -99,13 +103,21 @@ async fn run(
     }
 }
 
-/// Streams batches until the stream fails; returns why it ended.
+/// How a stream attempt ended.
+enum StreamEnd {
+    /// The peer never accepted the stream.
+    Refused(String),
+    /// The stream ran, then ended for this reason.
+    Closed(String),
+}
+
+/// Streams batches until the stream fails.
 async fn stream(
     local_id: u64,
     peer: &PeerOutbox,
     channel: Channel,
     shutdown: &mut watch::Receiver<bool>,
-) -> String {
+) -> StreamEnd {
     let node = peer.node();
     let mut client = RaftTransportClient::new(channel)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
@@ -117,10 +129,11 @@ async fn stream(
     let mut acks = tokio::select! {
         response = call => match response {
             Ok(response) => response.into_inner(),
-            Err(status) => return format!("stream refused: {status}"),
+            Err(status) => return StreamEnd::Refused(format!("stream refused: {status}")),
         },
-        _ = shutdown.changed() => return "shutting down".into(),
+        _ = shutdown.changed() => return StreamEnd::Closed("shutting down".into()),
     };
+
     let peer_label = node.to_string();
     let ack_reader = tokio::spawn(async move {
         loop {
@@ -179,5 +192,5 @@ async fn stream(
             .increment(count);
     };
     ack_reader.abort();
-    reason
+    StreamEnd::Closed(reason)
 }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Runs an N-node elastickv cluster on 127.0.0.1 (a release build).
+#
+#   scripts/local-cluster.sh start [N]   # N nodes, default 3
+#   scripts/local-cluster.sh status
+#   scripts/local-cluster.sh stop
+#
+# Node i serves Redis on 127.0.0.1:(6378+i) and raft on 127.0.0.1:(7378+i);
+# data in cluster-data/node<i>, log in cluster-data/node<i>.log, pid in
+# cluster-data/node<i>.pid. Every shard has a replica on every node.
+# Extra node flags can be given in ELASTICKV_FLAGS (e.g. "--shards 8");
+# ELASTICKV_RAFT_* variables are passed through to every node.
+# ELASTICKV_CLUSTER_DIR moves the cluster directory.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+dir="${ELASTICKV_CLUSTER_DIR:-$ekv_root/cluster-data}"
+redis_base=6378
+raft_base=7378
+
+usage() {
+  echo "usage: $0 start [N] | status | stop" >&2
+  exit 2
+}
+
+pid_of() {
+  local file="$dir/node$1.pid"
+  [ -f "$file" ] || return 1
+  local pid
+  pid=$(cat "$file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+nodes() {
+  local f
+  for f in "$dir"/node*.pid; do
+    [ -e "$f" ] || continue
+    f=${f##*/node}
+    echo "${f%.pid}"
+  done | sort -n
+}
+
+# True when the node on this port answers and knows a leader for every shard.
+all_led() {
+  local info
+  info=$(redis-cli -p "$1" INFO raft 2>/dev/null) || return 1
+  [[ "$info" == *shard0:* && "$info" != *leader=0,* ]]
+}
+
+start() {
+  local n=${1:-3}
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || usage
+  ekv_prepare_build
+  cargo build --release --locked -p elastickv
+  local bin="$CARGO_TARGET_DIR/release/elastickv"
+  mkdir -p "$dir"
+  local peers="" i
+  for ((i = 1; i <= n; i++)); do
+    peers+="${peers:+,}$i=127.0.0.1:$((raft_base + i))"
+  done
+  for ((i = 1; i <= n; i++)); do
+    if pid=$(pid_of "$i"); then
+      echo "node $i is already running (pid $pid)" >&2
+      continue
+    fi
+    # shellcheck disable=SC2086 # ELASTICKV_FLAGS is a list of flags
+    nohup "$bin" --node-id "$i" --peers "$peers" \
+      --redis-addr "127.0.0.1:$((redis_base + i))" \
+      --raft-addr "127.0.0.1:$((raft_base + i))" \
+      --data-dir "$dir/node$i" ${ELASTICKV_FLAGS:-} \
+      >>"$dir/node$i.log" 2>&1 &
+    echo $! >"$dir/node$i.pid"
+  done
+  # Wait until every node answers and every shard has a leader.
+  local deadline=$((SECONDS + 30))
+  for ((i = 1; i <= n; i++)); do
+    until all_led $((redis_base + i)); do
+      if ! pid_of "$i" >/dev/null; then
+        echo "node $i exited; see $dir/node$i.log:" >&2
+        tail -n 5 "$dir/node$i.log" >&2
+        exit 1
+      fi
+      if ((SECONDS > deadline)); then
+        echo "node $i did not become ready in 30 s; see $dir/node$i.log" >&2
+        exit 1
+      fi
+      sleep 0.2
+    done
+  done
+  status
+}
+
+status() {
+  local i any=0
+  for i in $(nodes); do
+    any=1
+    local port=$((redis_base + i))
+    if pid=$(pid_of "$i"); then
+      local leaders
+      leaders=$(redis-cli -p "$port" INFO raft 2>/dev/null |
+        tr -d '\r' | awk -F: '/^shard[0-9]+:role=leader/ {printf "%s%s", sep, substr($1, 6); sep=","}')
+      echo "node $i: running, pid $pid, redis 127.0.0.1:$port, raft 127.0.0.1:$((raft_base + i)), leads shards [${leaders}]"
+    else
+      echo "node $i: stopped (redis 127.0.0.1:$port)"
+    fi
+  done
+  [ "$any" = 1 ] || echo "no cluster in $dir"
+}
+
+stop() {
+  local i pid
+  for i in $(nodes); do
+    if pid=$(pid_of "$i"); then
+      kill "$pid"
+      local waited=0
+      while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
+        sleep 0.1
+        waited=$((waited + 1))
+      done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+      echo "node $i stopped"
+    fi
+    rm -f "$dir/node$i.pid"
+  done
+}
+
+case "${1:-}" in
+  start) start "${2:-3}" ;;
+  status) status ;;
+  stop) stop ;;
+  *) usage ;;
+esac
