@@ -104,7 +104,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("elastickv: {e:#}");
+            // Start errors already name their cause in one line.
+            eprintln!("elastickv: {e}");
             ExitCode::FAILURE
         }
     }

@@ -11,16 +11,17 @@
 //! then fail with `-CLUSTERDOWN` (no leader) or `-TRYAGAIN` (leader
 //! unreachable).
 //!
-//! A connection's writes keep their order: local proposals are queued in
-//! order before the connection's next command starts, and a forwarded write
-//! completes (at the leader) before the next one starts. One exception: a
-//! local proposal the engine refuses because leadership moved after it was
-//! queued (never appended, so safe to resend) is resent from its reply
-//! future; several such refusals from one pipeline are resent concurrently
-//! and may apply in a different order than they were pipelined.
+//! A connection's writes keep their order: before the connection's next
+//! command starts, a local write is queued for proposal and a forwarded
+//! write is put on the leader's forwarding stream, where the leader queues
+//! it in arrival order; the replies are awaited afterwards, so pipelined
+//! writes are replicated together. One exception: writes that were queued
+//! but never appended because leadership moved (a refused proposal, a
+//! forward answered "not leader") or whose stream failed are resent, each
+//! from its own reply future; several of them from one pipeline are resent
+//! concurrently and may apply in a different order than pipelined.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,9 @@ use elastickv_redis::replicated::{Replicated, decode_reply, encode_reply};
 use elastickv_resp::Reply;
 use elastickv_router::{Backend, ReplyFuture, ShardView};
 use elastickv_store::Store;
-use elastickv_transport::{ForwardClient, ForwardHandler, ForwardOutcome, MAX_ENTRY_BYTES};
+use elastickv_transport::{
+    ForwardClient, ForwardHandler, ForwardOutcome, MAX_ENTRY_BYTES, OutcomeFuture,
+};
 use rand::Rng;
 
 use crate::clock::{ProposalClock, wall_ms};
@@ -218,7 +221,7 @@ impl Backend for NodeBackend {
                             // Refused, not appended (leadership moved
                             // meanwhile): safe to send again.
                             Err(ProposeError::NotLeader { .. }) => {
-                                writes.execute(shard, args, deadline).await
+                                writes.execute(shard, retryable(args), deadline).await
                             }
                             done => done.unwrap_or_else(propose_error_reply),
                         }
@@ -228,10 +231,41 @@ impl Backend for NodeBackend {
                 Err(Refused::Reply(reply)) => return ready(reply),
             }
         }
-        // Forwarded writes complete before the connection's next command
-        // starts, which keeps their order.
-        ready(writes.execute(shard, args, deadline).await)
+        let entry = retryable(args);
+        let (_, leader) = writes.leader_of(shard);
+        if leader != 0 && leader != writes.node_id {
+            let payload = entry.to_bytes();
+            if payload.len() > MAX_ENTRY_BYTES {
+                return ready(too_large(payload.len()));
+            }
+            // On the leader's stream now, in the connection's order;
+            // answered later.
+            if let Ok(answer) = writes.forward.submit(leader, shard, payload).await {
+                let writes = writes.clone();
+                return Box::pin(async move {
+                    match tokio::time::timeout_at(deadline.into(), answer).await {
+                        Ok(Ok(ForwardOutcome::Reply(bytes))) => decode_forwarded(&bytes),
+                        Err(_elapsed) => unknown_outcome(shard),
+                        // Not applied, or not known to be: send it again
+                        // with the same request id.
+                        Ok(_) => writes.execute(shard, entry, deadline).await,
+                    }
+                });
+            }
+        }
+        ready(writes.execute(shard, entry, deadline).await)
     }
+}
+
+/// `args` as an entry with a fresh request id, so that sending it again
+/// applies it at most once.
+fn retryable(args: Vec<Bytes>) -> Replicated {
+    Replicated::retryable(args, rand::thread_rng().gen_range(1..u64::MAX), wall_ms())
+}
+
+fn decode_forwarded(bytes: &[u8]) -> Reply {
+    decode_reply(bytes)
+        .unwrap_or_else(|| Reply::static_error("ERR undecodable reply from the shard leader"))
 }
 
 /// Why a write was not queued on this node.
@@ -262,13 +296,11 @@ impl WritePath {
         }
     }
 
-    /// Gets `args` applied: proposed here while this node leads the shard,
-    /// forwarded to the leader otherwise, retried (with one request id, so
-    /// it applies once) until it is done or `deadline` passes.
-    async fn execute(&self, shard: u32, args: Vec<Bytes>, deadline: Instant) -> Reply {
-        // Made once, so every attempt carries the same request id.
-        let entry =
-            Replicated::retryable(args, rand::thread_rng().gen_range(1..u64::MAX), wall_ms());
+    /// Gets `entry` applied: proposed here while this node leads the
+    /// shard, forwarded to the leader otherwise, sent again (with its one
+    /// request id, so it applies once) until it is done or `deadline`
+    /// passes.
+    async fn execute(&self, shard: u32, entry: Replicated, deadline: Instant) -> Reply {
         let mut last_error = None;
         loop {
             let (role, leader) = self.leader_of(shard);
@@ -293,22 +325,18 @@ impl WritePath {
                 if payload.len() > MAX_ENTRY_BYTES {
                     return too_large(payload.len());
                 }
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                match self
-                    .forward
-                    .execute(leader, shard, payload, remaining.max(RETRY_PAUSE))
-                    .await
-                {
-                    Ok(ForwardOutcome::Reply(bytes)) => {
-                        return decode_reply(&bytes).unwrap_or_else(|| {
-                            Reply::static_error("ERR undecodable reply from the shard leader")
-                        });
-                    }
-                    Ok(ForwardOutcome::NotLeader(_)) => {
+                let answer = match self.forward.submit(leader, shard, payload).await {
+                    Ok(answer) => tokio::time::timeout_at(deadline.into(), answer).await,
+                    Err(e) => Ok(Err(e)),
+                };
+                match answer {
+                    Ok(Ok(ForwardOutcome::Reply(bytes))) => return decode_forwarded(&bytes),
+                    Ok(Ok(ForwardOutcome::NotLeader(_))) => {
                         last_error = Some("leadership moved".into())
                     }
-                    Ok(ForwardOutcome::Retry(why)) => last_error = Some(why),
-                    Err(e) => last_error = Some(e.to_string()),
+                    Ok(Ok(ForwardOutcome::Retry(why))) => last_error = Some(why),
+                    Ok(Err(e)) => last_error = Some(e.to_string()),
+                    Err(_elapsed) => return unknown_outcome(shard),
                 }
             }
             if Instant::now() >= deadline {
@@ -325,41 +353,42 @@ pub struct ForwardExecutor {
     pub clock: Arc<ProposalClock>,
 }
 
+#[elastickv_transport::async_trait]
 impl ForwardHandler for ForwardExecutor {
-    fn execute(
-        &self,
-        shard: u32,
-        payload: Bytes,
-    ) -> Pin<Box<dyn Future<Output = ForwardOutcome> + Send + 'static>> {
-        let raft = self.raft.clone();
-        let clock = self.clock.clone();
-        Box::pin(async move {
-            let Some(mut entry) = Replicated::from_bytes(&payload) else {
-                return ForwardOutcome::Reply(encode_reply(&Reply::static_error(
-                    "ERR malformed forwarded command",
-                )));
-            };
-            match raft.shard_status(shard) {
-                Some(status) if status.role == Role::Leader => {}
-                Some(status) => return ForwardOutcome::NotLeader(status.leader),
-                None => {
-                    return ForwardOutcome::Reply(encode_reply(&Reply::error(format!(
-                        "ERR unknown shard {shard}"
-                    ))));
-                }
+    async fn submit(&self, shard: u32, payload: Bytes) -> OutcomeFuture {
+        let finished =
+            |outcome: ForwardOutcome| -> OutcomeFuture { Box::pin(std::future::ready(outcome)) };
+        let Some(mut entry) = Replicated::from_bytes(&payload) else {
+            return finished(ForwardOutcome::Reply(encode_reply(&Reply::static_error(
+                "ERR malformed forwarded command",
+            ))));
+        };
+        match self.raft.shard_status(shard) {
+            Some(status) if status.role == Role::Leader => {}
+            Some(status) => return finished(ForwardOutcome::NotLeader(status.leader)),
+            None => {
+                return finished(ForwardOutcome::Reply(encode_reply(&Reply::error(format!(
+                    "ERR unknown shard {shard}"
+                )))));
             }
-            // The leader's clock stamps every entry it proposes.
-            entry.timestamp_ms = clock.now_ms();
-            match raft.propose(shard, entry.to_bytes()).await {
-                Ok(reply) => ForwardOutcome::Reply(encode_reply(&reply)),
-                Err(ProposeError::NotLeader { leader, .. }) => {
-                    ForwardOutcome::NotLeader(leader.unwrap_or(0))
+        }
+        // The leader's clock stamps every entry it proposes.
+        entry.timestamp_ms = self.clock.now_ms();
+        let not_leader = |leader: Option<u64>| ForwardOutcome::NotLeader(leader.unwrap_or(0));
+        match self.raft.submit(shard, entry.to_bytes()).await {
+            Ok(done) => Box::pin(async move {
+                match done.await {
+                    Ok(reply) => ForwardOutcome::Reply(encode_reply(&reply)),
+                    Err(ProposeError::NotLeader { leader, .. }) => not_leader(leader),
+                    Err(e @ (ProposeError::Dropped { .. } | ProposeError::Stopped)) => {
+                        ForwardOutcome::Retry(e.to_string())
+                    }
+                    Err(e) => ForwardOutcome::Reply(encode_reply(&propose_error_reply(e))),
                 }
-                Err(e @ (ProposeError::Dropped { .. } | ProposeError::Stopped)) => {
-                    ForwardOutcome::Retry(e.to_string())
-                }
-                Err(e) => ForwardOutcome::Reply(encode_reply(&propose_error_reply(e))),
-            }
-        })
+            }),
+            Err(ProposeError::NotLeader { leader, .. }) => finished(not_leader(leader)),
+            Err(e @ ProposeError::Stopped) => finished(ForwardOutcome::Retry(e.to_string())),
+            Err(e) => finished(ForwardOutcome::Reply(encode_reply(&propose_error_reply(e)))),
+        }
     }
 }

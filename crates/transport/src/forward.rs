@@ -1,13 +1,28 @@
-//! Sending a write command to the node that leads its shard.
+//! Sending write commands to the node that leads their shard.
+//!
+//! Each peer gets one long-lived `Forward.Pipeline` stream, opened on first
+//! use and reopened after it fails. Submitting is two-phase: the command is
+//! put on the stream at once, in the order of the calls (so a client
+//! connection's pipelined writes reach the leader, and are queued there for
+//! replication, in order), and the returned future resolves when the
+//! leader's reply for it comes back. A failed stream fails every command
+//! still waiting on it with an error; their outcome is unknown, and the
+//! caller resends them with their request ids.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
 
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::pb::forward_client::ForwardClient as Client;
-use crate::pb::{ForwardRequest, forward_reply};
+use crate::pb::{ForwardReply, ForwardRequest, forward_reply};
 use crate::{MAX_MESSAGE_BYTES, TransportError};
+
+/// Requests queued for one peer's stream before submitting waits.
+const STREAM_QUEUE: usize = 1024;
 
 /// What the leader made of a forwarded command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,56 +35,189 @@ pub enum ForwardOutcome {
     Retry(String),
 }
 
-/// Lazily connected channels to every peer.
+impl ForwardOutcome {
+    fn from_reply(reply: ForwardReply) -> ForwardOutcome {
+        match reply.outcome {
+            Some(forward_reply::Outcome::Reply(bytes)) => ForwardOutcome::Reply(bytes),
+            Some(forward_reply::Outcome::NotLeader(leader)) => ForwardOutcome::NotLeader(leader),
+            Some(forward_reply::Outcome::Retry(why)) => ForwardOutcome::Retry(why),
+            None => ForwardOutcome::Retry("empty reply".into()),
+        }
+    }
+
+    /// The wire form, answering request `seq`.
+    pub fn into_reply(self, seq: u64) -> ForwardReply {
+        let outcome = match self {
+            ForwardOutcome::Reply(bytes) => forward_reply::Outcome::Reply(bytes),
+            ForwardOutcome::NotLeader(leader) => forward_reply::Outcome::NotLeader(leader),
+            ForwardOutcome::Retry(why) => forward_reply::Outcome::Retry(why),
+        };
+        ForwardReply {
+            outcome: Some(outcome),
+            seq,
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<ForwardOutcome, TransportError>>;
+
+/// Requests sent on a stream and not answered yet; `None` once the stream
+/// has ended (nothing may wait on it any more).
+type Pending = Arc<parking_lot::Mutex<Option<HashMap<u64, Waiter>>>>;
+
+/// One open `Pipeline` stream.
+struct Stream {
+    requests: mpsc::Sender<ForwardRequest>,
+    pending: Pending,
+    next_seq: u64,
+}
+
+impl Stream {
+    fn is_open(&self) -> bool {
+        self.pending.lock().is_some() && !self.requests.is_closed()
+    }
+}
+
+struct Peer {
+    node: u64,
+    channel: Channel,
+    /// Held across queueing a request, so requests go out in call order.
+    stream: tokio::sync::Mutex<Option<Stream>>,
+}
+
+impl Peer {
+    fn open(&self) -> Stream {
+        let (requests, rx) = mpsc::channel(STREAM_QUEUE);
+        let pending: Pending = Arc::new(parking_lot::Mutex::new(Some(HashMap::new())));
+        let mut client = Client::new(self.channel.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let (node, waiting) = (self.node, pending.clone());
+        tokio::spawn(async move {
+            let why = match client.pipeline(ReceiverStream::new(rx)).await {
+                Ok(response) => {
+                    let mut replies = response.into_inner();
+                    loop {
+                        match replies.message().await {
+                            Ok(Some(reply)) => {
+                                let waiter =
+                                    waiting.lock().as_mut().and_then(|p| p.remove(&reply.seq));
+                                if let Some(waiter) = waiter {
+                                    let _ = waiter.send(Ok(ForwardOutcome::from_reply(reply)));
+                                }
+                            }
+                            Ok(None) => break "the peer closed the forwarding stream".to_string(),
+                            Err(status) => break status.to_string(),
+                        }
+                    }
+                }
+                Err(status) => status.to_string(),
+            };
+            tracing::debug!(peer = node, reason = %why, "forwarding stream ended");
+            let stranded = waiting.lock().take().unwrap_or_default();
+            for (_, waiter) in stranded {
+                let _ = waiter.send(Err(TransportError::StreamEnded {
+                    node,
+                    reason: why.clone(),
+                }));
+            }
+        });
+        Stream {
+            requests,
+            pending,
+            next_seq: 0,
+        }
+    }
+}
+
+/// Forwarding streams to every peer, opened on first use.
 #[derive(Clone)]
 pub struct ForwardClient {
-    channels: BTreeMap<u64, Channel>,
+    peers: Arc<BTreeMap<u64, Peer>>,
 }
 
 impl ForwardClient {
     pub fn new(peers: &BTreeMap<u64, String>) -> Result<ForwardClient, TransportError> {
-        let mut channels = BTreeMap::new();
+        let mut map = BTreeMap::new();
         for (&node, addr) in peers {
             let endpoint = crate::peer::endpoint(addr).map_err(|e| TransportError::BadAddress {
                 node,
                 addr: addr.clone(),
                 detail: e.to_string(),
             })?;
-            channels.insert(node, endpoint.connect_lazy());
+            map.insert(
+                node,
+                Peer {
+                    node,
+                    channel: endpoint.connect_lazy(),
+                    stream: tokio::sync::Mutex::new(None),
+                },
+            );
         }
-        Ok(ForwardClient { channels })
+        Ok(ForwardClient {
+            peers: Arc::new(map),
+        })
     }
 
-    /// Sends `payload` for `shard` to `node`.
-    pub async fn execute(
+    /// Puts `payload` for `shard` on the stream to `node` (in call order)
+    /// and returns a future of the leader's answer. The future has no
+    /// timeout of its own.
+    pub async fn submit(
         &self,
         node: u64,
         shard: u32,
         payload: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<ForwardOutcome, TransportError> {
-        let channel = self
-            .channels
+    ) -> Result<
+        impl Future<Output = Result<ForwardOutcome, TransportError>> + Send + 'static,
+        TransportError,
+    > {
+        let peer = self
+            .peers
             .get(&node)
-            .ok_or(TransportError::UnknownPeer(node))?
-            .clone();
-        let mut client = Client::new(channel)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let call = client.execute(ForwardRequest { shard, payload });
-        let reply = tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| TransportError::Timeout {
+            .ok_or(TransportError::UnknownPeer(node))?;
+        let mut slot = peer.stream.lock().await;
+        if !slot.as_ref().is_some_and(Stream::is_open) {
+            *slot = Some(peer.open());
+        }
+        let Some(stream) = slot.as_mut() else {
+            return Err(TransportError::UnknownPeer(node));
+        };
+        let seq = stream.next_seq;
+        stream.next_seq += 1;
+        let (waiter, answer) = oneshot::channel();
+        match stream.pending.lock().as_mut() {
+            Some(pending) => {
+                pending.insert(seq, waiter);
+            }
+            None => {
+                return Err(TransportError::StreamEnded {
+                    node,
+                    reason: "the stream ended".into(),
+                });
+            }
+        }
+        let request = ForwardRequest {
+            shard,
+            payload,
+            seq,
+        };
+        if stream.requests.send(request).await.is_err() {
+            if let Some(pending) = stream.pending.lock().as_mut() {
+                pending.remove(&seq);
+            }
+            return Err(TransportError::StreamEnded {
                 node,
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            })?
-            .map_err(|status| TransportError::Rpc { node, status })?
-            .into_inner();
-        Ok(match reply.outcome {
-            Some(forward_reply::Outcome::Reply(bytes)) => ForwardOutcome::Reply(bytes),
-            Some(forward_reply::Outcome::NotLeader(leader)) => ForwardOutcome::NotLeader(leader),
-            Some(forward_reply::Outcome::Retry(why)) => ForwardOutcome::Retry(why),
-            None => ForwardOutcome::Retry("empty reply".into()),
+                reason: "the stream ended".into(),
+            });
+        }
+        drop(slot);
+        Ok(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(TransportError::StreamEnded {
+                    node,
+                    reason: "the stream ended".into(),
+                })
+            })
         })
     }
 }

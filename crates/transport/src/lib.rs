@@ -9,8 +9,8 @@
 //! - [`server`]: the receiving side: decodes envelopes and hands each
 //!   message to its shard's step queue, acknowledging every batch with how
 //!   many messages were refused; and the forwarding service.
-//! - [`forward`]: the client that sends a write command to the node that
-//!   leads its shard.
+//! - [`forward`]: the client that sends write commands to the node that
+//!   leads their shard, in order, over one stream per peer.
 //!
 //! # Limits
 //!
@@ -53,11 +53,13 @@ pub enum TransportError {
     },
     #[error("node {node}: {status}")]
     Rpc { node: u64, status: tonic::Status },
-    #[error("node {node} did not answer within {timeout_ms} ms")]
-    Timeout { node: u64, timeout_ms: u64 },
+    #[error("forwarding stream to node {node} ended: {reason}")]
+    StreamEnded { node: u64, reason: String },
     #[error("cannot serve the raft transport: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
 
 pub use forward::{ForwardClient, ForwardOutcome};
-pub use server::{ForwardHandler, StepFn, serve};
+pub use server::{ForwardHandler, OutcomeFuture, StepFn, serve};
+/// For implementing [`ForwardHandler`].
+pub use tonic::async_trait;

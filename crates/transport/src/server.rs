@@ -16,19 +16,21 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::forward::ForwardOutcome;
 use crate::pb::forward_server::{Forward, ForwardServer};
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
-use crate::pb::{BatchAck, ForwardReply, ForwardRequest, RaftBatch, forward_reply};
+use crate::pb::{BatchAck, ForwardReply, ForwardRequest, RaftBatch};
 use crate::{MAX_MESSAGE_BYTES, TransportError};
 
 /// Hands an inbound message to its shard's engine (never blocking).
 pub type StepFn = Arc<dyn Fn(u32, Message) -> Result<(), StepError> + Send + Sync>;
 
-/// Executes a write forwarded by another node.
+/// The eventual answer to a forwarded command.
+pub type OutcomeFuture = Pin<Box<dyn Future<Output = ForwardOutcome> + Send + 'static>>;
+
+/// Executes writes forwarded by other nodes.
+#[tonic::async_trait]
 pub trait ForwardHandler: Send + Sync + 'static {
-    fn execute(
-        &self,
-        shard: u32,
-        payload: Bytes,
-    ) -> Pin<Box<dyn Future<Output = ForwardOutcome> + Send + 'static>>;
+    /// Queues the command for replication (commands from one stream are
+    /// queued in arrival order) and returns the future of its outcome.
+    async fn submit(&self, shard: u32, payload: Bytes) -> OutcomeFuture;
 }
 
 struct RaftService {
@@ -107,25 +109,44 @@ struct ForwardService {
     handler: Arc<dyn ForwardHandler>,
 }
 
+type ReplyStream = ReceiverStream<Result<ForwardReply, Status>>;
+
+/// Replies that may wait for the stream's writer before queueing stops.
+const REPLY_QUEUE: usize = 1024;
+
 #[tonic::async_trait]
 impl Forward for ForwardService {
-    async fn execute(
+    type PipelineStream = ReplyStream;
+
+    async fn pipeline(
         &self,
-        request: Request<ForwardRequest>,
-    ) -> Result<Response<ForwardReply>, Status> {
-        let request = request.into_inner();
-        let outcome = self
-            .handler
-            .execute(request.shard, Bytes::from(request.payload))
-            .await;
-        let outcome = match outcome {
-            ForwardOutcome::Reply(bytes) => forward_reply::Outcome::Reply(bytes),
-            ForwardOutcome::NotLeader(leader) => forward_reply::Outcome::NotLeader(leader),
-            ForwardOutcome::Retry(why) => forward_reply::Outcome::Retry(why),
-        };
-        Ok(Response::new(ForwardReply {
-            outcome: Some(outcome),
-        }))
+        request: Request<Streaming<ForwardRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (replies, rx) = mpsc::channel(REPLY_QUEUE);
+        let handler = self.handler.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = match inbound.message().await {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "forwarding stream from a peer ended");
+                        return;
+                    }
+                };
+                // Queued in arrival order; answered whenever applied.
+                let outcome = handler
+                    .submit(request.shard, Bytes::from(request.payload))
+                    .await;
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    let reply = outcome.await.into_reply(request.seq);
+                    let _ = replies.send(Ok(reply)).await;
+                });
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
