@@ -29,6 +29,8 @@ pid_of() {
   local pid
   pid=$(cat "$file")
   kill -0 "$pid" 2>/dev/null || return 1
+  # A killed process can linger for a moment as a zombie.
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
   echo "$pid"
 }
 
@@ -52,6 +54,8 @@ start() {
   local n=${1:-3}
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || usage
   ekv_prepare_build
+  # redis-cli: readiness checks here, and the client the README uses.
+  ekv_need_packages redis-tools
   cargo build --release --locked -p elastickv
   local bin="$CARGO_TARGET_DIR/release/elastickv"
   mkdir -p "$dir"
@@ -99,7 +103,7 @@ status() {
     if pid=$(pid_of "$i"); then
       local leaders
       leaders=$(redis-cli -p "$port" INFO raft 2>/dev/null |
-        tr -d '\r' | awk -F: '/^shard[0-9]+:role=leader/ {printf "%s%s", sep, substr($1, 6); sep=","}')
+        tr -d '\r' | awk -F: '/^shard[0-9]+:role=leader/ {printf "%s%s", sep, substr($1, 6); sep=","}' || true)
       echo "node $i: running, pid $pid, redis 127.0.0.1:$port, raft 127.0.0.1:$((raft_base + i)), leads shards [${leaders}]"
     else
       echo "node $i: stopped (redis 127.0.0.1:$port)"
