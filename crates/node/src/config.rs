@@ -67,6 +67,12 @@ pub struct RaftSection {
     /// MaxSizePerMsg in bytes; `ELASTICKV_RAFT_MAX_SIZE_PER_MSG` overrides
     /// it.
     pub max_size_per_msg: Option<u64>,
+    /// Applied entries between log compactions;
+    /// `ELASTICKV_RAFT_SNAPSHOT_COUNT` overrides it.
+    pub snapshot_count: Option<u64>,
+    /// Entries kept behind the compaction point;
+    /// `ELASTICKV_RAFT_LOG_RETAIN_ENTRIES` overrides it.
+    pub log_retain_entries: Option<u64>,
 }
 
 impl Default for RaftSection {
@@ -79,6 +85,8 @@ impl Default for RaftSection {
             read_mode: ReadMode::Lease,
             max_inflight_msgs: None,
             max_size_per_msg: None,
+            snapshot_count: None,
+            log_retain_entries: None,
         }
     }
 }
@@ -89,6 +97,8 @@ impl RaftSection {
             max_inflight_msgs: self.max_inflight_msgs,
             max_size_per_msg: self.max_size_per_msg,
             pre_vote: self.pre_vote,
+            snapshot_count: self.snapshot_count,
+            log_retain_entries: self.log_retain_entries,
         }
     }
 }

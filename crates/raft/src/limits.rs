@@ -18,6 +18,18 @@ use thiserror::Error;
 pub const ENV_MAX_INFLIGHT_MSGS: &str = "ELASTICKV_RAFT_MAX_INFLIGHT_MSGS";
 pub const ENV_MAX_SIZE_PER_MSG: &str = "ELASTICKV_RAFT_MAX_SIZE_PER_MSG";
 pub const ENV_PRE_VOTE: &str = "ELASTICKV_RAFT_PRE_VOTE";
+pub const ENV_SNAPSHOT_COUNT: &str = "ELASTICKV_RAFT_SNAPSHOT_COUNT";
+pub const ENV_LOG_RETAIN_ENTRIES: &str = "ELASTICKV_RAFT_LOG_RETAIN_ENTRIES";
+
+/// Applied entries between log compactions (each compaction makes the
+/// applied state the shard's snapshot point).
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 10_000;
+pub const SNAPSHOT_COUNT_RANGE: RangeInclusive<u64> = 1..=(1 << 40);
+
+/// Entries kept behind the snapshot point, so a follower that is only a
+/// little behind catches up from the log rather than by a snapshot.
+pub const DEFAULT_LOG_RETAIN_ENTRIES: u64 = 5_000;
+pub const LOG_RETAIN_ENTRIES_RANGE: RangeInclusive<u64> = 0..=(1 << 40);
 
 /// Pre-vote keeps a node that was cut off from disrupting the cluster with
 /// a higher term when it returns.
@@ -64,6 +76,8 @@ pub struct LimitsConfig {
     pub max_inflight_msgs: Option<u64>,
     pub max_size_per_msg: Option<u64>,
     pub pre_vote: Option<bool>,
+    pub snapshot_count: Option<u64>,
+    pub log_retain_entries: Option<u64>,
 }
 
 /// A config-file value outside its accepted range. Config errors stop the
@@ -88,6 +102,12 @@ impl LimitsConfig {
             "max_size_per_msg",
             self.max_size_per_msg,
             &MAX_SIZE_PER_MSG_RANGE,
+        )?;
+        check_config("snapshot_count", self.snapshot_count, &SNAPSHOT_COUNT_RANGE)?;
+        check_config(
+            "log_retain_entries",
+            self.log_retain_entries,
+            &LOG_RETAIN_ENTRIES_RANGE,
         )
     }
 }
@@ -124,6 +144,8 @@ pub struct RaftLimits {
     pub max_inflight_msgs: Resolved,
     pub max_size_per_msg: Resolved,
     pub pre_vote: Resolved<bool>,
+    pub snapshot_count: Resolved,
+    pub log_retain_entries: Resolved,
 }
 
 impl RaftLimits {
@@ -158,11 +180,29 @@ impl RaftLimits {
             parse_bool,
             &mut invalid,
         );
+        let snapshot_count = resolve_one(
+            ENV_SNAPSHOT_COUNT,
+            &env,
+            config.snapshot_count,
+            DEFAULT_SNAPSHOT_COUNT,
+            |raw| parse_in_range(raw, &SNAPSHOT_COUNT_RANGE),
+            &mut invalid,
+        );
+        let log_retain_entries = resolve_one(
+            ENV_LOG_RETAIN_ENTRIES,
+            &env,
+            config.log_retain_entries,
+            DEFAULT_LOG_RETAIN_ENTRIES,
+            |raw| parse_in_range(raw, &LOG_RETAIN_ENTRIES_RANGE),
+            &mut invalid,
+        );
         (
             RaftLimits {
                 max_inflight_msgs,
                 max_size_per_msg,
                 pre_vote,
+                snapshot_count,
+                log_retain_entries,
             },
             invalid,
         )
@@ -291,6 +331,10 @@ pub fn log_resolution(local_id: u64, shard_id: u32, limits: &RaftLimits, invalid
         max_committed_size_per_ready_bytes = limits.max_committed_size_per_ready(),
         pre_vote = limits.pre_vote.value,
         pre_vote_source = %limits.pre_vote.source,
+        snapshot_count = limits.snapshot_count.value,
+        snapshot_count_source = %limits.snapshot_count.source,
+        log_retain_entries = limits.log_retain_entries.value,
+        log_retain_entries_source = %limits.log_retain_entries.source,
         step_queue_capacity = limits.step_queue_capacity(),
         "raft engine flow-control limits resolved"
     );
@@ -317,7 +361,51 @@ mod tests {
         max_inflight_msgs: Some(64),
         max_size_per_msg: Some(4096),
         pre_vote: Some(false),
+        snapshot_count: Some(100),
+        log_retain_entries: Some(50),
     };
+
+    #[test]
+    fn log_lifecycle_knobs_resolve_like_the_others() {
+        let (limits, invalid) = resolve(&[], LimitsConfig::default());
+        assert!(invalid.is_empty());
+        assert_eq!(limits.snapshot_count.value, 10_000);
+        assert_eq!(limits.log_retain_entries.value, 5_000);
+        let (limits, _) = resolve(&[], CONFIGURED);
+        assert_eq!(limits.snapshot_count.source, Source::Config);
+        assert_eq!(limits.log_retain_entries.value, 50);
+        let (limits, invalid) = resolve(
+            &[(ENV_SNAPSHOT_COUNT, "7"), (ENV_LOG_RETAIN_ENTRIES, "0")],
+            CONFIGURED,
+        );
+        assert!(invalid.is_empty());
+        assert_eq!(limits.snapshot_count.value, 7);
+        assert_eq!(limits.log_retain_entries.value, 0);
+        // Zero snapshots apart is meaningless; negative retention too: both
+        // fall back to the compiled defaults, not the config values.
+        let (limits, invalid) = resolve(
+            &[(ENV_SNAPSHOT_COUNT, "0"), (ENV_LOG_RETAIN_ENTRIES, "-1")],
+            CONFIGURED,
+        );
+        assert_eq!(invalid.len(), 2);
+        assert_eq!(
+            limits.snapshot_count,
+            Resolved {
+                value: DEFAULT_SNAPSHOT_COUNT,
+                source: Source::Default
+            }
+        );
+        assert_eq!(limits.log_retain_entries.value, DEFAULT_LOG_RETAIN_ENTRIES);
+        assert_eq!(invalid[0].var, ENV_SNAPSHOT_COUNT);
+        assert_eq!(invalid[0].default, "10000");
+        let err = LimitsConfig {
+            snapshot_count: Some(0),
+            ..LimitsConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err.key, "snapshot_count");
+    }
 
     #[test]
     fn unset_uses_defaults() {

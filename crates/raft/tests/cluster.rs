@@ -121,6 +121,7 @@ async fn full_lanes_drop_then_the_follower_catches_up() {
         max_inflight_msgs: Some(4),
         max_size_per_msg: Some(1024),
         pre_vote: None,
+        ..LimitsConfig::default()
     };
     let cluster = Cluster::start(3, 1, limits);
     let leader = cluster.wait_leader(0, SECONDS(10)).await;

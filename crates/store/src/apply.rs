@@ -40,7 +40,7 @@ pub struct ApplyState {
 }
 
 impl ApplyState {
-    fn encode(&self) -> [u8; APPLY_STATE_LEN] {
+    pub fn encode(&self) -> [u8; APPLY_STATE_LEN] {
         let mut out = [0u8; APPLY_STATE_LEN];
         out[0] = APPLY_STATE_VERSION;
         for (i, v) in [
@@ -57,7 +57,7 @@ impl ApplyState {
         out
     }
 
-    fn decode(bytes: &[u8], shard: ShardId) -> Result<ApplyState> {
+    pub fn decode(bytes: &[u8], shard: ShardId) -> Result<ApplyState> {
         let corrupt = |detail: String| StoreError::Corrupt {
             what: "apply state",
             shard,

@@ -49,8 +49,10 @@ pub struct NodeIdentity {
     pub shards: u32,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     db: DB,
+    /// Staged snapshots being received or installed.
+    pub(crate) snapshot_dir: std::path::PathBuf,
     sync_write: WriteOptions,
     async_write: WriteOptions,
 }
@@ -58,7 +60,7 @@ struct Inner {
 /// The node's RocksDB. Cheap to clone; all clones share one database.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Store {
@@ -97,6 +99,11 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                // Beside the database directory, inside the node's data
+                // directory.
+                snapshot_dir: dir
+                    .parent()
+                    .map_or_else(|| dir.join("snapshots"), |p| p.join("snapshots")),
                 sync_write,
                 async_write: WriteOptions::default(),
             }),

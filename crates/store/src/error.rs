@@ -12,6 +12,11 @@ pub enum StoreError {
         shard: u32,
         detail: String,
     },
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),
     #[error(

@@ -34,6 +34,8 @@ pub enum StateKind {
     ConfState = 2,
     ApplyState = 3,
     TruncatedState = 4,
+    /// A snapshot whose install has begun but not finished.
+    PendingSnapshot = 5,
 }
 
 pub fn raft_log_key(shard: ShardId, index: u64) -> [u8; 12] {

@@ -15,6 +15,8 @@
 //! - [`apply`]: [`ApplyBatch`], the state machine's writes for a run of
 //!   committed entries, applied atomically together with the shard's
 //!   applied index; and [`DataReader`] for reads.
+//! - [`snapshot`]: point-in-time copies of a shard's data, staged and
+//!   installed crash-safely on a follower that fell too far behind.
 //!
 //! # Column families
 //!
@@ -22,7 +24,7 @@
 //! |---|---|---|
 //! | `default` | node identity keys | node id, shard count, format |
 //! | `raft_log` | shard u32, index u64 | `eraftpb::Entry` |
-//! | `raft_state` | shard u32, kind u8 | hard state, conf state, apply state, truncated state |
+//! | `raft_state` | shard u32, kind u8 | hard state, conf state, apply state, truncated state, pending snapshot install |
 //! | `meta` | slot u16, user key | data record (type, expiry, value) |
 //! | `expire` | shard u32, expire-at ms u64, slot u16, user key | empty |
 //! | `sub` | slot u16, user key len u32, user key, version u64, sub-key | collection elements |
@@ -43,11 +45,13 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod log;
+pub mod snapshot;
 
 pub use apply::{ApplyBatch, ApplyState, DataReader};
 pub use db::{NodeIdentity, Store, StoreOptions};
 pub use error::StoreError;
 pub use log::{LogBatch, ShardLog};
+pub use snapshot::{ShardRanges, ShardSnapshot, SnapshotMeta, SnapshotStager};
 
 /// A shard (raft group) id.
 pub type ShardId = u32;

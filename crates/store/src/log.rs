@@ -219,6 +219,54 @@ impl ShardLog {
         Ok(())
     }
 
+    /// Stages the removal of every entry up to and including `to` (which
+    /// must be applied), recording its index and term as the truncation
+    /// point in the same write.
+    pub fn compact(&mut self, to: u64, batch: &mut LogBatch) -> Result<()> {
+        if to <= self.truncated_index {
+            return Ok(());
+        }
+        if to > self.last_index {
+            return Err(self.corrupt(format!(
+                "cannot compact to {to}: the log ends at {}",
+                self.last_index
+            )));
+        }
+        let term = self.read_term(to)?;
+        batch.batch.delete_range_cf(
+            self.store.cf_log()?,
+            raft_log_key(self.shard, self.truncated_index),
+            raft_log_key(self.shard, to + 1),
+        );
+        batch.batch.put_cf(
+            self.store.cf_state()?,
+            raft_state_key(self.shard, StateKind::TruncatedState),
+            encode_u64_pair(to, term),
+        );
+        while self.cache.front().is_some_and(|e| e.index <= to) {
+            if let Some(e) = self.cache.pop_front() {
+                self.cache_bytes -= e.compute_size() as usize;
+            }
+        }
+        self.truncated_index = to;
+        self.truncated_term = term;
+        Ok(())
+    }
+
+    /// Adopts an installed snapshot at `index`/`term`: the log restarts
+    /// after it (the store already removed the entries and recorded the
+    /// truncation point, see [`Store::install_snapshot`]).
+    pub fn snapshot_installed(&mut self, index: u64, term: u64, conf_state: ConfState) {
+        self.truncated_index = index;
+        self.truncated_term = term;
+        self.last_index = index;
+        self.conf_state = conf_state;
+        if self.hard_state.commit < index {
+            self.hard_state.commit = index;
+        }
+        self.clear_cache();
+    }
+
     fn clear_cache(&mut self) {
         self.cache.clear();
         self.cache_bytes = 0;
@@ -367,12 +415,27 @@ impl raft::Storage for ShardLog {
         Ok(self.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<raft::prelude::Snapshot> {
-        // Logs are not compacted yet, so a follower can always catch up
-        // from entries.
-        Err(raft::Error::Store(
-            RaftStorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// Describes the shard's applied state as a snapshot. The data itself
+    /// is not here: the engine streams it from a point-in-time view of the
+    /// store taken when it sends the snapshot, and `data` carries only the
+    /// key counts that go with it.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<raft::prelude::Snapshot> {
+        let state = self
+            .store
+            .load_apply_state(self.shard)
+            .map_err(to_raft_error)?;
+        if state.applied_index < request_index || state.applied_index == 0 {
+            return Err(raft::Error::Store(
+                RaftStorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = raft::prelude::Snapshot::default();
+        snapshot.data = state.encode().to_vec().into();
+        let meta = snapshot.mut_metadata();
+        meta.index = state.applied_index;
+        meta.term = state.applied_term;
+        meta.set_conf_state(self.conf_state.clone());
+        Ok(snapshot)
     }
 }
 
@@ -411,6 +474,13 @@ fn read_proto<M: protobuf::Message>(
             shard,
             detail: e.to_string(),
         })
+}
+
+pub(crate) fn encode_u64_pair(a: u64, b: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_be_bytes());
+    out[8..].copy_from_slice(&b.to_be_bytes());
+    out
 }
 
 fn decode_u64_pair(bytes: &[u8]) -> Option<(u64, u64)> {
