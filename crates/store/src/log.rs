@@ -429,8 +429,10 @@ impl raft::Storage for ShardLog {
                 RaftStorageError::SnapshotTemporarilyUnavailable,
             ));
         }
-        let mut snapshot = raft::prelude::Snapshot::default();
-        snapshot.data = state.encode().to_vec().into();
+        let mut snapshot = raft::prelude::Snapshot {
+            data: state.encode().to_vec().into(),
+            ..Default::default()
+        };
         let meta = snapshot.mut_metadata();
         meta.index = state.applied_index;
         meta.term = state.applied_term;

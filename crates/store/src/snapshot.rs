@@ -230,6 +230,9 @@ fn encode_record(out: &mut Vec<u8>, cf: SnapshotCf, key: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
+/// One record: column family, key, value.
+type Record = (SnapshotCf, Vec<u8>, Vec<u8>);
+
 /// Reads records back, refusing anything malformed or outside `ranges`.
 struct RecordReader<R> {
     input: R,
@@ -262,7 +265,7 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// The next record, or `None` at a clean end of the stream.
-    fn next_record(&mut self) -> Result<Option<(SnapshotCf, Vec<u8>, Vec<u8>)>> {
+    fn next_record(&mut self) -> Result<Option<Record>> {
         let mut tag = [0u8; 1];
         match self.input.read(&mut tag) {
             Ok(0) => return Ok(None),
