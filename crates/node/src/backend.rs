@@ -392,3 +392,34 @@ impl ForwardHandler for ForwardExecutor {
         }
     }
 }
+
+/// Stages snapshots other nodes send and hands them to raft.
+pub struct SnapshotReceiver {
+    pub raft: RaftHandle<Reply>,
+    pub store: Store,
+    pub shards: u32,
+}
+
+impl elastickv_transport::SnapshotSink for SnapshotReceiver {
+    fn stage(
+        &self,
+        shard: u32,
+        msg: &raft::prelude::Message,
+    ) -> Result<elastickv_store::SnapshotStager, String> {
+        if shard >= self.shards {
+            return Err(format!("unknown shard {shard}"));
+        }
+        let meta = msg.get_snapshot().get_metadata();
+        self.store
+            .stage_snapshot(
+                crate::state_machine::shard_ranges(shard, self.shards),
+                meta.index,
+                meta.term,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn deliver(&self, shard: u32, msg: raft::prelude::Message) -> Result<(), String> {
+        self.raft.step(shard, msg).map_err(|e| e.to_string())
+    }
+}

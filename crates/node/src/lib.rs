@@ -195,19 +195,35 @@ impl Node {
                 raft: raft.clone(),
                 clock: clock.clone(),
             });
+            let snapshots = Arc::new(backend::SnapshotReceiver {
+                raft: raft.clone(),
+                store: store.clone(),
+                shards: config.shards,
+            });
             let mut stop = shutdown_rx.clone();
             let node_id = config.node_id;
             tasks.push(tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.changed().await;
                 };
-                if let Err(e) =
-                    elastickv_transport::serve(raft_listener, node_id, step, executor, stopped)
-                        .await
+                if let Err(e) = elastickv_transport::serve(
+                    raft_listener,
+                    node_id,
+                    step,
+                    executor,
+                    snapshots,
+                    stopped,
+                )
+                .await
                 {
                     tracing::error!(error = %e, "raft transport server stopped");
                 }
             }));
+            tasks.push(elastickv_transport::spawn_snapshot_sender(
+                raft.clone(),
+                &others,
+                shutdown_rx.clone(),
+            )?);
             let outbox = raft.outbox();
             for (&peer, addr) in &others {
                 if let Some(lanes) = outbox.peer(peer) {

@@ -3,7 +3,7 @@
 use elastickv_raft::StateMachine;
 use elastickv_redis::replicated::{self, DEDUP_WINDOW_MS, Replicated};
 use elastickv_resp::Reply;
-use elastickv_store::{ApplyBatch, StoreError};
+use elastickv_store::{ApplyBatch, ShardId, ShardRanges, StoreError};
 
 use crate::keyspace::ApplyKeyspace;
 
@@ -22,8 +22,22 @@ impl ShardMachine {
     }
 }
 
+/// The slots shard `shard` of `shards` owns.
+pub fn shard_ranges(shard: ShardId, shards: u32) -> ShardRanges {
+    let (first_slot, end_slot) = elastickv_router::slot_range(shard, shards);
+    ShardRanges {
+        shard,
+        first_slot,
+        end_slot,
+    }
+}
+
 impl StateMachine for ShardMachine {
     type Output = Reply;
+
+    fn ranges(&self, shard: ShardId) -> ShardRanges {
+        shard_ranges(shard, self.shards)
+    }
 
     fn apply(
         &mut self,

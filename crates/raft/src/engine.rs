@@ -18,7 +18,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elastickv_store::{ApplyBatch, LogBatch, ShardId, ShardLog, Store, StoreError};
+use elastickv_store::{
+    ApplyBatch, ApplyState, LogBatch, SLOT_COUNT, ShardId, ShardLog, ShardRanges, ShardSnapshot,
+    SnapshotMeta, Store, StoreError,
+};
 use parking_lot::Mutex;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Ready};
@@ -47,7 +50,31 @@ pub trait StateMachine: Send + 'static {
         index: u64,
         data: &[u8],
     ) -> Result<Self::Output, StoreError>;
+
+    /// Where `shard`'s data lives: what a snapshot of it copies and what
+    /// installing one replaces. By default every slot (one shard).
+    fn ranges(&self, shard: ShardId) -> ShardRanges {
+        ShardRanges {
+            shard,
+            first_slot: 0,
+            end_slot: SLOT_COUNT,
+        }
+    }
 }
+
+/// A snapshot for a follower: the raft message announcing it and a
+/// point-in-time view of the data, for the network layer to stream.
+pub struct SnapshotJob {
+    pub shard: ShardId,
+    pub to: u64,
+    /// The `MsgSnapshot` (metadata and key counts, no data).
+    pub message: Message,
+    pub data: ShardSnapshot,
+}
+
+/// Snapshots waiting for the network layer, over all shards. Small: each
+/// holds a RocksDB snapshot (pinning old data) until sent.
+pub const SNAPSHOT_QUEUE_CAPACITY: usize = 8;
 
 /// Static settings shared by every engine on this node.
 #[derive(Debug, Clone)]
@@ -182,6 +209,14 @@ struct Pending<O> {
     reply: ProposalReply<O>,
 }
 
+/// How an engine reaches the rest of the node.
+pub(crate) struct EngineLinks {
+    /// Where the engine publishes its status.
+    pub(crate) status: Arc<Mutex<ShardStatus>>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) snapshots: flume::Sender<SnapshotJob>,
+}
+
 pub(crate) struct ShardEngine<SM: StateMachine> {
     shard: ShardId,
     raw: RawNode<ShardLog>,
@@ -207,6 +242,11 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     pub(crate) step_rx: flume::Receiver<Message>,
     pub(crate) priority_rx: flume::Receiver<Message>,
     outbox: Arc<Outbox>,
+    snapshots: flume::Sender<SnapshotJob>,
+    store: Store,
+    /// Applied entries between log compactions, and entries kept behind.
+    snapshot_count: u64,
+    log_retain: u64,
     /// Messages dropped per peer, for rate-limited logging.
     drops: std::collections::HashMap<u64, u64>,
     status: Arc<Mutex<ShardStatus>>,
@@ -222,12 +262,17 @@ impl<SM: StateMachine> ShardEngine<SM> {
         shard: ShardId,
         sm: SM,
         resolved: (RaftLimits, Vec<InvalidEnv>),
-        status: Arc<Mutex<ShardStatus>>,
-        outbox: Arc<Outbox>,
+        links: EngineLinks,
     ) -> Result<(ShardEngine<SM>, StepLane), EngineError> {
+        let EngineLinks {
+            status,
+            outbox,
+            snapshots,
+        } = links;
         let (limits, invalid_env) = resolved;
         log_resolution(cfg.node_id, shard, &limits, &invalid_env);
 
+        store.resume_snapshot_install(sm.ranges(shard))?;
         let mut log = ShardLog::open(store, shard, &cfg.initial_voters)?;
         let apply_state = store.load_apply_state(shard)?;
         if apply_state.applied_index > log.last_index() {
@@ -277,6 +322,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
             step_rx,
             priority_rx,
             outbox,
+            snapshots,
+            store: store.clone(),
+            snapshot_count: limits.snapshot_count.value,
+            log_retain: limits.log_retain_entries.value,
             drops: std::collections::HashMap::new(),
             status,
         };
@@ -380,6 +429,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
     /// counted, and logged at a limited rate.
     fn send(&mut self, msgs: Vec<Message>) {
         for msg in msgs {
+            if msg.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(msg);
+                continue;
+            }
             let Err((msg, refusal)) = self.outbox.send(self.shard, msg) else {
                 continue;
             };
@@ -404,6 +457,108 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 );
             }
         }
+    }
+
+    /// Hands a snapshot to the network layer with a view of the data it
+    /// describes, or tells raft it failed (raft tries again later).
+    fn send_snapshot(&mut self, msg: Message) {
+        let to = msg.to;
+        let index = msg.get_snapshot().get_metadata().index;
+        let applied = self.apply.state().applied_index;
+        if index != applied {
+            // The data must be exactly the state at the snapshot's index.
+            tracing::debug!(
+                shard_id = self.shard,
+                to,
+                index,
+                applied,
+                "snapshot out of date; retrying"
+            );
+            self.raw.report_snapshot(to, SnapshotStatus::Failure);
+            return;
+        }
+        let job = SnapshotJob {
+            shard: self.shard,
+            to,
+            message: msg,
+            data: self.store.shard_snapshot(self.sm.ranges(self.shard)),
+        };
+        match self.snapshots.try_send(job) {
+            Ok(()) => tracing::info!(
+                shard_id = self.shard,
+                local_id = self.raw.raft.id,
+                to,
+                index,
+                "sending a snapshot to a follower behind the log"
+            ),
+            Err(_) => {
+                metrics::dropped_message(self.shard, to, "snapshot_queue_full");
+                self.raw.report_snapshot(to, SnapshotStatus::Failure);
+            }
+        }
+    }
+
+    /// The network layer's verdict on a snapshot sent to `to`.
+    pub(crate) fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            SnapshotStatus::Finish
+        } else {
+            SnapshotStatus::Failure
+        };
+        self.raw.report_snapshot(to, status);
+    }
+
+    /// Compacts the log once `snapshot_count` entries were applied since
+    /// the last compaction, keeping `log_retain` entries behind the applied
+    /// index (the state a snapshot would capture now).
+    fn maybe_compact(&mut self, log_batch: &mut LogBatch) -> Result<(), EngineError> {
+        let applied = self.apply.state().applied_index;
+        let truncated = self.raw.store().first_index() - 1;
+        let to = applied.saturating_sub(self.log_retain);
+        if to >= truncated + self.snapshot_count {
+            self.raw.mut_store().compact(to, log_batch)?;
+            tracing::debug!(shard_id = self.shard, to, applied, "raft log compacted");
+        }
+        Ok(())
+    }
+
+    /// Replaces this replica's state with the staged snapshot raft handed
+    /// over.
+    fn install_snapshot(&mut self, snapshot: &raft::prelude::Snapshot) -> Result<(), EngineError> {
+        let meta = snapshot.get_metadata();
+        let counts = ApplyState::decode(&snapshot.data, self.shard)?;
+        let snapshot_meta = SnapshotMeta {
+            shard: self.shard,
+            index: meta.index,
+            term: meta.term,
+            conf_state: meta.get_conf_state().clone(),
+            keys: counts.keys,
+            expires: counts.expires,
+        };
+        if !self.store.is_staged(self.shard, meta.index, meta.term) {
+            return Err(EngineError::CorruptEntry {
+                shard: self.shard,
+                index: meta.index,
+                detail: "raft accepted a snapshot whose data is not staged".into(),
+            });
+        }
+        self.store
+            .install_snapshot(self.sm.ranges(self.shard), &snapshot_meta)?;
+        self.raw.mut_store().snapshot_installed(
+            meta.index,
+            meta.term,
+            meta.get_conf_state().clone(),
+        );
+        let state = self.store.load_apply_state(self.shard)?;
+        self.apply = self.store.apply_batch(self.shard, state);
+        // Entries proposed here before the snapshot can no longer be
+        // matched to their outcome.
+        for pending in self.proposals.drain(..) {
+            let _ = pending
+                .reply
+                .send(Err(ProposeError::Dropped { shard: self.shard }));
+        }
+        Ok(())
     }
 
     pub(crate) fn tick(&mut self) {
@@ -494,11 +649,8 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.send(rd.take_messages());
         }
         if !rd.snapshot().is_empty() {
-            return Err(EngineError::CorruptEntry {
-                shard: self.shard,
-                index: rd.snapshot().get_metadata().index,
-                detail: "snapshot installation is not supported by this version".into(),
-            });
+            let snapshot = rd.snapshot().clone();
+            self.install_snapshot(&snapshot)?;
         }
         let committed = rd.take_committed_entries();
         self.apply_committed(committed)?;
@@ -534,6 +686,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         self.apply_committed(light.take_committed_entries())?;
         self.raw.advance_apply();
         self.release_reads();
+        self.maybe_compact(log_batch)?;
         Ok(())
     }
 

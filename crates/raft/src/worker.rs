@@ -23,7 +23,8 @@ use raft::prelude::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::engine::{
-    EngineConfig, ProposalReply, ReadWaiter, ShardEngine, ShardStatus, StateMachine,
+    EngineConfig, EngineLinks, ProposalReply, ReadWaiter, SNAPSHOT_QUEUE_CAPACITY, ShardEngine,
+    ShardStatus, SnapshotJob, StateMachine,
 };
 use crate::error::{EngineError, ProposeError, StepError};
 use crate::limits::RaftLimits;
@@ -46,6 +47,12 @@ enum Request<O> {
         shard: ShardId,
         to: u64,
     },
+    /// How sending a snapshot of `shard` to `to` went.
+    ReportSnapshot {
+        shard: ShardId,
+        to: u64,
+        delivered: bool,
+    },
     Shutdown,
 }
 
@@ -63,6 +70,7 @@ struct Shared<O> {
     limits: Vec<RaftLimits>,
     thread: Thread,
     outbox: Arc<Outbox>,
+    snapshots: flume::Receiver<SnapshotJob>,
     join: Mutex<Option<JoinHandle<()>>>,
     /// `Some(reason)` once the thread has stopped.
     stopped: watch::Receiver<Option<String>>,
@@ -102,6 +110,7 @@ pub fn start<SM: StateMachine>(
         .map(|(limits, _)| limits.outbound_lane_capacity())
         .collect();
     let outbox = Arc::new(Outbox::new(&cfg.peers(), &capacities));
+    let (snapshots_tx, snapshots_rx) = flume::bounded(SNAPSHOT_QUEUE_CAPACITY);
     let mut engines = Vec::with_capacity(machines.len());
     let mut steps = Vec::with_capacity(machines.len());
     let mut statuses = Vec::with_capacity(machines.len());
@@ -115,14 +124,20 @@ pub fn start<SM: StateMachine>(
             shard,
             sm,
             resolved,
-            status.clone(),
-            outbox.clone(),
+            EngineLinks {
+                status: status.clone(),
+                outbox: outbox.clone(),
+                snapshots: snapshots_tx.clone(),
+            },
         )?;
         steps.push(lane);
         limits.push(*engine.limits());
         statuses.push(status);
         engines.push(engine);
     }
+    // Every interrupted install is finished (engines open above): what is
+    // left in the staging directory belongs to cut transfers.
+    store.remove_stale_snapshots();
     let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
     let reads: PendingReads = Arc::new(
         (0..engines.len())
@@ -169,6 +184,7 @@ pub fn start<SM: StateMachine>(
             limits,
             thread,
             outbox,
+            snapshots: snapshots_rx,
             join: Mutex::new(Some(join)),
             stopped: stopped_rx,
         }),
@@ -273,6 +289,25 @@ impl<O: Send + 'static> RaftHandle<O> {
         self.shared.outbox.clone()
     }
 
+    /// Snapshots for the network layer to send, each to be answered with
+    /// [`RaftHandle::report_snapshot`].
+    pub fn snapshot_jobs(&self) -> flume::Receiver<SnapshotJob> {
+        self.shared.snapshots.clone()
+    }
+
+    /// Tells `shard`'s raft whether its snapshot reached `to`.
+    pub async fn report_snapshot(&self, shard: ShardId, to: u64, delivered: bool) {
+        if self.check_shard(shard).is_ok() {
+            let _ = self
+                .send(Request::ReportSnapshot {
+                    shard,
+                    to,
+                    delivered,
+                })
+                .await;
+        }
+    }
+
     pub fn shard_count(&self) -> usize {
         self.shared.steps.len()
     }
@@ -349,7 +384,8 @@ impl<SM: StateMachine> Worker<SM> {
             Request::Propose { reply, .. } => {
                 let _ = reply.send(Err(ProposeError::Stopped));
             }
-            Request::TransferLeader { .. } | Request::Shutdown => {}
+            Request::TransferLeader { .. } | Request::ReportSnapshot { .. } | Request::Shutdown => {
+            }
         });
         for pending in self.reads.iter() {
             for reply in pending.lock().take().into_iter().flatten() {
@@ -379,6 +415,16 @@ impl<SM: StateMachine> Worker<SM> {
                     Ok(Request::TransferLeader { shard, to }) => {
                         if let Some(engine) = self.engines.get_mut(shard as usize) {
                             engine.transfer_leader(to);
+                        }
+                    }
+                    Ok(Request::ReportSnapshot {
+                        shard,
+                        to,
+                        delivered,
+                    }) => {
+                        busy = true;
+                        if let Some(engine) = self.engines.get_mut(shard as usize) {
+                            engine.report_snapshot(to, delivered);
                         }
                     }
                     Ok(Request::Shutdown) => return Ok(()),

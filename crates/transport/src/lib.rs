@@ -11,6 +11,8 @@
 //!   many messages were refused; and the forwarding service.
 //! - [`forward`]: the client that sends write commands to the node that
 //!   leads their shard, in order, over one stream per peer.
+//! - [`snapshot`]: shard snapshots for followers behind the log, streamed
+//!   in checksummed chunks over their own connection.
 //!
 //! # Limits
 //!
@@ -22,6 +24,7 @@
 pub mod forward;
 pub mod peer;
 pub mod server;
+pub mod snapshot;
 
 /// Generated protobuf and gRPC code.
 #[allow(clippy::all, clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -61,5 +64,6 @@ pub enum TransportError {
 
 pub use forward::{ForwardClient, ForwardOutcome};
 pub use server::{ForwardHandler, OutcomeFuture, StepFn, serve};
+pub use snapshot::{SnapshotSink, spawn_sender as spawn_snapshot_sender};
 /// For implementing [`ForwardHandler`].
 pub use tonic::async_trait;

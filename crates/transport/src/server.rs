@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::forward::ForwardOutcome;
 use crate::pb::forward_server::{Forward, ForwardServer};
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
+use crate::pb::snapshot_transport_server::SnapshotTransportServer;
 use crate::pb::{BatchAck, ForwardReply, ForwardRequest, RaftBatch};
 use crate::{MAX_MESSAGE_BYTES, TransportError};
 
@@ -157,6 +158,7 @@ pub async fn serve(
     node_id: u64,
     step: StepFn,
     forward: Arc<dyn ForwardHandler>,
+    snapshots: Arc<dyn crate::snapshot::SnapshotSink>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
     let raft = RaftTransportServer::new(RaftService { node_id, step })
@@ -165,10 +167,17 @@ pub async fn serve(
     let forward = ForwardServer::new(ForwardService { handler: forward })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let snapshots = SnapshotTransportServer::new(crate::snapshot::SnapshotService {
+        node_id,
+        sink: snapshots,
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(raft)
         .add_service(forward)
+        .add_service(snapshots)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
