@@ -133,6 +133,7 @@ pub struct ShardInfo {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
+    pub first_index: u64,
     pub last_index: u64,
 }
 
@@ -161,6 +162,7 @@ pub fn parse_info_raft(text: &str) -> Vec<ShardInfo> {
             term: number("term"),
             commit: number("commit"),
             applied: number("applied"),
+            first_index: number("first_index"),
             last_index: number("last_index"),
         });
     }
