@@ -103,8 +103,12 @@ pub enum StartError {
 /// A running node.
 pub struct Node {
     state: Arc<NodeState>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Stops the client listener, connections, expiry and balancing.
+    stop_clients: watch::Sender<bool>,
+    client_tasks: Vec<JoinHandle<()>>,
+    /// Stops the raft transport (last, after leadership was handed over).
+    stop_transport: watch::Sender<bool>,
+    transport_tasks: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -185,7 +189,7 @@ impl Node {
         }
 
         let clock = Arc::new(ProposalClock::default());
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (stop_transport, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         {
             let stepper = raft.clone();
@@ -260,20 +264,17 @@ impl Node {
             redis_addr,
             config,
         });
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            state.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(expiry::run(
-            state.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(balance::run(
-            state.clone(),
-            peers.keys().copied().collect(),
-            shutdown_rx,
-        )));
+        let transport_tasks = tasks;
+        let (stop_clients, clients_rx) = watch::channel(false);
+        let client_tasks = vec![
+            tokio::spawn(server::serve(listener, state.clone(), clients_rx.clone())),
+            tokio::spawn(expiry::run(state.clone(), clients_rx.clone())),
+            tokio::spawn(balance::run(
+                state.clone(),
+                peers.keys().copied().collect(),
+                clients_rx,
+            )),
+        ];
         tracing::info!(
             node_id = state.config.node_id,
             shards = state.config.shards,
@@ -285,8 +286,10 @@ impl Node {
         );
         Ok(Node {
             state,
-            shutdown,
-            tasks,
+            stop_clients,
+            client_tasks,
+            stop_transport,
+            transport_tasks,
         })
     }
 
@@ -304,15 +307,94 @@ impl Node {
         self.state.router.backend().raft.stopped().await
     }
 
-    /// Stops accepting clients and stops the raft engine, flushing it.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
+    /// Leaves gracefully: stops accepting clients and lets every
+    /// connection finish the commands it has read (up to the request
+    /// timeout), hands the leadership of every shard it leads to a
+    /// caught-up follower, stops the raft engine and flushes the store, so
+    /// a restart has nothing to replay.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_clients.send(true);
+        for task in std::mem::take(&mut self.client_tasks) {
             let _ = task.await;
         }
-        let raft = self.state.router.backend().raft.clone();
-        // Joining the raft thread blocks; keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || raft.shutdown()).await;
+        let deadline = Instant::now() + Duration::from_millis(self.state.config.request_timeout_ms);
+        while self.state.clients.count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.hand_off_leadership().await;
+
+        let backend = self.state.router.backend();
+        let raft = backend.raft.clone();
+        let store = backend.store.clone();
+        // Joining the raft thread and flushing block; keep them off the
+        // async workers.
+        let flushed = tokio::task::spawn_blocking(move || {
+            raft.shutdown();
+            store.flush()
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot flush the store"),
+            Err(e) => tracing::error!(error = %e, "shutdown task failed"),
+        }
+        let _ = self.stop_transport.send(true);
+        for mut task in self.transport_tasks {
+            // The gRPC server's graceful stop waits for every open stream,
+            // and peers keep theirs open: give it a moment, then cut.
+            if tokio::time::timeout(Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
         tracing::info!("elastickv stopped");
+    }
+
+    /// Transfers every shard this node leads to a caught-up follower and
+    /// waits (two election timeouts at most) until it leads none.
+    async fn hand_off_leadership(&self) {
+        let config = &self.state.config;
+        let raft = &self.state.router.backend().raft;
+        let election =
+            Duration::from_millis(config.raft.tick_ms * config.raft.election_tick as u64);
+        let deadline = Instant::now() + 2 * election;
+        let mut asked: std::collections::HashMap<u32, Instant> = Default::default();
+        loop {
+            let led: Vec<_> = raft
+                .status()
+                .into_iter()
+                .filter(|s| s.role == elastickv_raft::Role::Leader && !s.caught_up.is_empty())
+                .collect();
+            if led.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    shards = ?led.iter().map(|s| s.shard).collect::<Vec<_>>(),
+                    "could not hand over leadership before shutting down"
+                );
+                return;
+            }
+            for status in led {
+                // Ask again only if an earlier transfer did not take.
+                if asked
+                    .get(&status.shard)
+                    .is_some_and(|at| at.elapsed() < election)
+                {
+                    continue;
+                }
+                let to = status.caught_up[0];
+                tracing::info!(
+                    shard_id = status.shard,
+                    to,
+                    "handing leadership over before shutting down"
+                );
+                asked.insert(status.shard, Instant::now());
+                let _ = raft.transfer_leader(status.shard, to).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -55,10 +55,11 @@ pub async fn serve(
             continue;
         };
         let state = state.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let laddr = stream.local_addr().unwrap_or(addr);
             let id = state.clients.register(addr, laddr);
-            if let Err(e) = handle(stream, &state, id).await {
+            if let Err(e) = handle(stream, &state, id, shutdown).await {
                 tracing::debug!(client_id = id, error = %e, "connection ended");
             }
             state.clients.unregister(id);
@@ -79,13 +80,24 @@ enum BatchEnd {
     Close,
 }
 
-async fn handle(stream: TcpStream, state: &NodeState, id: u64) -> std::io::Result<()> {
+/// Serves one connection until the client leaves or the node shuts down
+/// (then between commands: what was read is answered first).
+async fn handle(
+    stream: TcpStream,
+    state: &NodeState,
+    id: u64,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut parser = RequestParser::new(ParseLimits::default());
     parser.set_auth_required(state.config.requirepass().is_some());
     let mut conn = Connection::new(stream, parser);
     let mut session = Session::new(id, state);
     loop {
-        let first = match conn.read_request().await? {
+        let read = tokio::select! {
+            read = conn.read_request() => read?,
+            () = stopping(&mut shutdown) => return conn.close().await,
+        };
+        let first = match read {
             ReadOutcome::Request(args) => args,
             ReadOutcome::Closed => return Ok(()),
             ReadOutcome::Invalid(e) => return close_on_protocol_error(conn, e).await,
@@ -112,6 +124,12 @@ async fn handle(stream: TcpStream, state: &NodeState, id: u64) -> std::io::Resul
         conn.parser_mut().set_auth_required(!session.authenticated);
         conn.flush().await?;
     }
+}
+
+/// Resolves once the node is shutting down.
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it right here.
+    let _stopped = shutdown.wait_for(|stop| *stop).await.is_ok();
 }
 
 async fn close_on_protocol_error(

@@ -294,6 +294,19 @@ impl<SM: StateMachine> ShardEngine<SM> {
             log.set_commit(apply_state.applied_index, &mut batch)?;
             batch.write(true)?;
         }
+        tracing::info!(
+            shard_id = shard,
+            local_id = cfg.node_id,
+            applied = apply_state.applied_index,
+            commit = log.hard_state().commit,
+            first_index = log.first_index(),
+            last_index = log.last_index(),
+            replay = log
+                .hard_state()
+                .commit
+                .saturating_sub(apply_state.applied_index),
+            "shard replica opened"
+        );
         let single_voter = log.conf_state().voters == [cfg.node_id];
         let config = raft_config(cfg, &limits, apply_state.applied_index)?;
         let mut raw = RawNode::new(&config, log, &raft_logger(cfg.node_id, shard))?;

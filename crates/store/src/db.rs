@@ -202,6 +202,15 @@ impl Store {
         self.cf(CF_DEDUP)
     }
 
+    /// Writes every column family's memtable to SST files, so that
+    /// opening the database again has no write-ahead log to replay.
+    pub fn flush(&self) -> Result<()> {
+        for name in ALL_CFS {
+            self.inner.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
     /// Writes a batch; `sync` waits for the WAL to reach the disk.
     pub(crate) fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let opts = if sync {
