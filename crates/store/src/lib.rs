@@ -50,7 +50,7 @@ pub mod snapshot;
 pub use apply::{ApplyBatch, ApplyState, DataReader};
 pub use db::{NodeIdentity, Store, StoreOptions};
 pub use error::StoreError;
-pub use log::{LogBatch, ShardLog};
+pub use log::{BOOTSTRAP_INDEX, LogBatch, ShardLog};
 pub use snapshot::{ShardRanges, ShardSnapshot, SnapshotMeta, SnapshotStager};
 
 /// A shard (raft group) id.

@@ -26,6 +26,12 @@ use crate::keys::{StateKind, raft_log_index, raft_log_key, raft_state_key, shard
 const CACHE_MAX_ENTRIES: usize = 4096;
 const CACHE_MAX_BYTES: usize = 32 << 20;
 
+/// A new cluster's shards start as if from a snapshot at this index and
+/// term, holding the initial configuration. Entries up to it never exist
+/// in any log, so a node added later always starts from a snapshot, which
+/// carries the configuration, instead of replaying a log that does not.
+pub const BOOTSTRAP_INDEX: u64 = 5;
+
 /// Log writes of one raft round, for any number of shards.
 pub struct LogBatch {
     store: Store,
@@ -76,29 +82,19 @@ pub struct ShardLog {
 
 impl ShardLog {
     /// Opens a shard's log. A shard that has never run is bootstrapped with
-    /// `initial_voters` as its configuration (written synced), like every
-    /// other replica of a new cluster.
+    /// `initial_voters` as its configuration, at [`BOOTSTRAP_INDEX`]
+    /// (written synced), like every other replica of a new cluster. With
+    /// no initial voters (a node joining an existing cluster) it starts
+    /// empty and waits for a leader's snapshot.
     pub fn open(store: &Store, shard: ShardId, initial_voters: &[u64]) -> Result<ShardLog> {
+        let existing = read_proto::<ConfState>(store, shard, StateKind::ConfState, "conf state")?;
+        if existing.is_none() && !initial_voters.is_empty() {
+            bootstrap(store, shard, initial_voters)?;
+        }
         let hard_state: HardState =
             read_proto(store, shard, StateKind::HardState, "hard state")?.unwrap_or_default();
-        let conf_state =
-            match read_proto::<ConfState>(store, shard, StateKind::ConfState, "conf state")? {
-                Some(cs) => cs,
-                None => {
-                    let cs = ConfState {
-                        voters: initial_voters.to_vec(),
-                        ..Default::default()
-                    };
-                    let mut batch = WriteBatch::default();
-                    batch.put_cf(
-                        store.cf_state()?,
-                        raft_state_key(shard, StateKind::ConfState),
-                        encode_proto(&cs, shard, "conf state")?,
-                    );
-                    store.write(batch, true)?;
-                    cs
-                }
-            };
+        let conf_state = read_proto::<ConfState>(store, shard, StateKind::ConfState, "conf state")?
+            .unwrap_or_default();
         let (truncated_index, truncated_term) = match store.db().get_pinned_cf(
             store.cf_state()?,
             raft_state_key(shard, StateKind::TruncatedState),
@@ -441,6 +437,48 @@ impl raft::Storage for ShardLog {
     }
 }
 
+/// Writes a new shard's initial state: its configuration, and a log and
+/// apply state that start after [`BOOTSTRAP_INDEX`].
+fn bootstrap(store: &Store, shard: ShardId, voters: &[u64]) -> Result<()> {
+    let cs = ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    };
+    let hs = HardState {
+        term: BOOTSTRAP_INDEX,
+        commit: BOOTSTRAP_INDEX,
+        ..Default::default()
+    };
+    let apply = crate::apply::ApplyState {
+        applied_index: BOOTSTRAP_INDEX,
+        applied_term: BOOTSTRAP_INDEX,
+        ..Default::default()
+    };
+    let cf = store.cf_state()?;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        cf,
+        raft_state_key(shard, StateKind::ConfState),
+        encode_proto(&cs, shard, "conf state")?,
+    );
+    batch.put_cf(
+        cf,
+        raft_state_key(shard, StateKind::HardState),
+        encode_proto(&hs, shard, "hard state")?,
+    );
+    batch.put_cf(
+        cf,
+        raft_state_key(shard, StateKind::TruncatedState),
+        encode_u64_pair(BOOTSTRAP_INDEX, BOOTSTRAP_INDEX),
+    );
+    batch.put_cf(
+        cf,
+        raft_state_key(shard, StateKind::ApplyState),
+        apply.encode(),
+    );
+    store.write(batch, true)
+}
+
 fn to_raft_error(e: StoreError) -> raft::Error {
     raft::Error::Store(RaftStorageError::Other(Box::new(e)))
 }
@@ -506,20 +544,33 @@ mod tests {
         }
     }
 
+    /// A log that starts at index 1 (a joining node's, before its first
+    /// snapshot), so tests can append from there.
     fn open(dir: &std::path::Path) -> (Store, ShardLog) {
         let store = Store::open(dir, &StoreOptions::default()).unwrap();
-        let log = ShardLog::open(&store, 3, &[1]).unwrap();
+        let log = ShardLog::open(&store, 3, &[]).unwrap();
         (store, log)
     }
 
     #[test]
     fn fresh_shard_is_bootstrapped_with_voters() {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, log) = open(dir.path());
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let log = ShardLog::open(&store, 3, &[1, 2]).unwrap();
         let state = log.initial_state().unwrap();
-        assert_eq!(state.conf_state.voters, vec![1]);
-        assert_eq!((log.first_index(), log.last_index()), (1, 0));
-        assert_eq!(log.term(0).unwrap(), 0);
+        assert_eq!(state.conf_state.voters, vec![1, 2]);
+        assert_eq!((state.hard_state.term, state.hard_state.commit), (5, 5));
+        assert_eq!((log.first_index(), log.last_index()), (6, 5));
+        assert_eq!(log.term(5).unwrap(), 5);
+        assert_eq!(store.load_apply_state(3).unwrap().applied_index, 5);
+        // Opening again does not bootstrap again.
+        drop(log);
+        let log = ShardLog::open(&store, 3, &[7]).unwrap();
+        assert_eq!(log.conf_state().voters, vec![1, 2]);
+        // A joining node's shard starts empty.
+        let joining = ShardLog::open(&store, 4, &[]).unwrap();
+        assert!(joining.conf_state().voters.is_empty());
+        assert_eq!((joining.first_index(), joining.last_index()), (1, 0));
     }
 
     #[test]
