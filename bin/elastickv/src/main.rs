@@ -37,12 +37,46 @@ struct Cli {
     /// Raft addresses of all nodes, this one included: 1=host:port,2=...
     #[arg(long, value_name = "LIST")]
     peers: Option<String>,
+    /// Join an existing cluster: start empty and wait to be added with
+    /// `elastickv ctl add-node` (instead of founding a cluster of --peers).
+    #[arg(long)]
+    join: bool,
     /// Serve Prometheus metrics at this address.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
     /// Password clients must AUTH with.
     #[arg(long, value_name = "PASSWORD")]
     requirepass: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Administer a running cluster through any of its nodes.
+    Ctl {
+        /// Raft address of the node to talk to.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7379")]
+        addr: String,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CtlAction {
+    /// Members and, per shard, leader, term, commit and applied index.
+    Status,
+    /// Add a node (started with --join) to every shard.
+    AddNode {
+        id: u64,
+        /// Its raft address, as the other nodes reach it.
+        raft_addr: String,
+    },
+    /// Remove a node from every shard.
+    RemoveNode { id: u64 },
+    /// Move a shard's leadership to a node.
+    TransferLeader { shard: u32, node: u64 },
 }
 
 impl Cli {
@@ -55,8 +89,10 @@ impl Cli {
             data_dir,
             shards,
             peers,
+            join,
             metrics_addr,
             requirepass,
+            command: _,
         } = self;
         (
             config,
@@ -67,6 +103,7 @@ impl Cli {
                 data_dir,
                 shards,
                 peers,
+                join,
                 metrics_addr,
                 requirepass,
             },
@@ -82,7 +119,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let (config_path, overrides) = Cli::parse().overrides();
+    let mut cli = Cli::parse();
+    if let Some(Command::Ctl { addr, action }) = cli.command.take() {
+        return ctl(&addr, action);
+    }
+    let (config_path, overrides) = cli.overrides();
     let config = match NodeConfig::load(config_path.as_deref(), overrides) {
         Ok(config) => config,
         Err(e) => {
@@ -106,6 +147,39 @@ fn main() -> ExitCode {
         Err(e) => {
             // Start errors already name their cause in one line.
             eprintln!("elastickv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ctl(addr: &str, action: CtlAction) -> ExitCode {
+    let action = match action {
+        CtlAction::Status => elastickv_node::ctl::Action::Status,
+        CtlAction::AddNode { id, raft_addr } => {
+            elastickv_node::ctl::Action::AddNode { id, raft_addr }
+        }
+        CtlAction::RemoveNode { id } => elastickv_node::ctl::Action::RemoveNode { id },
+        CtlAction::TransferLeader { shard, node } => {
+            elastickv_node::ctl::Action::TransferLeader { shard, node }
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("elastickv ctl: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(elastickv_node::ctl::run(addr, action)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("elastickv ctl: {e}");
             ExitCode::FAILURE
         }
     }

@@ -111,6 +111,9 @@ pub fn propose_error_reply(e: ProposeError) -> Reply {
         )),
         ProposeError::UnknownShard(shard) => Reply::error(format!("ERR unknown shard {shard}")),
         ProposeError::Stopped => Reply::static_error("ERR server is shutting down"),
+        ProposeError::ChangeInProgress { shard } => Reply::error(format!(
+            "TRYAGAIN shard {shard} has a membership change in progress"
+        )),
     }
 }
 

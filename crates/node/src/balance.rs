@@ -32,7 +32,13 @@ pub async fn run(state: Arc<NodeState>, nodes: Vec<u64>, mut shutdown: watch::Re
             _ = shutdown.changed() => return,
         }
         for status in backend.raft.status() {
-            let Some(preferred) = preferred_leader(status.shard, &nodes) else {
+            // The shard's current voters (membership changes), sorted.
+            let voters = if status.voters.is_empty() {
+                &nodes
+            } else {
+                &status.voters
+            };
+            let Some(preferred) = preferred_leader(status.shard, voters) else {
                 continue;
             };
             if status.role != Role::Leader

@@ -117,6 +117,9 @@ pub struct NodeConfig {
     pub shards: u32,
     /// `id=host:port,...`: every node's raft address, this one included.
     pub peers: String,
+    /// Join an existing cluster (added with `elastickv ctl add-node`)
+    /// instead of founding one with `peers` as its members.
+    pub join: bool,
     /// Prometheus metrics endpoint; off when empty.
     pub metrics_addr: String,
     /// Password clients must AUTH with; none when empty.
@@ -137,6 +140,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./elastickv-data"),
             shards: 4,
             peers: String::new(),
+            join: false,
             metrics_addr: String::new(),
             requirepass: String::new(),
             maxclients: 10_000,
@@ -155,6 +159,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub shards: Option<u32>,
     pub peers: Option<String>,
+    pub join: bool,
     pub metrics_addr: Option<String>,
     pub requirepass: Option<String>,
 }
@@ -200,9 +205,13 @@ impl NodeConfig {
             data_dir,
             shards,
             peers,
+            join,
             metrics_addr,
             requirepass,
         } = o;
+        if join {
+            self.join = true;
+        }
         if let Some(v) = node_id {
             self.node_id = v;
         }

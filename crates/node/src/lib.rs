@@ -19,11 +19,13 @@
 //! A tokio runtime serves clients and timers; the raft thread owns every
 //! shard's `RawNode` and talks to tokio only through bounded channels.
 
+pub mod admin;
 pub mod backend;
 pub mod balance;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod expiry;
 pub mod info;
 pub mod keyspace;
@@ -100,6 +102,43 @@ pub enum StartError {
     Metrics(String),
 }
 
+/// Makes nodes that membership changes add reachable: records their
+/// address and starts streaming raft messages to them.
+async fn follow_membership(
+    node_id: u64,
+    raft: RaftHandle<Reply>,
+    store: Store,
+    directory: elastickv_transport::PeerDirectory,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let added = raft.members_added();
+    loop {
+        let member = tokio::select! {
+            member = added.recv_async() => match member {
+                Ok(member) => member,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        if member.node == node_id || !directory.learn(member.node, &member.raft_addr) {
+            continue;
+        }
+        if let Err(e) = store.record_peer(member.node, &member.raft_addr) {
+            tracing::error!(node = member.node, error = %e, "cannot record a new member's address");
+        }
+        tracing::info!(node = member.node, raft_addr = %member.raft_addr, "new cluster member");
+        if let Some(lanes) = raft.outbox().peer(member.node) {
+            // Ends with the transport, like the senders started with the node.
+            drop(elastickv_transport::peer::spawn(
+                node_id,
+                lanes,
+                member.raft_addr,
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
 /// A running node.
 pub struct Node {
     state: Arc<NodeState>,
@@ -151,12 +190,20 @@ impl Node {
                 source,
             })?;
         let peers = config.peer_map()?;
-        let others: std::collections::BTreeMap<u64, String> = peers
+        // Nodes added to the cluster since are reachable at the addresses
+        // their membership change carried; `--peers` wins where both exist.
+        let mut known = store.recorded_peers().map_err(|source| StartError::Store {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        known.extend(peers.clone());
+        let directory = elastickv_transport::PeerDirectory::new(known.clone());
+        let others: std::collections::BTreeMap<u64, String> = known
             .iter()
             .filter(|&(&id, _)| id != config.node_id)
             .map(|(&id, addr)| (id, addr.clone()))
             .collect();
-        let forward = elastickv_transport::ForwardClient::new(&others)?;
+        let forward = elastickv_transport::ForwardClient::new(directory.clone());
         let engine_config = EngineConfig {
             node_id: config.node_id,
             election_tick: config.raft.election_tick,
@@ -164,7 +211,12 @@ impl Node {
             tick: Duration::from_millis(config.raft.tick_ms),
             lease_reads: config.raft.read_mode == config::ReadMode::Lease,
             limits: config.raft.limits(),
-            initial_voters: peers.keys().copied().collect(),
+            initial_voters: if config.join {
+                Vec::new()
+            } else {
+                peers.keys().copied().collect()
+            },
+            known_nodes: known.keys().copied().collect(),
         };
         let machines = (0..config.shards)
             .map(|shard| (shard, ShardMachine::new(config.shards)))
@@ -204,6 +256,14 @@ impl Node {
                 store: store.clone(),
                 shards: config.shards,
             });
+            let admin = Arc::new(admin::Admin {
+                node_id: config.node_id,
+                raft: raft.clone(),
+                directory: directory.clone(),
+                election_timeout: Duration::from_millis(
+                    config.raft.tick_ms * config.raft.election_tick as u64,
+                ),
+            });
             let mut stop = shutdown_rx.clone();
             let node_id = config.node_id;
             tasks.push(tokio::spawn(async move {
@@ -216,6 +276,7 @@ impl Node {
                     step,
                     executor,
                     snapshots,
+                    admin,
                     stopped,
                 )
                 .await
@@ -225,9 +286,16 @@ impl Node {
             }));
             tasks.push(elastickv_transport::spawn_snapshot_sender(
                 raft.clone(),
-                &others,
+                directory.clone(),
                 shutdown_rx.clone(),
-            )?);
+            ));
+            tasks.push(tokio::spawn(follow_membership(
+                config.node_id,
+                raft.clone(),
+                store.clone(),
+                directory.clone(),
+                shutdown_rx.clone(),
+            )));
             let outbox = raft.outbox();
             for (&peer, addr) in &others {
                 if let Some(lanes) = outbox.peer(peer) {

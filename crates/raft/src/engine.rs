@@ -24,7 +24,9 @@ use elastickv_store::{
 };
 use parking_lot::Mutex;
 use protobuf::Message as _;
-use raft::prelude::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType, Ready};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType, Ready,
+};
 use raft::{RawNode, ReadOnlyOption, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
@@ -72,6 +74,29 @@ pub struct SnapshotJob {
     pub data: ShardSnapshot,
 }
 
+/// A membership change of one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add `node` as a learner (receives the log, does not vote), reachable
+    /// at `raft_addr`.
+    AddLearner { node: u64, raft_addr: String },
+    /// Make learner `node` a voter.
+    Promote { node: u64 },
+    /// Remove `node` from the shard.
+    Remove { node: u64 },
+}
+
+/// A node some shard's configuration now includes, and where to reach it
+/// (as given when it was added; may be empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAdded {
+    pub shard: ShardId,
+    pub node: u64,
+    pub raft_addr: String,
+}
+
+pub(crate) type ConfReply = oneshot::Sender<Result<(), ProposeError>>;
+
 /// Snapshots waiting for the network layer, over all shards. Small: each
 /// holds a RocksDB snapshot (pinning old data) until sent.
 pub const SNAPSHOT_QUEUE_CAPACITY: usize = 8;
@@ -91,8 +116,12 @@ pub struct EngineConfig {
     pub lease_reads: bool,
     /// Flow-control and election values from the config file or flags.
     pub limits: LimitsConfig,
-    /// Voters of a shard that has never run (every node of a new cluster).
+    /// Voters of a shard that has never run (every node of a new cluster;
+    /// none for a node joining an existing cluster).
     pub initial_voters: Vec<u64>,
+    /// Every node this node knows how to reach, itself included: the
+    /// outbound lanes exist for these from the start.
+    pub known_nodes: Vec<u64>,
 }
 
 impl EngineConfig {
@@ -112,10 +141,13 @@ impl EngineConfig {
 
     /// The other nodes this node sends raft messages to.
     pub fn peers(&self) -> Vec<u64> {
-        self.initial_voters
+        self.known_nodes
             .iter()
+            .chain(&self.initial_voters)
             .copied()
             .filter(|&id| id != self.node_id)
+            .collect::<std::collections::BTreeSet<u64>>()
+            .into_iter()
             .collect()
     }
 }
@@ -139,6 +171,9 @@ pub struct ShardStatus {
     /// On a leader: followers that recently answered and have every
     /// committed entry (candidates for a leadership transfer).
     pub caught_up: Vec<u64>,
+    /// The shard's configuration as this replica knows it.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -215,6 +250,7 @@ pub(crate) struct EngineLinks {
     pub(crate) status: Arc<Mutex<ShardStatus>>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) snapshots: flume::Sender<SnapshotJob>,
+    pub(crate) members: flume::Sender<MemberAdded>,
 }
 
 pub(crate) struct ShardEngine<SM: StateMachine> {
@@ -243,6 +279,12 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     pub(crate) priority_rx: flume::Receiver<Message>,
     outbox: Arc<Outbox>,
     snapshots: flume::Sender<SnapshotJob>,
+    members: flume::Sender<MemberAdded>,
+    /// The configuration change proposed here, awaiting apply.
+    pending_conf: Option<(u64, u64, ConfReply)>,
+    /// When each peer was last heard from (any message of this shard).
+    last_heard: std::collections::HashMap<u64, Instant>,
+    election_timeout: Duration,
     store: Store,
     /// Applied entries between log compactions, and entries kept behind.
     snapshot_count: u64,
@@ -268,6 +310,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             status,
             outbox,
             snapshots,
+            members,
         } = links;
         let (limits, invalid_env) = resolved;
         log_resolution(cfg.node_id, shard, &limits, &invalid_env);
@@ -336,6 +379,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
             priority_rx,
             outbox,
             snapshots,
+            members,
+            pending_conf: None,
+            last_heard: std::collections::HashMap::new(),
+            election_timeout: cfg.tick * cfg.election_tick as u32,
             store: store.clone(),
             snapshot_count: limits.snapshot_count.value,
             log_retain: limits.log_retain_entries.value,
@@ -399,6 +446,84 @@ impl<SM: StateMachine> ShardEngine<SM> {
         self.lease_until.is_some_and(|until| now < until) && self.raw.raft.commit_to_current_term()
     }
 
+    /// Proposes a membership change; `reply` is answered once it is
+    /// applied here. One change at a time: raft refuses another while one
+    /// is pending.
+    pub(crate) fn change_membership(&mut self, change: MembershipChange, reply: ConfReply) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        if self.pending_conf.is_some() {
+            let _ = reply.send(Err(ProposeError::ChangeInProgress { shard: self.shard }));
+            return;
+        }
+        let (change_type, node, context) = match change {
+            MembershipChange::AddLearner { node, raft_addr } => {
+                (ConfChangeType::AddLearnerNode, node, raft_addr.into_bytes())
+            }
+            MembershipChange::Promote { node } => (ConfChangeType::AddNode, node, Vec::new()),
+            MembershipChange::Remove { node } => (ConfChangeType::RemoveNode, node, Vec::new()),
+        };
+        let mut cc = ConfChange {
+            node_id: node,
+            ..Default::default()
+        };
+        cc.set_change_type(change_type);
+        if let Err(e) = self.raw.propose_conf_change(context, cc) {
+            tracing::info!(shard_id = self.shard, error = %e, "membership change refused");
+            let _ = reply.send(Err(ProposeError::ChangeInProgress { shard: self.shard }));
+            return;
+        }
+        let index = self.raw.raft.raft_log.last_index();
+        tracing::info!(
+            shard_id = self.shard,
+            local_id = self.raw.raft.id,
+            node,
+            change = ?change_type,
+            index,
+            "membership change proposed"
+        );
+        self.pending_conf = Some((index, self.raw.raft.term, reply));
+    }
+
+    /// Records an applied configuration change and tells whoever proposed
+    /// it here.
+    fn conf_change_applied(&mut self, entry: &Entry, cc: &ConfChange) {
+        if matches!(
+            cc.get_change_type(),
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode
+        ) {
+            let added = MemberAdded {
+                shard: self.shard,
+                node: cc.node_id,
+                raft_addr: String::from_utf8_lossy(&entry.context).into_owned(),
+            };
+            // Lanes first, so raft's next messages to it are not dropped.
+            self.outbox.add_peer(cc.node_id);
+            let _ = self.members.try_send(added);
+        }
+        tracing::info!(
+            shard_id = self.shard,
+            local_id = self.raw.raft.id,
+            node = cc.node_id,
+            change = ?cc.get_change_type(),
+            index = entry.index,
+            "membership change applied"
+        );
+        if let Some((index, term, _)) = &self.pending_conf
+            && (*index, *term) <= (entry.index, entry.term)
+            && let Some((index, term, reply)) = self.pending_conf.take()
+        {
+            let outcome = if (index, term) == (entry.index, entry.term) {
+                Ok(())
+            } else {
+                Err(ProposeError::Dropped { shard: self.shard })
+            };
+            let _ = reply.send(outcome);
+        }
+    }
+
     pub(crate) fn transfer_leader(&mut self, to: u64) {
         if self.raw.raft.state != StateRole::Leader || to == self.raw.raft.id {
             return;
@@ -430,6 +555,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             .or_else(|_| self.step_rx.try_recv())
         {
             any = true;
+            self.last_heard.insert(msg.from, Instant::now());
             if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
             }
@@ -718,11 +844,17 @@ impl<SM: StateMachine> ShardEngine<SM> {
                     }
                 }
                 EntryType::EntryConfChange => {
+                    // An empty one is raft's placeholder (leader election
+                    // with a pending change); nothing to apply.
+                    if entry.data.is_empty() {
+                        continue;
+                    }
                     let cc = ConfChange::parse_from_bytes(&entry.data)
                         .map_err(|e| self.corrupt(entry.index, e))?;
                     let cs = self.raw.apply_conf_change(&cc)?;
                     self.apply.set_conf_state(cs.clone());
                     self.raw.mut_store().set_conf_state(cs);
+                    self.conf_change_applied(entry, &cc);
                 }
                 EntryType::EntryConfChangeV2 => {
                     let cc = ConfChangeV2::parse_from_bytes(&entry.data)
@@ -735,6 +867,16 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
         self.apply.set_applied(last_index, last_term);
         self.apply.commit()?;
+        // A change proposed here whose index now holds something else was
+        // overwritten by another leader's log.
+        if self
+            .pending_conf
+            .as_ref()
+            .is_some_and(|(index, _, _)| *index <= last_index)
+            && let Some((_, _, reply)) = self.pending_conf.take()
+        {
+            let _ = reply.send(Err(ProposeError::Dropped { shard: self.shard }));
+        }
         metrics::applied_entries(self.shard, entries.len());
 
         // Only now, with the data written, are the proposers answered.
@@ -841,6 +983,9 @@ impl<SM: StateMachine> ShardEngine<SM> {
         for p in self.proposals.drain(..) {
             let _ = p.reply.send(Err(err.clone()));
         }
+        if let Some((_, _, reply)) = self.pending_conf.take() {
+            let _ = reply.send(Err(err.clone()));
+        }
         let reads = self
             .new_reads
             .drain(..)
@@ -871,21 +1016,36 @@ impl<SM: StateMachine> ShardEngine<SM> {
             caught_up: if raft.state == StateRole::Leader {
                 raft.prs()
                     .iter()
-                    // Replicate state means the follower has been
-                    // acknowledging appends (a refused send or a rejection
-                    // moves it back to probing). `recent_active` is not
-                    // used: check-quorum clears it every election timeout,
-                    // so a periodic caller can keep sampling it just
-                    // after a reset.
+                    // Acknowledged every committed entry, and heard from
+                    // within an election timeout. (Not raft's
+                    // `recent_active`: check-quorum clears it every election
+                    // timeout, so a periodic caller can keep sampling it
+                    // just after a reset. Not the Replicate state either: a
+                    // follower that caught up from a snapshot stays in
+                    // Probe until the next write.)
                     .filter(|&(&id, pr)| {
                         id != raft.id
-                            && pr.state == raft::ProgressState::Replicate
+                            && pr.state != raft::ProgressState::Snapshot
                             && pr.matched >= raft.raft_log.committed
+                            && self
+                                .last_heard
+                                .get(&id)
+                                .is_some_and(|at| at.elapsed() < self.election_timeout)
                     })
                     .map(|(&id, _)| id)
                     .collect()
             } else {
                 Vec::new()
+            },
+            voters: {
+                let mut voters: Vec<u64> = raft.prs().conf().voters().ids().iter().collect();
+                voters.sort_unstable();
+                voters
+            },
+            learners: {
+                let mut learners: Vec<u64> = raft.prs().conf().learners().iter().copied().collect();
+                learners.sort_unstable();
+                learners
             },
         };
         *self.status.lock() = status;

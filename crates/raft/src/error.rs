@@ -19,6 +19,8 @@ pub enum ProposeError {
     UnknownShard(ShardId),
     #[error("the raft engine has stopped")]
     Stopped,
+    #[error("shard {shard} has a membership change in progress")]
+    ChangeInProgress { shard: ShardId },
 }
 
 /// Why an inbound raft message was refused.

@@ -37,7 +37,9 @@ mod metrics;
 pub mod outbox;
 pub mod worker;
 
-pub use engine::{EngineConfig, Role, ShardStatus, SnapshotJob, StateMachine};
+pub use engine::{
+    EngineConfig, MemberAdded, MembershipChange, Role, ShardStatus, SnapshotJob, StateMachine,
+};
 pub use error::{EngineError, ProposeError, StepError};
 pub use limits::{LimitsConfig, RaftLimits};
 pub use outbox::{Outbox, PeerOutbox};

@@ -151,51 +151,67 @@ impl PeerOutbox {
     }
 }
 
-/// Outbound lanes of this node: one [`PeerOutbox`] per peer.
+/// Outbound lanes of this node: one [`PeerOutbox`] per peer. Peers can be
+/// added while running (a node joined a shard).
 pub struct Outbox {
-    peers: BTreeMap<u64, Arc<PeerOutbox>>,
+    peers: parking_lot::RwLock<BTreeMap<u64, Arc<PeerOutbox>>>,
+    normal_capacities: Vec<usize>,
 }
 
 impl Outbox {
     /// Lanes towards each of `peers` for shards `0..normal_capacities.len()`,
     /// shard `s`'s normal lanes holding `normal_capacities[s]` messages.
     pub fn new(peers: &[u64], normal_capacities: &[usize]) -> Outbox {
-        let peers = peers
+        let outbox = Outbox {
+            peers: parking_lot::RwLock::new(BTreeMap::new()),
+            normal_capacities: normal_capacities.to_vec(),
+        };
+        for &node in peers {
+            outbox.add_peer(node);
+        }
+        outbox
+    }
+
+    /// Creates `node`'s lanes; returns them if they are new.
+    pub fn add_peer(&self, node: u64) -> Option<Arc<PeerOutbox>> {
+        if self.peers.read().contains_key(&node) {
+            return None;
+        }
+        let shards = self
+            .normal_capacities
             .iter()
-            .map(|&node| {
-                let shards = normal_capacities
-                    .iter()
-                    .map(|&capacity| {
-                        let (normal_tx, normal_rx) = flume::bounded(capacity.max(1));
-                        let (priority_tx, priority_rx) = flume::bounded(PRIORITY_LANE_CAPACITY);
-                        ShardLanes {
-                            normal_tx,
-                            normal_rx,
-                            priority_tx,
-                            priority_rx,
-                        }
-                    })
-                    .collect();
-                (
-                    node,
-                    Arc::new(PeerOutbox {
-                        node,
-                        shards,
-                        ready: Notify::new(),
-                        carry: parking_lot::Mutex::new(None),
-                        refused: std::sync::atomic::AtomicU64::new(0),
-                    }),
-                )
+            .map(|&capacity| {
+                let (normal_tx, normal_rx) = flume::bounded(capacity.max(1));
+                let (priority_tx, priority_rx) = flume::bounded(PRIORITY_LANE_CAPACITY);
+                ShardLanes {
+                    normal_tx,
+                    normal_rx,
+                    priority_tx,
+                    priority_rx,
+                }
             })
             .collect();
-        Outbox { peers }
+        let lanes = Arc::new(PeerOutbox {
+            node,
+            shards,
+            ready: Notify::new(),
+            carry: parking_lot::Mutex::new(None),
+            refused: std::sync::atomic::AtomicU64::new(0),
+        });
+        let mut peers = self.peers.write();
+        if peers.contains_key(&node) {
+            return None;
+        }
+        peers.insert(node, lanes.clone());
+        Some(lanes)
     }
 
     /// Queues `msg` (addressed to `msg.to`) without blocking. A refused
     /// message is handed back so the engine can tell raft what was lost.
     #[allow(clippy::result_large_err)] // not boxed: the refusal path is the overload path
     pub fn send(&self, shard: ShardId, msg: Message) -> Result<(), (Message, Refusal)> {
-        let Some(peer) = self.peers.get(&msg.to) else {
+        let peers = self.peers.read();
+        let Some(peer) = peers.get(&msg.to) else {
             return Err((msg, Refusal::NoRoute));
         };
         let Some(lanes) = peer.shards.get(shard as usize) else {
@@ -220,11 +236,11 @@ impl Outbox {
     }
 
     pub fn peer(&self, node: u64) -> Option<Arc<PeerOutbox>> {
-        self.peers.get(&node).cloned()
+        self.peers.read().get(&node).cloned()
     }
 
-    pub fn peers(&self) -> impl Iterator<Item = &Arc<PeerOutbox>> {
-        self.peers.values()
+    pub fn peers(&self) -> Vec<Arc<PeerOutbox>> {
+        self.peers.read().values().cloned().collect()
     }
 }
 

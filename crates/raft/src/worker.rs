@@ -23,8 +23,8 @@ use raft::prelude::Message;
 use tokio::sync::{oneshot, watch};
 
 use crate::engine::{
-    EngineConfig, EngineLinks, ProposalReply, ReadWaiter, SNAPSHOT_QUEUE_CAPACITY, ShardEngine,
-    ShardStatus, SnapshotJob, StateMachine,
+    ConfReply, EngineConfig, EngineLinks, MemberAdded, MembershipChange, ProposalReply, ReadWaiter,
+    SNAPSHOT_QUEUE_CAPACITY, ShardEngine, ShardStatus, SnapshotJob, StateMachine,
 };
 use crate::error::{EngineError, ProposeError, StepError};
 use crate::limits::RaftLimits;
@@ -46,6 +46,11 @@ enum Request<O> {
     TransferLeader {
         shard: ShardId,
         to: u64,
+    },
+    ChangeMembership {
+        shard: ShardId,
+        change: MembershipChange,
+        reply: ConfReply,
     },
     /// How sending a snapshot of `shard` to `to` went.
     ReportSnapshot {
@@ -71,6 +76,7 @@ struct Shared<O> {
     thread: Thread,
     outbox: Arc<Outbox>,
     snapshots: flume::Receiver<SnapshotJob>,
+    members: flume::Receiver<MemberAdded>,
     join: Mutex<Option<JoinHandle<()>>>,
     /// `Some(reason)` once the thread has stopped.
     stopped: watch::Receiver<Option<String>>,
@@ -111,6 +117,7 @@ pub fn start<SM: StateMachine>(
         .collect();
     let outbox = Arc::new(Outbox::new(&cfg.peers(), &capacities));
     let (snapshots_tx, snapshots_rx) = flume::bounded(SNAPSHOT_QUEUE_CAPACITY);
+    let (members_tx, members_rx) = flume::bounded(1024);
     let mut engines = Vec::with_capacity(machines.len());
     let mut steps = Vec::with_capacity(machines.len());
     let mut statuses = Vec::with_capacity(machines.len());
@@ -128,6 +135,7 @@ pub fn start<SM: StateMachine>(
                 status: status.clone(),
                 outbox: outbox.clone(),
                 snapshots: snapshots_tx.clone(),
+                members: members_tx.clone(),
             },
         )?;
         steps.push(lane);
@@ -185,6 +193,7 @@ pub fn start<SM: StateMachine>(
             thread,
             outbox,
             snapshots: snapshots_rx,
+            members: members_rx,
             join: Mutex::new(Some(join)),
             stopped: stopped_rx,
         }),
@@ -295,6 +304,30 @@ impl<O: Send + 'static> RaftHandle<O> {
         self.shared.snapshots.clone()
     }
 
+    /// Nodes that shards' configurations added, for the network layer to
+    /// reach.
+    pub fn members_added(&self) -> flume::Receiver<MemberAdded> {
+        self.shared.members.clone()
+    }
+
+    /// Proposes a membership change of `shard` (this node must lead it)
+    /// and waits until it is applied here.
+    pub async fn change_membership(
+        &self,
+        shard: ShardId,
+        change: MembershipChange,
+    ) -> Result<(), ProposeError> {
+        self.check_shard(shard)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::ChangeMembership {
+            shard,
+            change,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
     /// Tells `shard`'s raft whether its snapshot reached `to`.
     pub async fn report_snapshot(&self, shard: ShardId, to: u64, delivered: bool) {
         if self.check_shard(shard).is_ok() {
@@ -384,6 +417,9 @@ impl<SM: StateMachine> Worker<SM> {
             Request::Propose { reply, .. } => {
                 let _ = reply.send(Err(ProposeError::Stopped));
             }
+            Request::ChangeMembership { reply, .. } => {
+                let _ = reply.send(Err(ProposeError::Stopped));
+            }
             Request::TransferLeader { .. } | Request::ReportSnapshot { .. } | Request::Shutdown => {
             }
         });
@@ -415,6 +451,19 @@ impl<SM: StateMachine> Worker<SM> {
                     Ok(Request::TransferLeader { shard, to }) => {
                         if let Some(engine) = self.engines.get_mut(shard as usize) {
                             engine.transfer_leader(to);
+                        }
+                    }
+                    Ok(Request::ChangeMembership {
+                        shard,
+                        change,
+                        reply,
+                    }) => {
+                        busy = true;
+                        match self.engines.get_mut(shard as usize) {
+                            Some(engine) => engine.change_membership(change, reply),
+                            None => {
+                                let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
+                            }
                         }
                     }
                     Ok(Request::ReportSnapshot {

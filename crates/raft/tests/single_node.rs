@@ -42,6 +42,7 @@ fn config() -> EngineConfig {
         lease_reads: true,
         limits: LimitsConfig::default(),
         initial_voters: vec![1],
+        known_nodes: vec![1],
     }
 }
 

@@ -15,6 +15,16 @@ use crate::keys::{
     NODE_FORMAT_KEY, NODE_ID_KEY, NODE_SHARDS_KEY,
 };
 
+/// Peer addresses in the default column family: this prefix, then the
+/// node id (big-endian u64).
+const PEER_KEY_PREFIX: &[u8] = b"peer/";
+
+fn peer_key(node: u64) -> Vec<u8> {
+    let mut key = PEER_KEY_PREFIX.to_vec();
+    key.extend_from_slice(&node.to_be_bytes());
+    key
+}
+
 /// On-disk format this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
 
@@ -200,6 +210,38 @@ impl Store {
 
     pub(crate) fn cf_dedup(&self) -> Result<&ColumnFamily> {
         self.cf(CF_DEDUP)
+    }
+
+    /// Remembers where node `node` is reachable (learned from a membership
+    /// change), so a restart can reach it without it being in `--peers`.
+    pub fn record_peer(&self, node: u64, addr: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_DEFAULT)?, peer_key(node), addr.as_bytes());
+        self.write(batch, true)
+    }
+
+    /// Every address [`Store::record_peer`] recorded.
+    pub fn recorded_peers(&self) -> Result<std::collections::BTreeMap<u64, String>> {
+        let mut peers = std::collections::BTreeMap::new();
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_DEFAULT)?);
+        it.seek(PEER_KEY_PREFIX);
+        while let (Some(key), Some(value)) = (it.key(), it.value()) {
+            let Some(id) = key.strip_prefix(PEER_KEY_PREFIX) else {
+                break;
+            };
+            let id: [u8; 8] = id.try_into().map_err(|_| StoreError::Corrupt {
+                what: "peer address",
+                shard: 0,
+                detail: format!("key of {} bytes", key.len()),
+            })?;
+            peers.insert(
+                u64::from_be_bytes(id),
+                String::from_utf8_lossy(value).into_owned(),
+            );
+            it.next();
+        }
+        it.status()?;
+        Ok(peers)
     }
 
     /// Writes every column family's memtable to SST files, so that

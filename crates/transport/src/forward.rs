@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::directory::PeerDirectory;
 use crate::pb::forward_client::ForwardClient as Client;
 use crate::pb::{ForwardReply, ForwardRequest, forward_reply};
 use crate::{MAX_MESSAGE_BYTES, TransportError};
@@ -133,30 +134,37 @@ impl Peer {
 /// Forwarding streams to every peer, opened on first use.
 #[derive(Clone)]
 pub struct ForwardClient {
-    peers: Arc<BTreeMap<u64, Peer>>,
+    directory: PeerDirectory,
+    peers: Arc<parking_lot::RwLock<BTreeMap<u64, Arc<Peer>>>>,
 }
 
 impl ForwardClient {
-    pub fn new(peers: &BTreeMap<u64, String>) -> Result<ForwardClient, TransportError> {
-        let mut map = BTreeMap::new();
-        for (&node, addr) in peers {
-            let endpoint = crate::peer::endpoint(addr).map_err(|e| TransportError::BadAddress {
-                node,
-                addr: addr.clone(),
-                detail: e.to_string(),
-            })?;
-            map.insert(
-                node,
-                Peer {
-                    node,
-                    channel: endpoint.connect_lazy(),
-                    stream: tokio::sync::Mutex::new(None),
-                },
-            );
+    pub fn new(directory: PeerDirectory) -> ForwardClient {
+        ForwardClient {
+            directory,
+            peers: Arc::default(),
         }
-        Ok(ForwardClient {
-            peers: Arc::new(map),
-        })
+    }
+
+    fn peer(&self, node: u64) -> Result<Arc<Peer>, TransportError> {
+        if let Some(peer) = self.peers.read().get(&node) {
+            return Ok(peer.clone());
+        }
+        let addr = self
+            .directory
+            .get(node)
+            .ok_or(TransportError::UnknownPeer(node))?;
+        let endpoint = crate::peer::endpoint(&addr).map_err(|e| TransportError::BadAddress {
+            node,
+            addr: addr.clone(),
+            detail: e.to_string(),
+        })?;
+        let peer = Arc::new(Peer {
+            node,
+            channel: endpoint.connect_lazy(),
+            stream: tokio::sync::Mutex::new(None),
+        });
+        Ok(self.peers.write().entry(node).or_insert(peer).clone())
     }
 
     /// Puts `payload` for `shard` on the stream to `node` (in call order)
@@ -171,10 +179,7 @@ impl ForwardClient {
         impl Future<Output = Result<ForwardOutcome, TransportError>> + Send + 'static,
         TransportError,
     > {
-        let peer = self
-            .peers
-            .get(&node)
-            .ok_or(TransportError::UnknownPeer(node))?;
+        let peer = self.peer(node)?;
         let mut slot = peer.stream.lock().await;
         if !slot.as_ref().is_some_and(Stream::is_open) {
             *slot = Some(peer.open());

@@ -9,6 +9,8 @@
 //! - [`server`]: the receiving side: decodes envelopes and hands each
 //!   message to its shard's step queue, acknowledging every batch with how
 //!   many messages were refused; and the forwarding service.
+//! - [`directory`]: where each peer is reachable (dynamic: nodes join).
+//! - [`admin`]: the cluster administration service behind `elastickv ctl`.
 //! - [`forward`]: the client that sends write commands to the node that
 //!   leads their shard, in order, over one stream per peer.
 //! - [`snapshot`]: shard snapshots for followers behind the log, streamed
@@ -21,6 +23,8 @@
 //! a single raft message never exceeds MaxSizePerMsg (<= 32 MiB) plus one
 //! entry, which the node keeps under [`MAX_ENTRY_BYTES`].
 
+pub mod admin;
+pub mod directory;
 pub mod forward;
 pub mod peer;
 pub mod server;
@@ -62,6 +66,7 @@ pub enum TransportError {
     Serve(#[from] tonic::transport::Error),
 }
 
+pub use directory::PeerDirectory;
 pub use forward::{ForwardClient, ForwardOutcome};
 pub use server::{ForwardHandler, OutcomeFuture, StepFn, serve};
 pub use snapshot::{SnapshotSink, spawn_sender as spawn_snapshot_sender};

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::forward::ForwardOutcome;
+use crate::pb::admin_server::AdminServer;
 use crate::pb::forward_server::{Forward, ForwardServer};
 use crate::pb::raft_transport_server::{RaftTransport, RaftTransportServer};
 use crate::pb::snapshot_transport_server::SnapshotTransportServer;
@@ -159,8 +160,12 @@ pub async fn serve(
     step: StepFn,
     forward: Arc<dyn ForwardHandler>,
     snapshots: Arc<dyn crate::snapshot::SnapshotSink>,
+    admin: Arc<dyn crate::admin::AdminHandler>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
+    let admin = AdminServer::new(crate::admin::AdminService { handler: admin })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let raft = RaftTransportServer::new(RaftService { node_id, step })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -178,6 +183,7 @@ pub async fn serve(
         .add_service(raft)
         .add_service(forward)
         .add_service(snapshots)
+        .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -23,10 +23,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::MAX_MESSAGE_BYTES;
+use crate::directory::PeerDirectory;
 use crate::pb::snapshot_transport_client::SnapshotTransportClient;
 use crate::pb::snapshot_transport_server::SnapshotTransport;
 use crate::pb::{SnapshotChunk, SnapshotReply};
-use crate::{MAX_MESSAGE_BYTES, TransportError};
 
 /// Data bytes per chunk: far below the 64 MiB message cap.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
@@ -41,22 +42,14 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// Sends the engines' snapshots until `shutdown` flips.
 pub fn spawn_sender<O: Send + 'static>(
     raft: RaftHandle<O>,
-    peers: &BTreeMap<u64, String>,
+    directory: PeerDirectory,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<JoinHandle<()>, TransportError> {
+) -> JoinHandle<()> {
     // A connection of its own per peer, apart from the raft stream's.
-    let mut channels = BTreeMap::new();
-    for (&node, addr) in peers {
-        let endpoint = crate::peer::endpoint(addr).map_err(|e| TransportError::BadAddress {
-            node,
-            addr: addr.clone(),
-            detail: e.to_string(),
-        })?;
-        channels.insert(node, endpoint.connect_lazy());
-    }
+    let mut channels: BTreeMap<u64, (String, Channel)> = BTreeMap::new();
     let jobs = raft.snapshot_jobs();
     let permits = Arc::new(Semaphore::new(CONCURRENT_SNAPSHOTS));
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         loop {
             let job = tokio::select! {
                 job = jobs.recv_async() => match job {
@@ -66,9 +59,29 @@ pub fn spawn_sender<O: Send + 'static>(
                 _ = shutdown.changed() => return,
             };
             let (shard, to) = (job.shard, job.to);
-            let Some(channel) = channels.get(&to).cloned() else {
+            let Some(addr) = directory.get(to) else {
+                tracing::warn!(
+                    shard_id = shard,
+                    to,
+                    "no address for the snapshot's receiver"
+                );
                 raft.report_snapshot(shard, to, false).await;
                 continue;
+            };
+            let channel = match channels.get(&to) {
+                Some((known, channel)) if *known == addr => channel.clone(),
+                _ => match crate::peer::endpoint(&addr) {
+                    Ok(endpoint) => {
+                        let channel = endpoint.connect_lazy();
+                        channels.insert(to, (addr, channel.clone()));
+                        channel
+                    }
+                    Err(e) => {
+                        tracing::warn!(to, error = %e, "bad address for the snapshot's receiver");
+                        raft.report_snapshot(shard, to, false).await;
+                        continue;
+                    }
+                },
             };
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
@@ -96,7 +109,7 @@ pub fn spawn_sender<O: Send + 'static>(
                 raft.report_snapshot(shard, to, outcome.is_ok()).await;
             });
         }
-    }))
+    })
 }
 
 /// Streams one snapshot; returns the data bytes sent.

@@ -47,6 +47,7 @@ pub fn engine_config(node_id: u64, voters: &[u64], limits: LimitsConfig) -> Engi
         lease_reads: true,
         limits,
         initial_voters: voters.to_vec(),
+        known_nodes: voters.to_vec(),
     }
 }
 

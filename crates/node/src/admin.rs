@@ -1,0 +1,395 @@
+//! The administration service's node side: membership changes and
+//! leadership moves, each shard's step run by that shard's leader.
+//!
+//! A request may reach any node. For every shard, the node finds the
+//! shard's leader and asks it (`ChangeShard`, possibly itself) to take one
+//! step; a step refused because leadership moved is retried with the new
+//! leader. Raft allows one configuration change at a time per shard and
+//! commits one only through a quorum, so an old leader cut off from the
+//! majority cannot complete a change.
+
+use std::time::{Duration, Instant};
+
+use elastickv_raft::{MembershipChange, ProposeError, RaftHandle, Role, ShardStatus};
+use elastickv_resp::Reply;
+use elastickv_transport::PeerDirectory;
+use elastickv_transport::admin::AdminHandler;
+use elastickv_transport::pb::change_shard_request::Kind;
+use elastickv_transport::pb::{
+    AddNodeRequest, ChangeReply, ChangeShardRequest, PeerAddress, RemoveNodeRequest, ShardState,
+    StatusReply, TransferLeaderRequest,
+};
+
+/// How long a learner may take to catch up before promotion gives up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one shard's step may keep looking for a leader.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a proposed change may take to commit.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Admin {
+    pub node_id: u64,
+    pub raft: RaftHandle<Reply>,
+    pub directory: PeerDirectory,
+    /// An election timeout: how long a leadership transfer may take.
+    pub election_timeout: Duration,
+}
+
+fn failed(error: impl Into<String>) -> ChangeReply {
+    ChangeReply {
+        ok: false,
+        error: error.into(),
+        ..Default::default()
+    }
+}
+
+fn done(step: String) -> ChangeReply {
+    ChangeReply {
+        ok: true,
+        steps: vec![step],
+        ..Default::default()
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+    }
+}
+
+impl Admin {
+    fn shard_status(&self, shard: u32) -> Option<ShardStatus> {
+        self.raft.shard_status(shard)
+    }
+
+    /// Runs `request` on its shard's leader, following leadership moves.
+    async fn on_leader(&self, request: ChangeShardRequest) -> ChangeReply {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut hint = 0;
+        loop {
+            let leader = match self.shard_status(request.shard) {
+                Some(status) if hint == 0 => status.leader,
+                Some(_) => hint,
+                None => return failed(format!("unknown shard {}", request.shard)),
+            };
+            let reply = if leader == self.node_id {
+                self.change_shard(request.clone()).await
+            } else if leader != 0 {
+                self.remote_change(leader, request.clone()).await
+            } else {
+                failed("no leader")
+            };
+
+            if reply.ok {
+                return reply;
+            }
+            let retry = leader == 0 || reply.not_leader != 0 || retryable(&reply);
+            if !retry || Instant::now() >= deadline {
+                return ChangeReply {
+                    error: format!("shard {}: {}", request.shard, reply.error),
+                    ..reply
+                };
+            }
+            hint = reply.not_leader;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn remote_change(&self, node: u64, request: ChangeShardRequest) -> ChangeReply {
+        let Some(addr) = self.directory.get(node) else {
+            return failed(format!("no address known for node {node}"));
+        };
+        match elastickv_transport::admin::connect(&addr).await {
+            Ok(mut client) => match client.change_shard(request).await {
+                Ok(reply) => reply.into_inner(),
+                Err(status) => failed(format!("node {node}: {}", status.message())),
+            },
+            Err(e) => failed(format!("node {node}: {e}")),
+        }
+    }
+
+    /// Proposes `change` and waits until it is applied here. A leader cut
+    /// off from the majority cannot commit it: that fails after
+    /// [`COMMIT_TIMEOUT`] (the change may still commit later, if this node
+    /// regains contact while still leading).
+    async fn commit_change(&self, shard: u32, change: MembershipChange) -> Result<(), ChangeReply> {
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.change_membership(shard, change)).await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(change_error(shard, e)),
+            Err(_) => Err(failed(format!(
+                "shard {shard}: the change was not committed within {COMMIT_TIMEOUT:?} \
+                 (no quorum reachable?)"
+            ))),
+        }
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.raft.shard_count() as u32
+    }
+
+    /// Runs `steps` on every shard in turn, stopping at the first failure.
+    async fn every_shard(&self, steps: impl Fn(u32) -> Vec<ChangeShardRequest>) -> ChangeReply {
+        let mut log = Vec::new();
+        for shard in 0..self.shard_count() {
+            for request in steps(shard) {
+                let reply = self.on_leader(request).await;
+                log.extend(reply.steps);
+                if !reply.ok {
+                    return ChangeReply {
+                        ok: false,
+                        error: reply.error,
+                        steps: log,
+                        not_leader: 0,
+                    };
+                }
+            }
+        }
+        ChangeReply {
+            ok: true,
+            steps: log,
+            ..Default::default()
+        }
+    }
+
+    async fn wait_until(&self, timeout: Duration, mut ready: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ready(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ready(self)
+    }
+}
+
+/// Failures worth retrying on whichever node leads next.
+fn retryable(reply: &ChangeReply) -> bool {
+    [
+        "in progress",
+        "leadership",
+        "not the leader",
+        "no leader",
+        "changed before",
+    ]
+    .iter()
+    .any(|text| reply.error.contains(text))
+}
+
+fn change_error(shard: u32, e: ProposeError) -> ChangeReply {
+    match e {
+        ProposeError::NotLeader { leader, .. } => ChangeReply {
+            not_leader: leader.unwrap_or(0),
+            error: format!("not the leader of shard {shard}"),
+            ..Default::default()
+        },
+        e => failed(format!("shard {shard}: {e}")),
+    }
+}
+
+#[elastickv_transport::async_trait]
+impl AdminHandler for Admin {
+    async fn status(&self) -> StatusReply {
+        let shards = self
+            .raft
+            .status()
+            .into_iter()
+            .map(|s| ShardState {
+                shard: s.shard,
+                role: role_name(s.role).to_string(),
+                leader: s.leader,
+                term: s.term,
+                commit: s.commit,
+                applied: s.applied,
+                first_index: s.first_index,
+                last_index: s.last_index,
+                voters: s.voters,
+                learners: s.learners,
+            })
+            .collect();
+        let peers = self
+            .directory
+            .all()
+            .into_iter()
+            .map(|(node, raft_addr)| PeerAddress { node, raft_addr })
+            .collect();
+        StatusReply {
+            node_id: self.node_id,
+            shards,
+            peers,
+        }
+    }
+
+    async fn add_node(&self, request: AddNodeRequest) -> ChangeReply {
+        if request.node == 0 || request.raft_addr.is_empty() {
+            return failed("add-node needs a node id (1 or more) and its raft address");
+        }
+        let (node, addr) = (request.node, request.raft_addr);
+        self.every_shard(|shard| {
+            [Kind::AddLearner, Kind::Promote]
+                .into_iter()
+                .map(|kind| ChangeShardRequest {
+                    shard,
+                    kind: kind as i32,
+                    node,
+                    raft_addr: addr.clone(),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn remove_node(&self, request: RemoveNodeRequest) -> ChangeReply {
+        let node = request.node;
+        self.every_shard(|shard| {
+            let mut steps = Vec::new();
+            // Leadership leaves the node before the node leaves the shard.
+            let other = self
+                .shard_status(shard)
+                .and_then(|s| s.voters.into_iter().find(|&v| v != node));
+            if let Some(other) = other {
+                steps.push(ChangeShardRequest {
+                    shard,
+                    kind: Kind::TransferLeader as i32,
+                    node: other,
+                    raft_addr: String::new(),
+                });
+            }
+            steps.push(ChangeShardRequest {
+                shard,
+                kind: Kind::Remove as i32,
+                node,
+                raft_addr: String::new(),
+            });
+            steps
+        })
+        .await
+    }
+
+    async fn transfer_leader(&self, request: TransferLeaderRequest) -> ChangeReply {
+        self.on_leader(ChangeShardRequest {
+            shard: request.shard,
+            kind: Kind::TransferLeader as i32,
+            node: request.node,
+            raft_addr: String::new(),
+        })
+        .await
+    }
+
+    async fn change_shard(&self, request: ChangeShardRequest) -> ChangeReply {
+        let shard = request.shard;
+        let Some(status) = self.shard_status(shard) else {
+            return failed(format!("unknown shard {shard}"));
+        };
+        if status.role != Role::Leader {
+            return ChangeReply {
+                not_leader: status.leader,
+                error: format!("not the leader of shard {shard}"),
+                ..Default::default()
+            };
+        }
+        let node = request.node;
+        let kind = Kind::try_from(request.kind).unwrap_or(Kind::AddLearner);
+        match kind {
+            Kind::TransferLeader => {
+                if node == self.node_id {
+                    return done(format!("shard {shard}: node {node} leads it already"));
+                }
+                if !status.voters.contains(&node) {
+                    return failed(format!("shard {shard}: node {node} is not a voter"));
+                }
+                if let Err(e) = self.raft.transfer_leader(shard, node).await {
+                    return change_error(shard, e);
+                }
+                let moved = self
+                    .wait_until(2 * self.election_timeout, |admin| {
+                        admin
+                            .shard_status(shard)
+                            .is_some_and(|s| s.role != Role::Leader)
+                    })
+                    .await;
+                if moved {
+                    done(format!("shard {shard}: leadership moved to node {node}"))
+                } else {
+                    failed(format!(
+                        "shard {shard}: node {node} did not take leadership"
+                    ))
+                }
+            }
+            Kind::AddLearner => {
+                if status.voters.contains(&node) || status.learners.contains(&node) {
+                    return done(format!("shard {shard}: node {node} is already a member"));
+                }
+                // Every replica (this one included) learns the address when
+                // it applies the change, and starts sending to the node.
+                let change = MembershipChange::AddLearner {
+                    node,
+                    raft_addr: request.raft_addr,
+                };
+                match self.commit_change(shard, change).await {
+                    Ok(()) => done(format!("shard {shard}: node {node} added as a learner")),
+                    Err(reply) => reply,
+                }
+            }
+            Kind::Promote => {
+                if status.voters.contains(&node) {
+                    return done(format!("shard {shard}: node {node} is already a voter"));
+                }
+                let started = Instant::now();
+                let caught_up = self
+                    .wait_until(CATCH_UP_TIMEOUT, |admin| {
+                        admin
+                            .shard_status(shard)
+                            .is_some_and(|s| s.role == Role::Leader && s.caught_up.contains(&node))
+                    })
+                    .await;
+                if !caught_up {
+                    return failed(format!(
+                        "shard {shard}: learner {node} did not catch up within {CATCH_UP_TIMEOUT:?}"
+                    ));
+                }
+                let took = started.elapsed();
+                match self
+                    .commit_change(shard, MembershipChange::Promote { node })
+                    .await
+                {
+                    Ok(()) => done(format!(
+                        "shard {shard}: node {node} caught up in {} ms and is now a voter",
+                        took.as_millis()
+                    )),
+                    Err(reply) => reply,
+                }
+            }
+            Kind::Remove => {
+                if !status.voters.contains(&node) && !status.learners.contains(&node) {
+                    return done(format!("shard {shard}: node {node} is not a member"));
+                }
+                if node == self.node_id {
+                    // Removing the leader itself: hand over first (the
+                    // caller asks again on the new leader).
+                    let other = status.voters.iter().copied().find(|&v| v != node);
+                    if let Some(other) = other {
+                        let _ = self.raft.transfer_leader(shard, other).await;
+                    }
+                    return ChangeReply {
+                        error: format!("shard {shard}: leadership is moving off node {node}"),
+                        ..Default::default()
+                    };
+                }
+                match self
+                    .commit_change(shard, MembershipChange::Remove { node })
+                    .await
+                {
+                    Ok(()) => done(format!("shard {shard}: node {node} removed")),
+                    Err(reply) => reply,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Membership changes with `elastickv ctl` on real processes: a new, empty
+//! node joins every shard (by snapshot) and an old one leaves, losing no
+//! key; a leader cut off from the majority cannot change the membership.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use elastickv_integration::{Cluster, Node, free_port, run_to_exit};
+use redis::Commands;
+
+const SMALL_LOG: [(&str, &str); 2] = [
+    ("ELASTICKV_RAFT_SNAPSHOT_COUNT", "100"),
+    ("ELASTICKV_RAFT_LOG_RETAIN_ENTRIES", "20"),
+];
+
+fn ctl(node: &Node, args: &[&str]) -> (bool, String) {
+    let addr = format!("127.0.0.1:{}", node.raft_port);
+    let mut all = vec!["ctl", "--addr", &addr];
+    all.extend_from_slice(args);
+    let (status, output) = run_to_exit(&all, &[]);
+    (status.success(), output)
+}
+
+fn write_keys(node: &Node, range: std::ops::Range<u64>) {
+    let mut conn = node.client();
+    let mut pipe = redis::pipe();
+    for i in range {
+        pipe.cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(format!("v{i}"))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+}
+
+fn assert_keys(node: &Node, range: std::ops::Range<u64>) {
+    let keys: Vec<String> = range.clone().map(|i| format!("key:{i}")).collect();
+    let values: Vec<Option<String>> = node.client().mget(&keys).unwrap();
+    for (i, value) in range.zip(values) {
+        assert_eq!(
+            value,
+            Some(format!("v{i}")),
+            "key:{i} on port {}",
+            node.port
+        );
+    }
+}
+
+#[test]
+fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
+    let mut cluster = Cluster::start(3, 2, &[], &SMALL_LOG);
+    write_keys(cluster.node(1), 0..1000);
+
+    // Node 4 starts empty, knowing how to reach the others.
+    let dir = tempfile::tempdir().unwrap();
+    let raft_port = free_port();
+    let peers = (1..=3)
+        .map(|id| format!("{id}=127.0.0.1:{}", cluster.node(id).raft_port))
+        .chain([format!("4=127.0.0.1:{raft_port}")])
+        .collect::<Vec<_>>()
+        .join(",");
+    let new_node = Node::start_with_raft_port(
+        &dir.path().join("node4"),
+        raft_port,
+        &[
+            "--node-id",
+            "4",
+            "--peers",
+            &peers,
+            "--shards",
+            "2",
+            "--join",
+        ],
+        &SMALL_LOG,
+    );
+    let started = Instant::now();
+    let (ok, output) = ctl(
+        cluster.node(2),
+        &["add-node", "4", &format!("127.0.0.1:{raft_port}")],
+    );
+    eprintln!("add-node took {:?}:\n{output}", started.elapsed());
+    assert!(ok, "add-node failed: {output}");
+    assert!(output.contains("shard 1: node 4 caught up"), "{output}");
+    let (ok, status) = ctl(&new_node, &["status"]);
+    assert!(ok, "{status}");
+    assert_eq!(status.matches("1,2,3,4 /").count(), 2, "{status}");
+    assert_keys(&new_node, 0..1000);
+    assert!(new_node.log_text().contains("installed snapshot"));
+
+    // Node 1 leaves; the others keep serving everything.
+    let (ok, output) = ctl(cluster.node(3), &["remove-node", "1"]);
+    assert!(ok, "remove-node failed: {output}");
+    cluster.node_mut(1).kill9();
+    let (ok, status) = ctl(&new_node, &["status"]);
+    assert!(ok, "{status}");
+    assert_eq!(status.matches("2,3,4 /").count(), 2, "{status}");
+    write_keys(cluster.node(2), 1000..1100);
+    write_keys(&new_node, 1100..1200);
+    for node in [cluster.node(2), cluster.node(3), &new_node] {
+        assert_keys(node, 0..1200);
+    }
+}
+
+#[test]
+fn an_isolated_leader_cannot_change_the_membership() {
+    let cluster = Cluster::start(3, 1, &[], &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.leader_of(0, &cluster.ids()) != Some(1) {
+        assert!(Instant::now() < deadline, "node 1 never led shard 0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.isolate(1);
+    // Asked while it still believes it leads, node 1 proposes removing
+    // node 3, and cannot commit it.
+    let (ok, output) = ctl(cluster.node(1), &["remove-node", "3"]);
+    assert!(!ok, "an isolated leader removed a node: {output}");
+    eprintln!("isolated leader refused: {output}");
+
+    cluster.heal();
+    cluster.wait_for_leaders(&cluster.ids(), Duration::from_secs(30));
+    cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(30));
+    for id in cluster.ids() {
+        let (ok, status) = ctl(cluster.node(id), &["status"]);
+        assert!(ok, "{status}");
+        assert!(status.contains("1,2,3 /"), "node {id}: {status}");
+        assert!(
+            !cluster
+                .node(id)
+                .log_text()
+                .contains("membership change applied"),
+            "node {id} applied the isolated leader's change"
+        );
+    }
+}
