@@ -63,6 +63,16 @@ pub struct Filters {
     pub delay_ms: Option<(u64, u64)>,
     /// Probability of losing a message.
     pub drop_rate: f64,
+    /// Snapshot transfers to cut after their first chunk (then the
+    /// transfer fails, as a broken connection would).
+    pub cut_snapshots: u64,
+}
+
+/// Snapshot transfers seen by the in-process network.
+#[derive(Default)]
+pub struct SnapshotCounts {
+    pub delivered: AtomicU64,
+    pub cut: AtomicU64,
 }
 
 pub struct Node {
@@ -76,6 +86,7 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, Node>,
     pub filters: Arc<Mutex<Filters>>,
     pub refused_steps: Arc<AtomicU64>,
+    pub snapshots: Arc<SnapshotCounts>,
     pub shards: u32,
 }
 
@@ -119,9 +130,11 @@ impl Cluster {
             nodes,
             filters: Arc::default(),
             refused_steps: Arc::default(),
+            snapshots: Arc::default(),
             shards,
         };
         cluster.wire();
+        cluster.wire_snapshots();
         cluster
     }
 
@@ -187,6 +200,87 @@ impl Cluster {
                     }
                 });
             }
+        }
+    }
+
+    /// Delivers each node's snapshots to their receivers' stores in small
+    /// chunks, through the same filters (and `cut_snapshots`).
+    fn wire_snapshots(&self) {
+        let receivers: BTreeMap<u64, (Store, RaftHandle<Output>)> = self
+            .nodes
+            .iter()
+            .map(|(&id, n)| (id, (n.store.clone(), n.raft.clone())))
+            .collect();
+        for (&from, node) in &self.nodes {
+            let jobs = node.raft.snapshot_jobs();
+            let sender = node.raft.clone();
+            let receivers = receivers.clone();
+            let filters = self.filters.clone();
+            let counts = self.snapshots.clone();
+            tokio::spawn(async move {
+                while let Ok(job) = jobs.recv_async().await {
+                    let (shard, to) = (job.shard, job.to);
+                    let Some((store, dest)) = receivers.get(&to).cloned() else {
+                        sender.report_snapshot(shard, to, false).await;
+                        continue;
+                    };
+                    let filters = filters.clone();
+                    let counts = counts.clone();
+                    let delivered = tokio::task::spawn_blocking(move || {
+                        let reachable =
+                            |f: &Filters| !f.isolated.contains(&from) && !f.isolated.contains(&to);
+                        let cut_this = {
+                            let mut f = filters.lock().unwrap();
+                            if !reachable(&f) {
+                                return false;
+                            }
+                            let cut = f.cut_snapshots > 0;
+                            if cut {
+                                f.cut_snapshots -= 1;
+                            }
+                            cut
+                        };
+                        let meta = job.message.get_snapshot().get_metadata();
+                        let ranges = elastickv_store::ShardRanges {
+                            shard,
+                            first_slot: 0,
+                            end_slot: elastickv_store::SLOT_COUNT,
+                        };
+                        let Ok(mut stager) = store.stage_snapshot(ranges, meta.index, meta.term)
+                        else {
+                            return false;
+                        };
+                        let mut chunks = 0;
+                        let mut broken = false;
+                        let streamed = job.data.stream(64, |chunk| {
+                            chunks += 1;
+                            if (cut_this && chunks > 1) || !reachable(&filters.lock().unwrap()) {
+                                broken = true;
+                                return false;
+                            }
+                            stager.write(&chunk).is_ok()
+                        });
+                        if broken {
+                            counts.cut.fetch_add(1, Ordering::SeqCst);
+                            return false;
+                        }
+                        let Ok((crc, total)) = streamed else {
+                            return false;
+                        };
+                        if stager.finish(crc, total).is_err() {
+                            return false;
+                        }
+                        if dest.step(shard, job.message).is_err() {
+                            return false;
+                        }
+                        counts.delivered.fetch_add(1, Ordering::SeqCst);
+                        true
+                    })
+                    .await
+                    .unwrap_or(false);
+                    sender.report_snapshot(shard, to, delivered).await;
+                }
+            });
         }
     }
 

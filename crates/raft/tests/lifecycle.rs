@@ -1,0 +1,104 @@
+//! Log lifecycle on the in-process cluster: compaction while a follower
+//! lags, catching up by snapshot when a transfer is cut midway, and a
+//! membership change proposed by a leader cut off from the majority.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::Cluster;
+use elastickv_raft::{LimitsConfig, MembershipChange, ProposeError};
+
+const SECONDS: fn(u64) -> Duration = Duration::from_secs;
+
+fn small_log() -> LimitsConfig {
+    LimitsConfig {
+        snapshot_count: Some(20),
+        log_retain_entries: Some(5),
+        ..LimitsConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot_despite_a_cut_transfer() {
+    let cluster = Cluster::start(3, 1, small_log());
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    cluster.filters.lock().unwrap().isolated.insert(lagging);
+    let mut last = 0;
+    for i in 0..200 {
+        last = cluster
+            .write(0, &format!("k{i}"), &format!("v{i}"), SECONDS(10))
+            .await
+            .0;
+    }
+    // The majority compacted while the follower lagged.
+    let first = cluster.node(leader).raft.status()[0].first_index;
+    assert!(first > 100, "leader log not compacted: first index {first}");
+
+    // The first transfer breaks after one chunk; raft tries again.
+    {
+        let mut filters = cluster.filters.lock().unwrap();
+        filters.cut_snapshots = 1;
+        filters.isolated.clear();
+    }
+    cluster.wait_converged(0, last, SECONDS(20)).await;
+    assert!(cluster.snapshots.cut.load(Ordering::SeqCst) >= 1);
+    assert!(cluster.snapshots.delivered.load(Ordering::SeqCst) >= 1);
+    for i in 0..200 {
+        assert_eq!(
+            cluster.value(lagging, &format!("k{i}")),
+            Some(format!("v{i}").into_bytes()),
+            "k{i} on the follower"
+        );
+    }
+    let status = &cluster.node(lagging).raft.status()[0];
+    assert!(status.first_index > 100, "{status:?}");
+    cluster.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_cannot_commit_a_membership_change() {
+    let cluster = Cluster::start(3, 1, LimitsConfig::default());
+    let old = cluster.wait_leader(0, SECONDS(10)).await;
+    let victim = *cluster.nodes.keys().find(|&&id| id != old).unwrap();
+    cluster.filters.lock().unwrap().isolated.insert(old);
+    let raft = cluster.node(old).raft.clone();
+    let pending = tokio::spawn(async move {
+        raft.change_membership(0, MembershipChange::Remove { node: victim })
+            .await
+    });
+
+    // The majority elects a leader and keeps committing.
+    let deadline = std::time::Instant::now() + SECONDS(10);
+    let new = loop {
+        let leader = cluster.leader(0);
+        if let Some(leader) = leader.filter(|&l| l != old) {
+            break leader;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let (index, _) = cluster.write(0, "after", "partition", SECONDS(10)).await;
+    assert!(
+        !pending.is_finished(),
+        "the isolated leader's change completed"
+    );
+
+    cluster.filters.lock().unwrap().isolated.clear();
+    cluster.wait_converged(0, index, SECONDS(10)).await;
+    let outcome = tokio::time::timeout(SECONDS(10), pending)
+        .await
+        .expect("the change was never resolved")
+        .unwrap();
+    assert_eq!(outcome, Err(ProposeError::Dropped { shard: 0 }));
+    for node in cluster.nodes.values() {
+        let status = &node.raft.status()[0];
+        assert_eq!(status.voters, vec![1, 2, 3], "node {}: {status:?}", node.id);
+    }
+    assert_ne!(new, old);
+    cluster.shutdown();
+}
