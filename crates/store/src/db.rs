@@ -35,6 +35,8 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Memtable size per column family, in bytes.
     pub write_buffer_bytes: usize,
+    /// Write-ahead log size that forces flushes (see [`Store::open`]).
+    pub max_wal_bytes: u64,
     /// Background flush and compaction threads.
     pub background_jobs: i32,
 }
@@ -44,6 +46,7 @@ impl Default for StoreOptions {
         StoreOptions {
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 64 << 20,
+            max_wal_bytes: 128 << 20,
             background_jobs: 4,
         }
     }
@@ -84,6 +87,12 @@ impl Store {
         // one WAL write is what makes group commit pay off.
         db_opts.set_enable_pipelined_write(true);
         db_opts.set_keep_log_file_num(4);
+        // A write-ahead log file is kept until every column family with
+        // data in it has flushed; `raft_state` (small, constantly
+        // overwritten records) may take very long to fill a memtable and
+        // would pin every log file meanwhile. Past this total, RocksDB
+        // flushes whatever pins the oldest file, which bounds the WAL.
+        db_opts.set_max_total_wal_size(options.max_wal_bytes);
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes)?;
         let descriptors = ALL_CFS.iter().map(|&name| {
