@@ -3,6 +3,8 @@
 #
 #   scripts/local-cluster.sh start [N]   # N nodes, default 3
 #   scripts/local-cluster.sh status
+#   scripts/local-cluster.sh add ID      # start node ID empty (--join) and add it
+#   scripts/local-cluster.sh remove ID   # remove node ID from every shard, stop it
 #   scripts/local-cluster.sh stop
 #
 # Node i serves Redis on 127.0.0.1:(6378+i) and raft on 127.0.0.1:(7378+i);
@@ -19,8 +21,64 @@ redis_base=6378
 raft_base=7378
 
 usage() {
-  echo "usage: $0 start [N] | status | stop" >&2
+  echo "usage: $0 start [N] | status | add ID | remove ID | stop" >&2
   exit 2
+}
+
+bin() { echo "${CARGO_TARGET_DIR:-$HOME/.cache/elastickv/target}/release/elastickv"; }
+
+# A running node's raft address, for ctl.
+any_raft_addr() {
+  local i
+  for i in $(nodes); do
+    if pid_of "$i" >/dev/null; then
+      echo "127.0.0.1:$((raft_base + i))"
+      return
+    fi
+  done
+  echo "no running node in $dir" >&2
+  exit 1
+}
+
+add() {
+  local id=$1
+  [[ "$id" =~ ^[1-9][0-9]*$ ]] || usage
+  if pid_of "$id" >/dev/null; then
+    echo "node $id is already running" >&2
+    exit 1
+  fi
+  local via peers="" i
+  via=$(any_raft_addr)
+  for i in $(nodes) "$id"; do
+    peers+="${peers:+,}$i=127.0.0.1:$((raft_base + i))"
+  done
+  # shellcheck disable=SC2086 # ELASTICKV_FLAGS is a list of flags
+  nohup "$(bin)" --node-id "$id" --peers "$peers" --join \
+    --redis-addr "127.0.0.1:$((redis_base + id))" \
+    --raft-addr "127.0.0.1:$((raft_base + id))" \
+    --data-dir "$dir/node$id" ${ELASTICKV_FLAGS:-} \
+    >>"$dir/node$id.log" 2>&1 &
+  echo $! >"$dir/node$id.pid"
+  sleep 1
+  "$(bin)" ctl --addr "$via" add-node "$id" "127.0.0.1:$((raft_base + id))"
+  status
+}
+
+remove() {
+  local id=$1 via pid
+  [[ "$id" =~ ^[1-9][0-9]*$ ]] || usage
+  via=$(any_raft_addr)
+  if [ "$via" = "127.0.0.1:$((raft_base + id))" ]; then
+    for i in $(nodes); do
+      if [ "$i" != "$id" ] && pid_of "$i" >/dev/null; then via="127.0.0.1:$((raft_base + i))"; fi
+    done
+  fi
+  "$(bin)" ctl --addr "$via" remove-node "$id"
+  if pid=$(pid_of "$id"); then
+    kill "$pid"
+  fi
+  rm -f "$dir/node$id.pid"
+  echo "node $id removed and stopped"
 }
 
 pid_of() {
@@ -132,6 +190,8 @@ stop() {
 case "${1:-}" in
   start) start "${2:-3}" ;;
   status) status ;;
+  add) add "${2:-}" ;;
+  remove) remove "${2:-}" ;;
   stop) stop ;;
   *) usage ;;
 esac
