@@ -21,6 +21,26 @@ fn ctl(node: &Node, args: &[&str]) -> (bool, String) {
     (status.success(), output)
 }
 
+/// Waits until `node`'s own view (ctl status) shows `members` as the
+/// voters of all `shards` shards: it applies membership changes a moment
+/// after the leader that committed them.
+fn wait_members(node: &Node, members: &str, shards: usize) {
+    let pattern = format!("{members} /");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, status) = ctl(node, &["status"]);
+        if ok && status.matches(&pattern).count() == shards {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node on port {} never saw voters {members}: {status}",
+            node.port
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn write_keys(node: &Node, range: std::ops::Range<u64>) {
     let mut conn = node.client();
     let mut pipe = redis::pipe();
@@ -81,9 +101,7 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     eprintln!("add-node took {:?}:\n{output}", started.elapsed());
     assert!(ok, "add-node failed: {output}");
     assert!(output.contains("shard 1: node 4 caught up"), "{output}");
-    let (ok, status) = ctl(&new_node, &["status"]);
-    assert!(ok, "{status}");
-    assert_eq!(status.matches("1,2,3,4 /").count(), 2, "{status}");
+    wait_members(&new_node, "1,2,3,4", 2);
     assert_keys(&new_node, 0..1000);
     assert!(new_node.log_text().contains("installed snapshot"));
 
@@ -91,9 +109,7 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     let (ok, output) = ctl(cluster.node(3), &["remove-node", "1"]);
     assert!(ok, "remove-node failed: {output}");
     cluster.node_mut(1).kill9();
-    let (ok, status) = ctl(&new_node, &["status"]);
-    assert!(ok, "{status}");
-    assert_eq!(status.matches("2,3,4 /").count(), 2, "{status}");
+    wait_members(&new_node, "2,3,4", 2);
     write_keys(cluster.node(2), 1000..1100);
     write_keys(&new_node, 1100..1200);
     for node in [cluster.node(2), cluster.node(3), &new_node] {
