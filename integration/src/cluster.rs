@@ -21,6 +21,7 @@ use crate::{Node, RawClient, free_port};
 /// new one at once.
 pub struct Proxy {
     pub addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
     blocked: Arc<AtomicBool>,
     stopped: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
@@ -33,9 +34,14 @@ impl Proxy {
         let blocked = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(AtomicBool::new(false));
         let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let target = Arc::new(Mutex::new(target));
         {
-            let (blocked, stopped, connections) =
-                (blocked.clone(), stopped.clone(), connections.clone());
+            let (blocked, stopped, connections, target) = (
+                blocked.clone(),
+                stopped.clone(),
+                connections.clone(),
+                target.clone(),
+            );
             std::thread::spawn(move || {
                 for inbound in listener.incoming() {
                     if stopped.load(Ordering::SeqCst) {
@@ -45,7 +51,8 @@ impl Proxy {
                     if blocked.load(Ordering::SeqCst) {
                         continue;
                     }
-                    let Ok(outbound) = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                    let to = *target.lock().unwrap();
+                    let Ok(outbound) = TcpStream::connect_timeout(&to, Duration::from_secs(1))
                     else {
                         continue;
                     };
@@ -77,10 +84,16 @@ impl Proxy {
         }
         Proxy {
             addr,
+            target,
             blocked,
             stopped,
             connections,
         }
+    }
+
+    /// Sends new connections to `target` from now on.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
     }
 
     /// Cuts every connection through the proxy and refuses new ones.
@@ -216,9 +229,25 @@ impl Cluster {
                     &shard_count,
                 ];
                 all_args.extend_from_slice(args);
+                // The port chosen up front may have been taken meanwhile
+                // (tests run in parallel): then another, and the other
+                // nodes' proxies follow it.
+                let mut raft_port = |attempt: usize| {
+                    let port = if attempt == 0 {
+                        raft_ports[(id - 1) as usize]
+                    } else {
+                        free_port()
+                    };
+                    for ((_, to), proxy) in &links {
+                        if *to == id {
+                            proxy.retarget(([127, 0, 0, 1], port).into());
+                        }
+                    }
+                    port
+                };
                 Node::start_with_raft_port(
                     &dir.path().join(format!("node{id}")),
-                    raft_ports[(id - 1) as usize],
+                    &mut raft_port,
                     &all_args,
                     envs,
                 )

@@ -96,25 +96,27 @@ impl Node {
     }
 
     pub fn start_with_env(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Node {
-        Node::launch(data_dir, args, envs, None)
+        Node::launch(data_dir, args, envs, &mut |_| free_port())
     }
 
-    /// Starts a node whose raft transport listens on `raft_port` (other
+    /// Starts a node whose raft transport listens on the port
+    /// `raft_port(attempt)` returns (attempt 0 first; later attempts, after
+    /// a port turned out to be taken, must pick another) (other
     /// nodes' peer lists name it).
     pub fn start_with_raft_port(
         data_dir: &Path,
-        raft_port: u16,
+        raft_port: &mut dyn FnMut(usize) -> u16,
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Node {
-        Node::launch(data_dir, args, envs, Some(raft_port))
+        Node::launch(data_dir, args, envs, raft_port)
     }
 
     fn launch(
         data_dir: &Path,
         args: &[&str],
         envs: &[(&str, &str)],
-        raft_port: Option<u16>,
+        raft_port: &mut dyn FnMut(usize) -> u16,
     ) -> Node {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let envs: Vec<(String, String)> = envs
@@ -123,8 +125,8 @@ impl Node {
             .collect();
         // A free port can be taken between probing and binding; retry.
         let mut last_log = String::new();
-        for _ in 0..5 {
-            let (port, raft_port) = (free_port(), raft_port.unwrap_or_else(free_port));
+        for attempt in 0..5 {
+            let (port, raft_port) = (free_port(), raft_port(attempt));
             let log = data_dir.with_extension(format!("{port}.log"));
             let mut child = spawn(data_dir, port, raft_port, &args, &envs, &log);
             match try_wait_ready(port, &mut child, &log) {

@@ -81,7 +81,7 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
         .join(",");
     let new_node = Node::start_with_raft_port(
         &dir.path().join("node4"),
-        raft_port,
+        &mut |attempt| if attempt == 0 { raft_port } else { free_port() },
         &[
             "--node-id",
             "4",
@@ -96,7 +96,11 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     let started = Instant::now();
     let (ok, output) = ctl(
         cluster.node(2),
-        &["add-node", "4", &format!("127.0.0.1:{raft_port}")],
+        &[
+            "add-node",
+            "4",
+            &format!("127.0.0.1:{}", new_node.raft_port),
+        ],
     );
     eprintln!("add-node took {:?}:\n{output}", started.elapsed());
     assert!(ok, "add-node failed: {output}");
