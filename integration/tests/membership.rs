@@ -93,6 +93,12 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
         ],
         &SMALL_LOG,
     );
+    // Bad requests are refused with a reason, and change nothing.
+    let (ok, output) = ctl(cluster.node(2), &["add-node", "5", "no-port"]);
+    assert!(!ok && output.contains("host:port"), "{output}");
+    let (ok, output) = run_to_exit(&["ctl", "--addr", "127.0.0.1:1", "status"], &[]);
+    assert!(!ok.success() && output.contains("cannot reach"), "{output}");
+
     let started = Instant::now();
     let (ok, output) = ctl(
         cluster.node(2),

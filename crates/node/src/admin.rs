@@ -227,8 +227,15 @@ impl AdminHandler for Admin {
     }
 
     async fn add_node(&self, request: AddNodeRequest) -> ChangeReply {
-        if request.node == 0 || request.raft_addr.is_empty() {
-            return failed("add-node needs a node id (1 or more) and its raft address");
+        let valid_addr = request
+            .raft_addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if request.node == 0 || !valid_addr {
+            return failed(format!(
+                "add-node needs a node id (1 or more) and its raft address as host:port, got {} {:?}",
+                request.node, request.raft_addr
+            ));
         }
         let (node, addr) = (request.node, request.raft_addr);
         self.every_shard(|shard| {
@@ -295,7 +302,9 @@ impl AdminHandler for Admin {
             };
         }
         let node = request.node;
-        let kind = Kind::try_from(request.kind).unwrap_or(Kind::AddLearner);
+        let Ok(kind) = Kind::try_from(request.kind) else {
+            return failed(format!("unknown change kind {}", request.kind));
+        };
         match kind {
             Kind::TransferLeader => {
                 if node == self.node_id {
