@@ -76,9 +76,14 @@ remove() {
   "$(bin)" ctl --addr "$via" remove-node "$id"
   if pid=$(pid_of "$id"); then
     kill "$pid"
+    local waited=0
+    while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
   fi
   rm -f "$dir/node$id.pid"
-  echo "node $id removed and stopped"
+  echo "node $id removed and stopped (its data is in $dir/node$id)"
 }
 
 pid_of() {
