@@ -74,15 +74,7 @@ remove() {
     done
   fi
   "$(bin)" ctl --addr "$via" remove-node "$id"
-  if pid=$(pid_of "$id"); then
-    kill "$pid"
-    local waited=0
-    while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
-      sleep 0.1
-      waited=$((waited + 1))
-    done
-  fi
-  rm -f "$dir/node$id.pid"
+  stop_node "$id"
   echo "node $id removed and stopped (its data is in $dir/node$id)"
 }
 
@@ -175,20 +167,25 @@ status() {
   [ "$any" = 1 ] || echo "no cluster in $dir"
 }
 
+# SIGTERM (a graceful stop), then SIGKILL if it takes over 10 s.
+stop_node() {
+  local pid waited=0
+  if pid=$(pid_of "$1"); then
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    echo "node $1 stopped"
+  fi
+  rm -f "$dir/node$1.pid"
+}
+
 stop() {
-  local i pid
+  local i
   for i in $(nodes); do
-    if pid=$(pid_of "$i"); then
-      kill "$pid"
-      local waited=0
-      while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
-        sleep 0.1
-        waited=$((waited + 1))
-      done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-      echo "node $i stopped"
-    fi
-    rm -f "$dir/node$i.pid"
+    stop_node "$i"
   done
 }
 

@@ -303,6 +303,52 @@ pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitS
     (out.status, text)
 }
 
+/// A client of one node that survives the node going away: it reconnects
+/// (pausing briefly while the node is unreachable) after an error that
+/// broke the connection.
+pub struct Reconnecting {
+    client: redis::Client,
+    conn: Option<redis::Connection>,
+}
+
+impl Reconnecting {
+    pub fn new(port: u16) -> Reconnecting {
+        Reconnecting {
+            client: redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("client"),
+            conn: None,
+        }
+    }
+
+    /// The connection, opened again if needed; `None` (after a pause) while
+    /// the node cannot be reached.
+    pub fn get(&mut self) -> Option<&mut redis::Connection> {
+        if self.conn.is_none() {
+            match self
+                .client
+                .get_connection_with_timeout(Duration::from_secs(1))
+            {
+                Ok(conn) => {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    self.conn = Some(conn);
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    return None;
+                }
+            }
+        }
+        self.conn.as_mut()
+    }
+
+    /// Drops the connection if `e` broke it, and pauses a moment.
+    pub fn failed(&mut self, e: &redis::RedisError) {
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+            self.conn = None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A redis-server 7.0 process: the reference for differential tests.
 pub struct RedisOracle {
     child: Child,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elastickv_integration::{Cluster, Node};
+use elastickv_integration::{Cluster, Node, Reconnecting};
 use redis::Commands;
 
 /// A config file that shortens how long a request waits for a leader, so
@@ -127,33 +127,19 @@ fn writer(
     acked: Arc<Mutex<Vec<(String, String)>>>,
     errors: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
-    let url = format!("redis://127.0.0.1:{}/", node.port);
+    let mut client = Reconnecting::new(node.port);
     std::thread::spawn(move || {
-        let client = redis::Client::open(url).unwrap();
-        let mut conn = None;
         for i in 0.. {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            if conn.is_none() {
-                conn = client
-                    .get_connection_with_timeout(Duration::from_secs(1))
-                    .ok();
-                if conn.is_none() {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            }
-            let c = conn.as_mut().unwrap();
+            let Some(conn) = client.get() else { continue };
             let (key, value) = (format!("w{w}:k{i}"), format!("v{i}"));
-            match c.set::<_, _, ()>(&key, &value) {
+            match conn.set::<_, _, ()>(&key, &value) {
                 Ok(()) => acked.lock().unwrap().push((key, value)),
                 Err(e) => {
                     errors.fetch_add(1, Ordering::Relaxed);
-                    if e.is_io_error() || e.is_connection_dropped() {
-                        conn = None;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
+                    client.failed(&e);
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elastickv_integration::Cluster;
+use elastickv_integration::{Cluster, Reconnecting};
 use rand::Rng;
 use redis::Commands;
 
@@ -47,26 +47,14 @@ fn random_faults_lose_no_acknowledged_write() {
     let writers: Vec<_> = (0..6)
         .map(|w| {
             let (stop, acked) = (stop.clone(), acked.clone());
-            let url = format!("redis://127.0.0.1:{}/", ports[w % ports.len()]);
+            let mut client = Reconnecting::new(ports[w % ports.len()]);
             std::thread::spawn(move || {
-                let client = redis::Client::open(url).unwrap();
-                let mut conn = None;
                 let counter = format!("counter:{w}");
                 for i in 0u64.. {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    if conn.is_none() {
-                        conn = client
-                            .get_connection_with_timeout(Duration::from_secs(1))
-                            .ok();
-                        if conn.is_none() {
-                            std::thread::sleep(Duration::from_millis(100));
-                            continue;
-                        }
-                    }
-                    let c = conn.as_mut().unwrap();
-                    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                    let Some(c) = client.get() else { continue };
                     let (key, value) = (format!("w{w}:k{i}"), format!("v{i}"));
                     let outcome = c.set::<_, _, ()>(&key, &value).and_then(|()| {
                         acked.lock().unwrap().sets.push((key, value));
@@ -78,12 +66,7 @@ fn random_faults_lose_no_acknowledged_write() {
                             let top = a.counters.entry(counter.clone()).or_insert(0);
                             *top = (*top).max(n);
                         }
-                        Err(e) => {
-                            if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                                conn = None;
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
+                        Err(e) => client.failed(&e),
                     }
                 }
             })

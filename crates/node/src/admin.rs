@@ -45,6 +45,17 @@ fn failed(error: impl Into<String>) -> ChangeReply {
     }
 }
 
+/// A step that did not happen for a passing reason; see
+/// [`ChangeReply::retry`].
+fn try_again(error: impl Into<String>, leader: u64) -> ChangeReply {
+    ChangeReply {
+        retry: true,
+        not_leader: leader,
+        error: error.into(),
+        ..Default::default()
+    }
+}
+
 fn done(step: String) -> ChangeReply {
     ChangeReply {
         ok: true,
@@ -82,14 +93,13 @@ impl Admin {
             } else if leader != 0 {
                 self.remote_change(leader, request.clone()).await
             } else {
-                failed("no leader")
+                try_again("no leader", 0)
             };
 
             if reply.ok {
                 return reply;
             }
-            let retry = leader == 0 || reply.not_leader != 0 || retryable(&reply);
-            if !retry || Instant::now() >= deadline {
+            if !reply.retry || Instant::now() >= deadline {
                 return ChangeReply {
                     error: format!("shard {}: {}", request.shard, reply.error),
                     ..reply
@@ -142,10 +152,9 @@ impl Admin {
                 log.extend(reply.steps);
                 if !reply.ok {
                     return ChangeReply {
-                        ok: false,
                         error: reply.error,
                         steps: log,
-                        not_leader: 0,
+                        ..Default::default()
                     };
                 }
             }
@@ -169,26 +178,15 @@ impl Admin {
     }
 }
 
-/// Failures worth retrying on whichever node leads next.
-fn retryable(reply: &ChangeReply) -> bool {
-    [
-        "in progress",
-        "leadership",
-        "not the leader",
-        "no leader",
-        "changed before",
-    ]
-    .iter()
-    .any(|text| reply.error.contains(text))
-}
-
 fn change_error(shard: u32, e: ProposeError) -> ChangeReply {
     match e {
-        ProposeError::NotLeader { leader, .. } => ChangeReply {
-            not_leader: leader.unwrap_or(0),
-            error: format!("not the leader of shard {shard}"),
-            ..Default::default()
-        },
+        ProposeError::NotLeader { leader, .. } => try_again(
+            format!("not the leader of shard {shard}"),
+            leader.unwrap_or(0),
+        ),
+        e @ (ProposeError::Dropped { .. } | ProposeError::ChangeInProgress { .. }) => {
+            try_again(format!("shard {shard}: {e}"), 0)
+        }
         e => failed(format!("shard {shard}: {e}")),
     }
 }
@@ -295,11 +293,7 @@ impl AdminHandler for Admin {
             return failed(format!("unknown shard {shard}"));
         };
         if status.role != Role::Leader {
-            return ChangeReply {
-                not_leader: status.leader,
-                error: format!("not the leader of shard {shard}"),
-                ..Default::default()
-            };
+            return try_again(format!("not the leader of shard {shard}"), status.leader);
         }
         let node = request.node;
         let Ok(kind) = Kind::try_from(request.kind) else {
@@ -326,9 +320,10 @@ impl AdminHandler for Admin {
                 if moved {
                     done(format!("shard {shard}: leadership moved to node {node}"))
                 } else {
-                    failed(format!(
-                        "shard {shard}: node {node} did not take leadership"
-                    ))
+                    try_again(
+                        format!("shard {shard}: node {node} did not take leadership"),
+                        0,
+                    )
                 }
             }
             Kind::AddLearner => {
@@ -386,10 +381,10 @@ impl AdminHandler for Admin {
                     if let Some(other) = other {
                         let _ = self.raft.transfer_leader(shard, other).await;
                     }
-                    return ChangeReply {
-                        error: format!("shard {shard}: leadership is moving off node {node}"),
-                        ..Default::default()
-                    };
+                    return try_again(
+                        format!("shard {shard}: leadership is moving off node {node}"),
+                        0,
+                    );
                 }
                 match self
                     .commit_change(shard, MembershipChange::Remove { node })
