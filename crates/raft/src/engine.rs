@@ -663,7 +663,11 @@ impl<SM: StateMachine> ShardEngine<SM> {
 
     /// Replaces this replica's state with the staged snapshot raft handed
     /// over.
-    fn install_snapshot(&mut self, snapshot: &raft::prelude::Snapshot) -> Result<(), EngineError> {
+    fn install_snapshot(
+        &mut self,
+        snapshot: &raft::prelude::Snapshot,
+        log_batch: &mut LogBatch,
+    ) -> Result<(), EngineError> {
         let meta = snapshot.get_metadata();
         let counts = ApplyState::decode(&snapshot.data, self.shard)?;
         let snapshot_meta = SnapshotMeta {
@@ -682,7 +686,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             });
         }
         self.store
-            .install_snapshot(self.sm.ranges(self.shard), &snapshot_meta)?;
+            .install_snapshot(self.sm.ranges(self.shard), &snapshot_meta, log_batch)?;
         self.raw.mut_store().snapshot_installed(
             meta.index,
             meta.term,
@@ -789,7 +793,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
         if !rd.snapshot().is_empty() {
             let snapshot = rd.snapshot().clone();
-            self.install_snapshot(&snapshot)?;
+            self.install_snapshot(&snapshot, log_batch)?;
         }
         let committed = rd.take_committed_entries();
         self.apply_committed(committed)?;

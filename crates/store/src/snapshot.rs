@@ -15,7 +15,9 @@
 //! 1. The staged file is complete and verified (see [`SnapshotStager`]):
 //!    until then the shard's old state is untouched, and a cut transfer is
 //!    simply retried.
-//! 2. A marker naming the snapshot is written (synced).
+//! 2. Whatever the raft round staged before the install (a compaction, a
+//!    commit index) is written first, then a marker naming the snapshot
+//!    (both synced): nothing staged earlier can land on top of step 4.
 //! 3. The shard's old data ranges are deleted and the records written, in
 //!    batches of a few MiB.
 //! 4. One synced batch sets the apply state (applied index = the
@@ -38,7 +40,7 @@ use crate::apply::ApplyState;
 use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::keys::{StateKind, raft_log_key, raft_state_key, shard_end, shard_prefix, slot_start};
-use crate::log::{encode_proto, encode_u64_pair};
+use crate::log::{LogBatch, encode_proto, encode_u64_pair};
 
 /// Bytes written per install batch.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
@@ -412,7 +414,20 @@ impl Store {
 
     /// Replaces the shard's data, apply state and log with the staged
     /// snapshot `meta` (see the module documentation for the steps).
-    pub fn install_snapshot(&self, ranges: ShardRanges, meta: &SnapshotMeta) -> Result<()> {
+    ///
+    /// `pending` is the raft round's log batch: whatever it holds was
+    /// staged before the install (a compaction, a commit index) and must
+    /// reach the disk before it, or writing it later would put an older
+    /// truncation point on top of the snapshot's.
+    pub fn install_snapshot(
+        &self,
+        ranges: ShardRanges,
+        meta: &SnapshotMeta,
+        pending: &mut LogBatch,
+    ) -> Result<()> {
+        // Synced: the round may already hold appended entries of other
+        // shards, whose persisted messages go out after this round.
+        pending.write(true)?;
         let mut marker = WriteBatch::default();
         marker.put_cf(
             self.cf_state()?,
@@ -598,7 +613,9 @@ mod tests {
             .unwrap();
         stager.finish(crc, total).unwrap();
         assert!(follower.is_staged(1, 10, 3));
-        follower.install_snapshot(RANGES, &meta(10)).unwrap();
+        follower
+            .install_snapshot(RANGES, &meta(10), &mut crate::log::LogBatch::new(&follower))
+            .unwrap();
         assert!(!follower.is_staged(1, 10, 3));
 
         let reader = follower.reader();
@@ -661,6 +678,51 @@ mod tests {
             follower.reader().get_meta(150, b"mine").unwrap().as_deref(),
             Some(&b"old"[..])
         );
+    }
+
+    /// Round N's phase b stages a compaction (and a commit index) into the
+    /// round's log batch; round N+1 installs a snapshot before that batch
+    /// is written. The older truncation point must not land on top of the
+    /// snapshot's, or the next open finds a commit index beyond the log.
+    #[test]
+    fn a_compaction_staged_before_an_install_never_overwrites_it() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = Store::open(&a.path().join("db"), &StoreOptions::default()).unwrap();
+        fill(&leader, 150, b"k1", b"v1");
+        let db_path = b.path().join("db");
+        {
+            let follower = Store::open(&db_path, &StoreOptions::default()).unwrap();
+            let mut log = crate::log::ShardLog::open(&follower, 1, &[]).unwrap();
+            let mut round = crate::log::LogBatch::new(&follower);
+            let entries: Vec<raft::prelude::Entry> = (1..=40)
+                .map(|index| raft::prelude::Entry {
+                    index,
+                    term: 2,
+                    ..Default::default()
+                })
+                .collect();
+            log.append(&entries, &mut round).unwrap();
+            round.write(true).unwrap();
+            // Round N, phase b: compaction and commit staged, not written.
+            log.compact(30, &mut round).unwrap();
+            log.set_commit(40, &mut round).unwrap();
+            // Round N+1, phase a: a snapshot arrives and is installed.
+            transfer(&leader, &follower, 100, 64).unwrap();
+            follower
+                .install_snapshot(RANGES, &meta(100), &mut round)
+                .unwrap();
+            log.snapshot_installed(100, 3, meta(100).conf_state);
+            let mut hs = log.hard_state().clone();
+            hs.commit = 100;
+            log.set_hard_state(hs, &mut round).unwrap();
+            round.write(true).unwrap();
+        }
+        let follower = Store::open(&db_path, &StoreOptions::default()).unwrap();
+        let log = crate::log::ShardLog::open(&follower, 1, &[])
+            .expect("the shard opens after compaction then install");
+        assert_eq!((log.first_index(), log.last_index()), (101, 100));
+        assert_eq!(raft::Storage::term(&log, 100).unwrap(), 3);
+        assert_eq!(log.hard_state().commit, 100);
     }
 
     #[test]
