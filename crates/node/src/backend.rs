@@ -208,10 +208,13 @@ impl Backend for NodeBackend {
     async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
         let writes = &self.writes;
         let deadline = Instant::now() + writes.request_timeout;
+        // One request id for every attempt: whatever happened to an
+        // earlier one, the write applies at most once.
+        let entry = retryable(args);
         if writes.leader_of(shard).0 == Role::Leader {
             // Queued now, before the connection's next command starts, so
             // a pipeline's writes are proposed in order; awaited later.
-            match writes.propose_here(shard, &args).await {
+            match writes.propose_here(shard, &entry).await {
                 Ok(done) => {
                     let writes = writes.clone();
                     return Box::pin(async move {
@@ -221,10 +224,12 @@ impl Backend for NodeBackend {
                             return unknown_outcome(shard);
                         };
                         match done {
-                            // Refused, not appended (leadership moved
-                            // meanwhile): safe to send again.
-                            Err(ProposeError::NotLeader { .. }) => {
-                                writes.execute(shard, retryable(args), deadline).await
+                            // Refused before it was appended, or appended
+                            // and then overtaken by a leadership change:
+                            // sent again with its request id, it applies
+                            // once and answers with the one outcome.
+                            Err(ProposeError::NotLeader { .. } | ProposeError::Dropped { .. }) => {
+                                writes.execute(shard, entry, deadline).await
                             }
                             done => done.unwrap_or_else(propose_error_reply),
                         }
@@ -234,7 +239,6 @@ impl Backend for NodeBackend {
                 Err(Refused::Reply(reply)) => return ready(reply),
             }
         }
-        let entry = retryable(args);
         let (_, leader) = writes.leader_of(shard);
         if leader != 0 && leader != writes.node_id {
             let payload = entry.to_bytes();
@@ -280,13 +284,13 @@ enum Refused {
 }
 
 impl WritePath {
-    /// Queues `args` as a proposal of this node (the shard's leader).
+    /// Queues `entry` as a proposal of this node (the shard's leader).
     async fn propose_here(
         &self,
         shard: u32,
-        args: &[Bytes],
+        entry: &Replicated,
     ) -> Result<impl Future<Output = Result<Reply, ProposeError>> + Send + 'static, Refused> {
-        let mut entry = Replicated::command(0, args.to_vec());
+        let mut entry = entry.clone();
         entry.timestamp_ms = self.clock.now_ms();
         let payload = entry.to_bytes();
         if payload.len() > MAX_ENTRY_BYTES {

@@ -14,7 +14,7 @@
 //!
 //! This is the order the raft-rs crate documentation prescribes.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -238,8 +238,8 @@ struct IssuedRead {
     waiters: Vec<ReadWaiter>,
 }
 
+/// A proposal made here, awaiting its entry's apply.
 struct Pending<O> {
-    index: u64,
     term: u64,
     reply: ProposalReply<O>,
 }
@@ -259,8 +259,11 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     sm: SM,
     apply: ApplyBatch,
     limits: RaftLimits,
-    /// Proposals made here, by increasing index, awaiting apply.
-    proposals: VecDeque<Pending<SM::Output>>,
+    /// Proposals made here, by the log index their entry was appended at.
+    /// An index holds at most one: a new proposal at an index fails every
+    /// older-term proposal at or after it (those entries were overwritten
+    /// when this node followed another leader).
+    proposals: BTreeMap<u64, Pending<SM::Output>>,
     next_read_ctx: u64,
     /// Reads that arrived this round; they share one ReadIndex.
     new_reads: Vec<ReadWaiter>,
@@ -365,7 +368,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             sm,
             apply: store.apply_batch(shard, apply_state),
             limits,
-            proposals: VecDeque::new(),
+            proposals: BTreeMap::new(),
             next_read_ctx: 0,
             new_reads: Vec::new(),
             issued_reads: VecDeque::new(),
@@ -415,11 +418,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        self.proposals.push_back(Pending {
-            index: self.raw.raft.raft_log.last_index(),
-            term: self.raw.raft.term,
-            reply,
-        });
+        let (index, term) = (self.raw.raft.raft_log.last_index(), self.raw.raft.term);
+        for (_, stale) in self.proposals.split_off(&index) {
+            debug_assert!(stale.term < term, "two proposals of one term at one index");
+            let _ = stale
+                .reply
+                .send(Err(ProposeError::Dropped { shard: self.shard }));
+        }
+        self.proposals.insert(index, Pending { term, reply });
     }
 
     /// Queues a linearizable read. A leader holding a lease serves it at
@@ -696,11 +702,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         self.apply = self.store.apply_batch(self.shard, state);
         // Entries proposed here before the snapshot can no longer be
         // matched to their outcome.
-        for pending in self.proposals.drain(..) {
-            let _ = pending
-                .reply
-                .send(Err(ProposeError::Dropped { shard: self.shard }));
-        }
+        self.fail_proposals();
         Ok(())
     }
 
@@ -786,6 +788,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.drop_lease();
             if self.raw.raft.state != StateRole::Leader {
                 self.fail_unconfirmed_reads();
+                self.fail_proposals();
             }
         }
         if !rd.messages().is_empty() {
@@ -883,29 +886,17 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
         metrics::applied_entries(self.shard, entries.len());
 
-        // Only now, with the data written, are the proposers answered.
-        let mut outputs = outputs.into_iter().peekable();
-        while self
-            .proposals
-            .front()
-            .is_some_and(|p| p.index <= last_index)
-        {
-            let Some(pending) = self.proposals.pop_front() else {
-                break;
-            };
-            while outputs
-                .peek()
-                .is_some_and(|(index, _, _)| *index < pending.index)
-            {
-                outputs.next();
-            }
-            let result = match outputs.peek() {
-                Some((index, term, _)) if *index == pending.index && *term == pending.term => {
-                    match outputs.next() {
-                        Some((_, _, out)) => Ok(out),
-                        None => Err(ProposeError::Dropped { shard: self.shard }),
-                    }
-                }
+        // Only now, with the data written, are the proposers answered:
+        // each by the entry at its own index, if that entry is still the
+        // one it proposed (same term); otherwise the entry was replaced.
+        let mut outputs: BTreeMap<u64, (u64, SM::Output)> = outputs
+            .into_iter()
+            .map(|(index, term, out)| (index, (term, out)))
+            .collect();
+        let later = self.proposals.split_off(&(last_index + 1));
+        for (index, pending) in std::mem::replace(&mut self.proposals, later) {
+            let result = match outputs.remove(&index) {
+                Some((term, out)) if term == pending.term => Ok(out),
                 _ => Err(ProposeError::Dropped { shard: self.shard }),
             };
             let _ = pending.reply.send(result);
@@ -982,9 +973,22 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
     }
 
+    /// A deposed leader cannot tell whether its pending proposals will
+    /// commit (the next leader may have them): it answers them at once as
+    /// dropped rather than when the log overtakes them, and proposers
+    /// resend them with their request ids, which the state machine applies
+    /// at most once.
+    fn fail_proposals(&mut self) {
+        for (_, pending) in std::mem::take(&mut self.proposals) {
+            let _ = pending
+                .reply
+                .send(Err(ProposeError::Dropped { shard: self.shard }));
+        }
+    }
+
     /// Fails everything still waiting, at shutdown.
     pub(crate) fn fail_all(&mut self, err: ProposeError) {
-        for p in self.proposals.drain(..) {
+        for (_, p) in std::mem::take(&mut self.proposals) {
             let _ = p.reply.send(Err(err.clone()));
         }
         if let Some((_, _, reply)) = self.pending_conf.take() {
