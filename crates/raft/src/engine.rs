@@ -274,6 +274,15 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     lease: Option<Duration>,
     /// When the last lease-renewing ReadIndex went out.
     last_renewal: Option<Instant>,
+    /// No lease before this instant: an election timeout after the last
+    /// moment a leadership transfer was pending. A transferee told to
+    /// campaign (MsgTimeoutNow) wins without waiting out anyone's lease,
+    /// so a quorum's acknowledgement from before then proves nothing.
+    lease_fence: Option<Instant>,
+    /// Until then this replica grants no vote or pre-vote (except to a
+    /// transferee): it may have acknowledged a leader's lease-confirming
+    /// heartbeat just before it (re)started, and forgot that leader.
+    votes_refused_until: Instant,
     renew_every: Duration,
     read_timeout: Duration,
     /// Reads with a confirmed read index, waiting for apply to reach it.
@@ -375,6 +384,8 @@ impl<SM: StateMachine> ShardEngine<SM> {
             lease_until: None,
             lease: cfg.lease(),
             last_renewal: None,
+            lease_fence: None,
+            votes_refused_until: Instant::now() + cfg.tick * cfg.election_tick as u32,
             renew_every: cfg.tick * cfg.heartbeat_tick as u32,
             read_timeout: cfg.read_timeout(),
             confirmed_reads: VecDeque::new(),
@@ -432,13 +443,13 @@ impl<SM: StateMachine> ShardEngine<SM> {
     /// its commit index at once; otherwise it joins this round's ReadIndex
     /// batch (on a follower, answered by the leader).
     pub(crate) fn read(&mut self, reply: ReadWaiter) {
-        let raft = &self.raw.raft;
-        if raft.state == StateRole::Leader && self.lease_holds(Instant::now()) {
-            let index = raft.raft_log.committed;
+        if self.raw.raft.state == StateRole::Leader && self.lease_holds(Instant::now()) {
+            let index = self.raw.raft.raft_log.committed;
             self.confirmed_reads.push_back((index, vec![reply]));
             self.release_reads();
             return;
         }
+        let raft = &self.raw.raft;
         if raft.state != StateRole::Leader && raft.leader_id == 0 {
             let _ = reply.send(Err(self.not_leader()));
             return;
@@ -446,10 +457,24 @@ impl<SM: StateMachine> ShardEngine<SM> {
         self.new_reads.push(reply);
     }
 
-    fn lease_holds(&self, now: Instant) -> bool {
+    fn lease_holds(&mut self, now: Instant) -> bool {
+        if !self.lease_fence(now).is_none_or(|fence| now >= fence) {
+            return false;
+        }
         // A new leader's commit index only covers earlier terms' entries
         // once it has committed one of its own.
         self.lease_until.is_some_and(|until| now < until) && self.raw.raft.commit_to_current_term()
+    }
+
+    /// The lease fence, pushed out (and the lease dropped) while a
+    /// leadership transfer is pending, however it was started (here, or by
+    /// a MsgTransferLeader stepped in from elsewhere).
+    fn lease_fence(&mut self, now: Instant) -> Option<Instant> {
+        if self.raw.raft.lead_transferee.is_some() {
+            self.lease_fence = Some(now + self.election_timeout);
+            self.drop_lease();
+        }
+        self.lease_fence
     }
 
     /// Proposes a membership change; `reply` is answered once it is
@@ -535,8 +560,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
             return;
         }
         // The transferee may win an election at once (MsgTimeoutNow skips
-        // the election timeout), so the lease cannot be trusted from now on.
+        // the election timeout), so the lease cannot be trusted from now on,
+        // nor renewed until an election timeout after the attempt.
         self.drop_lease();
+        self.lease_fence = Some(Instant::now() + self.election_timeout);
         tracing::info!(
             shard_id = self.shard,
             local_id = self.raw.raft.id,
@@ -561,12 +588,36 @@ impl<SM: StateMachine> ShardEngine<SM> {
             .or_else(|_| self.step_rx.try_recv())
         {
             any = true;
-            self.last_heard.insert(msg.from, Instant::now());
+            let now = Instant::now();
+            self.last_heard.insert(msg.from, now);
+            if self.refuses_vote(&msg, now) {
+                tracing::debug!(
+                    shard_id = self.shard,
+                    local_id = self.raw.raft.id,
+                    from = msg.from,
+                    msg_type = ?msg.get_msg_type(),
+                    "vote request ignored: this replica opened less than an election timeout ago"
+                );
+                continue;
+            }
             if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
             }
         }
         any
+    }
+
+    /// Whether `msg` asks for a vote this replica must not give yet. Like
+    /// raft-rs's own lease check (which needs a known leader, and a
+    /// restarted replica knows none), it spares transfer campaigns: their
+    /// old leader gave up its lease before asking for them.
+    fn refuses_vote(&self, msg: &Message, now: Instant) -> bool {
+        matches!(
+            msg.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) && msg.term > self.raw.raft.term
+            && msg.context.as_ref() != raft::CAMPAIGN_TRANSFER
+            && now < self.votes_refused_until
     }
 
     /// Queues messages for their peers; a refused message is reported to
@@ -725,6 +776,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
         let renew = leader
             && self.lease.is_some()
+            && self.lease_fence(now).is_none_or(|fence| now >= fence)
             && self
                 .last_renewal
                 .is_none_or(|at| now.duration_since(at) >= self.renew_every);
@@ -924,9 +976,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 break;
             };
             if read.ctx == ctx {
-                if self.raw.raft.state == StateRole::Leader {
+                let now = Instant::now();
+                let fenced = self
+                    .lease_fence(now)
+                    .is_some_and(|fence| read.issued_at < fence);
+                if self.raw.raft.state == StateRole::Leader && !fenced {
                     // A quorum acknowledged this leader after the request
-                    // went out: no one else can lead before the lease ends.
+                    // went out, with no transfer in sight: no one else can
+                    // lead before the lease ends.
                     if let Some(lease) = self.lease {
                         let until = read.issued_at + lease;
                         self.lease_until = Some(self.lease_until.map_or(until, |u| u.max(until)));

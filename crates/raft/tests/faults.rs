@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
@@ -81,5 +82,171 @@ async fn a_re_elected_leader_answers_each_proposal_with_its_own_entry() {
             assert_eq!(cluster.value(node.id, &format!("stale{i}")), None);
         }
     }
+    cluster.shutdown();
+}
+
+/// Waits until a majority agrees that `leader` leads shard 0.
+async fn wait_for_leader(cluster: &Cluster, leader: u64, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while cluster.leader(0) != Some(leader) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {leader} did not become leader within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Whether a linearizable read on `node` right now would miss `key=value`
+/// (the barrier succeeded, but the data it lets through lacks the write).
+async fn read_is_stale(cluster: &Cluster, node: u64, key: &str, value: &str) -> bool {
+    let barrier = tokio::time::timeout(SECONDS(5), cluster.node(node).raft.read_barrier(0)).await;
+    match barrier {
+        Ok(Ok(())) => cluster.value(node, key).as_deref() != Some(value.as_bytes()),
+        // Refused or timed out: nothing was served.
+        Ok(Err(_)) | Err(_) => false,
+    }
+}
+
+/// A leader hands leadership to a node that cannot reach it back. The
+/// transferee wins at once (MsgTimeoutNow skips the election timeout) and
+/// commits a write with the third node; the third node's messages reach the
+/// old leader late, so for a while the old leader has not heard of the new
+/// term. It must not serve reads from a lease meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lease_read_on_the_old_leader_after_a_transfer() {
+    // 50 ms ticks: a heartbeat every 50 ms, a lease of 400 ms.
+    let cluster = Arc::new(Cluster::start_with_tick(
+        3,
+        1,
+        LimitsConfig::default(),
+        Duration::from_millis(50),
+    ));
+    let old = cluster.wait_leader(0, SECONDS(10)).await;
+    let others: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != old)
+        .collect();
+    let (transferee, third) = (others[0], others[1]);
+    let last = cluster.write(0, "k", "before", SECONDS(10)).await.0;
+    cluster.wait_converged(0, last, SECONDS(10)).await;
+    assert!(!read_is_stale(&cluster, old, "k", "before").await);
+
+    {
+        let mut f = cluster.filters.lock().unwrap();
+        f.cut.insert((transferee, old));
+        // Half a lease late: the old leader hears the third node's
+        // acknowledgement of its last heartbeat, and of the new term, 200 ms
+        // after the fact.
+        f.link_delay_ms.insert((third, old), 200);
+    }
+    cluster
+        .node(old)
+        .raft
+        .transfer_leader(0, transferee)
+        .await
+        .unwrap();
+    wait_for_leader(&cluster, transferee, SECONDS(5)).await;
+    cluster.write(0, "k", "after", SECONDS(5)).await;
+    // Reads start every few milliseconds until well after the old leader
+    // learned of the new term; none may miss the acknowledged write.
+    let mut reads = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    while std::time::Instant::now() < until {
+        let cluster = cluster.clone();
+        reads.push(tokio::spawn(async move {
+            read_is_stale(&cluster, old, "k", "after").await
+        }));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut stale = 0;
+    for read in &mut reads {
+        stale += usize::from(read.await.unwrap());
+    }
+    assert_eq!(
+        stale,
+        0,
+        "{stale} of {} reads on the old leader missed a write acknowledged by the new one",
+        reads.len()
+    );
+    {
+        let mut f = cluster.filters.lock().unwrap();
+        f.cut.clear();
+        f.link_delay_ms.clear();
+    }
+    cluster.shutdown();
+}
+
+/// A follower that acknowledged the leader's lease-confirming heartbeat
+/// restarts at once and, knowing no leader, would vote for a candidate
+/// the leader cannot reach, which then commits a write while the old
+/// leader's lease still runs. Refusing votes for an election timeout after
+/// opening keeps any lease it confirmed from being cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_voter_cannot_help_cut_a_live_lease_short() {
+    // Slower ticks so the whole sequence fits well inside one lease.
+    let mut cluster =
+        Cluster::start_with_tick(3, 1, LimitsConfig::default(), Duration::from_millis(50));
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    let others: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    let (voter, candidate) = (others[0], others[1]);
+    let last = cluster.write(0, "k", "before", SECONDS(10)).await.0;
+    cluster.wait_converged(0, last, SECONDS(10)).await;
+
+    // The candidate cannot reach the leader; its (pre-)vote requests to the
+    // voter wait in its lane. The voter, still hearing the leader, would
+    // refuse them anyway.
+    {
+        let mut f = cluster.filters.lock().unwrap();
+        f.cut.insert((leader, candidate));
+        f.cut.insert((candidate, leader));
+        f.held.insert((candidate, voter));
+    }
+    let deadline = std::time::Instant::now() + SECONDS(10);
+    while cluster.node(candidate).raft.status()[0].role != elastickv_raft::Role::Candidate {
+        assert!(std::time::Instant::now() < deadline, "no campaign");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Keep the leader's lease fresh right up to the restart.
+    assert!(!read_is_stale(&cluster, leader, "k", "before").await);
+    cluster.filters.lock().unwrap().cut.insert((leader, voter));
+    cluster.restart(voter);
+    cluster.filters.lock().unwrap().held.clear();
+
+    // Whoever wins from here, a read the old leader serves must include
+    // every write the cluster acknowledged.
+    let deadline = std::time::Instant::now() + SECONDS(10);
+    loop {
+        if cluster.leader(0).is_some_and(|l| l != leader) {
+            cluster.write(0, "k", "after", SECONDS(5)).await;
+            assert!(
+                !read_is_stale(&cluster, leader, "k", "after").await,
+                "the old leader served a read that misses a write the new leader acknowledged"
+            );
+            break;
+        }
+        assert!(
+            !read_is_stale(&cluster, leader, "k", "before").await,
+            "reads before the election see the last write"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new leader: {:#?}",
+            cluster
+                .nodes
+                .values()
+                .map(|n| n.raft.status()[0].clone())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.filters.lock().unwrap().cut.clear();
     cluster.shutdown();
 }

@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,21 @@ impl StateMachine for KvMachine {
     }
 }
 
-pub fn engine_config(node_id: u64, voters: &[u64], limits: LimitsConfig) -> EngineConfig {
+/// The harness's tick unless a test asks for another: 10 ms, so an
+/// election timeout is 100-200 ms and a lease 80 ms.
+pub const TICK: Duration = Duration::from_millis(10);
+
+pub fn engine_config(
+    node_id: u64,
+    voters: &[u64],
+    limits: LimitsConfig,
+    tick: Duration,
+) -> EngineConfig {
     EngineConfig {
         node_id,
         election_tick: 10,
         heartbeat_tick: 1,
-        tick: Duration::from_millis(10),
+        tick,
         lease_reads: true,
         limits,
         initial_voters: voters.to_vec(),
@@ -56,11 +65,19 @@ pub fn engine_config(node_id: u64, voters: &[u64], limits: LimitsConfig) -> Engi
 pub struct Filters {
     /// Nodes cut off from everyone.
     pub isolated: HashSet<u64>,
+    /// `(from, to)`: messages from one node to another are lost (a one-way
+    /// partition; insert both directions to cut a link).
+    pub cut: HashSet<(u64, u64)>,
     /// Destinations whose incoming messages are left queued in the
     /// senders' lanes (a stalled peer).
     pub paused: HashSet<u64>,
+    /// `(from, to)`: messages on this one link are left queued in the
+    /// sender's lane until the link is released.
+    pub held: HashSet<(u64, u64)>,
     /// Random extra latency per message, milliseconds.
     pub delay_ms: Option<(u64, u64)>,
+    /// `(from, to)`: fixed extra latency on one link, milliseconds.
+    pub link_delay_ms: std::collections::HashMap<(u64, u64), u64>,
     /// Probability of losing a message.
     pub drop_rate: f64,
     /// Snapshot transfers to cut after their first chunk (then the
@@ -79,8 +96,13 @@ pub struct Node {
     pub id: u64,
     pub store: Store,
     pub raft: RaftHandle<Output>,
+    /// Set when this incarnation stops: its delivery tasks end.
+    stopped: Arc<AtomicBool>,
     _dir: tempfile::TempDir,
 }
+
+/// Where messages for each node go: its current incarnation's engines.
+type Handles = Arc<Mutex<BTreeMap<u64, RaftHandle<Output>>>>;
 
 pub struct Cluster {
     pub nodes: BTreeMap<u64, Node>,
@@ -88,147 +110,204 @@ pub struct Cluster {
     pub refused_steps: Arc<AtomicU64>,
     pub snapshots: Arc<SnapshotCounts>,
     pub shards: u32,
+    voters: Vec<u64>,
+    limits: LimitsConfig,
+    tick: Duration,
+    handles: Handles,
 }
 
 impl Cluster {
     /// `n` nodes with `shards` shards each, wired through the filtered
     /// in-process network.
     pub fn start(n: u64, shards: u32, limits: LimitsConfig) -> Cluster {
+        Cluster::start_with_tick(n, shards, limits, TICK)
+    }
+
+    /// Like [`Cluster::start`] with another tick (elections, leases and
+    /// read timeouts scale with it).
+    pub fn start_with_tick(n: u64, shards: u32, limits: LimitsConfig, tick: Duration) -> Cluster {
         let voters: Vec<u64> = (1..=n).collect();
-        let mut nodes = BTreeMap::new();
+        let mut cluster = Cluster {
+            nodes: BTreeMap::new(),
+            filters: Arc::default(),
+            refused_steps: Arc::default(),
+            snapshots: Arc::default(),
+            shards,
+            voters: voters.clone(),
+            limits,
+            tick,
+            handles: Arc::default(),
+        };
         for &id in &voters {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-            let machines = (0..shards)
-                .map(|s| {
-                    (
-                        s,
-                        KvMachine {
-                            applies: Arc::new(AtomicU64::new(0)),
-                        },
-                    )
-                })
-                .collect();
-            let raft = start(
-                &engine_config(id, &voters, limits),
-                &store,
-                machines,
-                &|_| None,
-            )
-            .unwrap();
-            nodes.insert(
+            let raft = cluster.open_engines(id, &store);
+            cluster.nodes.insert(
                 id,
                 Node {
                     id,
                     store,
                     raft,
+                    stopped: Arc::default(),
                     _dir: dir,
                 },
             );
         }
-        let cluster = Cluster {
-            nodes,
-            filters: Arc::default(),
-            refused_steps: Arc::default(),
-            snapshots: Arc::default(),
-            shards,
-        };
-        cluster.wire();
-        cluster.wire_snapshots();
+        for &id in &voters {
+            cluster.wire(id);
+        }
         cluster
     }
 
-    /// One delivery task per (sender, receiver) pair.
-    fn wire(&self) {
-        for (&from, node) in &self.nodes {
-            for (&to, dest) in &self.nodes {
-                if from == to {
-                    continue;
-                }
-                let Some(peer) = node.raft.outbox().peer(to) else {
-                    continue;
-                };
-                let dest = dest.raft.clone();
-                let filters = self.filters.clone();
-                let refused = self.refused_steps.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let paused = filters.lock().unwrap().paused.contains(&to);
-                        if paused {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
+    fn open_engines(&self, id: u64, store: &Store) -> RaftHandle<Output> {
+        let machines = (0..self.shards)
+            .map(|s| {
+                (
+                    s,
+                    KvMachine {
+                        applies: Arc::new(AtomicU64::new(0)),
+                    },
+                )
+            })
+            .collect();
+        let raft = start(
+            &engine_config(id, &self.voters, self.limits, self.tick),
+            store,
+            machines,
+            &|_| None,
+        )
+        .unwrap();
+        self.handles.lock().unwrap().insert(id, raft.clone());
+        raft
+    }
+
+    /// Restarts node `id`'s raft engines from its store, as a process
+    /// restart would: everything only in memory (the leader it knew, its
+    /// election timer, pending requests) is gone; the log, hard state and
+    /// applied data remain.
+    pub fn restart(&mut self, id: u64) {
+        let node = self.nodes.get(&id).unwrap();
+        node.stopped.store(true, Ordering::SeqCst);
+        node.raft.shutdown();
+        let store = node.store.clone();
+        let raft = self.open_engines(id, &store);
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.raft = raft;
+        node.stopped = Arc::default();
+        self.wire(id);
+    }
+
+    /// Delivery tasks from node `from` to every other node, and its
+    /// snapshot sender.
+    fn wire(&self, from: u64) {
+        let node = &self.nodes[&from];
+        for &to in self.nodes.keys() {
+            if from == to {
+                continue;
+            }
+            let Some(peer) = node.raft.outbox().peer(to) else {
+                continue;
+            };
+            let handles = self.handles.clone();
+            let filters = self.filters.clone();
+            let refused = self.refused_steps.clone();
+            let stopped = node.stopped.clone();
+            tokio::spawn(async move {
+                loop {
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let held = {
+                        let f = filters.lock().unwrap();
+                        f.paused.contains(&to) || f.held.contains(&(from, to))
+                    };
+                    if held {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    let batch = peer.drain(1 << 20);
+                    if batch.is_empty() {
+                        tokio::select! {
+                            _ = peer.wait() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                        }
+                        continue;
+                    }
+                    for (shard, msg) in batch {
+                        let (cut, delay) = {
+                            let f = filters.lock().unwrap();
+                            let mut rng = rand::thread_rng();
+                            let cut = f.isolated.contains(&from)
+                                || f.isolated.contains(&to)
+                                || f.cut.contains(&(from, to))
+                                || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
+                            let delay = f
+                                .link_delay_ms
+                                .get(&(from, to))
+                                .copied()
+                                .or_else(|| f.delay_ms.map(|(lo, hi)| rng.gen_range(lo..=hi)));
+                            (cut, delay)
+                        };
+                        if cut {
                             continue;
                         }
-                        let batch = peer.drain(1 << 20);
-                        if batch.is_empty() {
-                            tokio::select! {
-                                _ = peer.wait() => {}
-                                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                            }
+                        let Some(dest) = handles.lock().unwrap().get(&to).cloned() else {
                             continue;
-                        }
-                        for (shard, msg) in batch {
-                            let (cut, delay) = {
-                                let f = filters.lock().unwrap();
-                                let mut rng = rand::thread_rng();
-                                let cut = f.isolated.contains(&from)
-                                    || f.isolated.contains(&to)
-                                    || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
-                                let delay = f.delay_ms.map(|(lo, hi)| rng.gen_range(lo..=hi));
-                                (cut, delay)
-                            };
-                            if cut {
-                                continue;
-                            }
-                            match delay {
-                                Some(ms) => {
-                                    let dest = dest.clone();
-                                    let refused = refused.clone();
-                                    tokio::spawn(async move {
-                                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                                        if dest.step(shard, msg).is_err() {
-                                            refused.fetch_add(1, Ordering::Relaxed);
-                                        }
-                                    });
-                                }
-                                None => {
+                        };
+                        match delay {
+                            Some(ms) => {
+                                let refused = refused.clone();
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(Duration::from_millis(ms)).await;
                                     if dest.step(shard, msg).is_err() {
                                         refused.fetch_add(1, Ordering::Relaxed);
                                     }
+                                });
+                            }
+                            None => {
+                                if dest.step(shard, msg).is_err() {
+                                    refused.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
                         }
                     }
-                });
-            }
+                }
+            });
         }
+        self.wire_snapshots(from);
     }
 
-    /// Delivers each node's snapshots to their receivers' stores in small
-    /// chunks, through the same filters (and `cut_snapshots`).
-    fn wire_snapshots(&self) {
-        let receivers: BTreeMap<u64, (Store, RaftHandle<Output>)> = self
+    /// Delivers node `from`'s snapshots to their receivers' stores in
+    /// small chunks, through the same filters (and `cut_snapshots`).
+    fn wire_snapshots(&self, from: u64) {
+        let stores: BTreeMap<u64, Store> = self
             .nodes
             .iter()
-            .map(|(&id, n)| (id, (n.store.clone(), n.raft.clone())))
+            .map(|(&id, n)| (id, n.store.clone()))
             .collect();
-        for (&from, node) in &self.nodes {
+        let handles = self.handles.clone();
+        {
+            let node = &self.nodes[&from];
             let jobs = node.raft.snapshot_jobs();
             let sender = node.raft.clone();
-            let receivers = receivers.clone();
             let filters = self.filters.clone();
             let counts = self.snapshots.clone();
             tokio::spawn(async move {
                 while let Ok(job) = jobs.recv_async().await {
                     let (shard, to) = (job.shard, job.to);
-                    let Some((store, dest)) = receivers.get(&to).cloned() else {
+                    let dest = handles.lock().unwrap().get(&to).cloned();
+                    let (Some(store), Some(dest)) = (stores.get(&to).cloned(), dest) else {
                         sender.report_snapshot(shard, to, false).await;
                         continue;
                     };
                     let filters = filters.clone();
                     let counts = counts.clone();
                     let delivered = tokio::task::spawn_blocking(move || {
-                        let reachable =
-                            |f: &Filters| !f.isolated.contains(&from) && !f.isolated.contains(&to);
+                        let reachable = |f: &Filters| {
+                            !f.isolated.contains(&from)
+                                && !f.isolated.contains(&to)
+                                && !f.cut.contains(&(from, to))
+                        };
                         let cut_this = {
                             let mut f = filters.lock().unwrap();
                             if !reachable(&f) {
