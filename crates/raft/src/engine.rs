@@ -458,7 +458,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
     }
 
     fn lease_holds(&mut self, now: Instant) -> bool {
-        if !self.lease_fence(now).is_none_or(|fence| now >= fence) {
+        if self.lease_fence(now).is_some_and(|fence| now < fence) {
             return false;
         }
         // A new leader's commit index only covers earlier terms' entries
