@@ -14,7 +14,7 @@
 //!
 //! This is the order the raft-rs crate documentation prescribes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use crate::logger::raft_logger;
 use crate::mailbox::StepLane;
 use crate::metrics;
 use crate::outbox::Outbox;
+use crate::reads::ReadQueue;
 
 /// What a shard replicates. Implemented by the layer above the engine; the
 /// engine knows nothing of what the payloads mean.
@@ -139,6 +140,13 @@ impl EngineConfig {
         self.tick * (2 * self.election_tick as u32).max(2)
     }
 
+    /// A follower's ReadIndex unanswered for this long is sent again (it
+    /// was lost, or dropped by a leader that had not committed in its
+    /// term yet): two heartbeat intervals.
+    pub fn read_retry(&self) -> Duration {
+        self.tick * (2 * self.heartbeat_tick as u32).max(2)
+    }
+
     /// The other nodes this node sends raft messages to.
     pub fn peers(&self) -> Vec<u64> {
         self.known_nodes
@@ -228,15 +236,8 @@ pub(crate) fn raft_config(
     Ok(config)
 }
 
-pub(crate) type ReadWaiter = oneshot::Sender<Result<(), ProposeError>>;
+pub(crate) use crate::reads::ReadWaiter;
 pub(crate) type ProposalReply<O> = oneshot::Sender<Result<O, ProposeError>>;
-
-struct IssuedRead {
-    ctx: u64,
-    issued_at: Instant,
-    /// Empty for a lease renewal with no reader waiting.
-    waiters: Vec<ReadWaiter>,
-}
 
 /// A proposal made here, awaiting its entry's apply.
 struct Pending<O> {
@@ -264,11 +265,11 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     /// older-term proposal at or after it (those entries were overwritten
     /// when this node followed another leader).
     proposals: BTreeMap<u64, Pending<SM::Output>>,
-    next_read_ctx: u64,
-    /// Reads that arrived this round; they share one ReadIndex.
-    new_reads: Vec<ReadWaiter>,
-    /// ReadIndex requests out, in request order.
-    issued_reads: VecDeque<IssuedRead>,
+    /// Linearizable reads: arrived, asked, confirmed.
+    reads: ReadQueue,
+    /// Whether this follower has seen its leader commit an entry of the
+    /// current term (before that, the leader drops read requests).
+    saw_term_commit: bool,
     /// Leadership confirmed by a quorum holds until then (leader only).
     lease_until: Option<Instant>,
     lease: Option<Duration>,
@@ -284,9 +285,6 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     /// heartbeat just before it (re)started, and forgot that leader.
     votes_refused_until: Instant,
     renew_every: Duration,
-    read_timeout: Duration,
-    /// Reads with a confirmed read index, waiting for apply to reach it.
-    confirmed_reads: VecDeque<(u64, Vec<ReadWaiter>)>,
     pub(crate) step_rx: flume::Receiver<Message>,
     pub(crate) priority_rx: flume::Receiver<Message>,
     outbox: Arc<Outbox>,
@@ -378,17 +376,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
             apply: store.apply_batch(shard, apply_state),
             limits,
             proposals: BTreeMap::new(),
-            next_read_ctx: 0,
-            new_reads: Vec::new(),
-            issued_reads: VecDeque::new(),
+            reads: ReadQueue::new(cfg.node_id, cfg.read_timeout(), cfg.read_retry()),
+            saw_term_commit: false,
             lease_until: None,
             lease: cfg.lease(),
             last_renewal: None,
             lease_fence: None,
             votes_refused_until: Instant::now() + cfg.tick * cfg.election_tick as u32,
             renew_every: cfg.tick * cfg.heartbeat_tick as u32,
-            read_timeout: cfg.read_timeout(),
-            confirmed_reads: VecDeque::new(),
             step_rx,
             priority_rx,
             outbox,
@@ -443,9 +438,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
     /// its commit index at once; otherwise it joins this round's ReadIndex
     /// batch (on a follower, answered by the leader).
     pub(crate) fn read(&mut self, reply: ReadWaiter) {
-        if self.raw.raft.state == StateRole::Leader && self.lease_holds(Instant::now()) {
+        let now = Instant::now();
+        if self.raw.raft.state == StateRole::Leader && self.lease_holds(now) {
             let index = self.raw.raft.raft_log.committed;
-            self.confirmed_reads.push_back((index, vec![reply]));
+            self.reads.serve_at(index, reply);
             self.release_reads();
             return;
         }
@@ -454,7 +450,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             let _ = reply.send(Err(self.not_leader()));
             return;
         }
-        self.new_reads.push(reply);
+        self.reads.push(reply, now);
     }
 
     fn lease_holds(&mut self, now: Instant) -> bool {
@@ -763,11 +759,20 @@ impl<SM: StateMachine> ShardEngine<SM> {
 
     /// Sends one ReadIndex request for all reads that arrived this round;
     /// on a leader with leases, also renews the lease once per heartbeat
-    /// interval. Gives up on requests older than the read timeout.
+    /// interval. A follower asks again for reads that went unanswered (at
+    /// once when its leader has just committed in its term). Gives up on
+    /// readers waiting longer than the read timeout.
     pub(crate) fn issue_reads(&mut self) {
         let now = Instant::now();
-        self.expire_reads(now);
+        self.reads
+            .expire(now, &ProposeError::Dropped { shard: self.shard });
         let leader = self.raw.raft.state == StateRole::Leader;
+        if !leader {
+            let term_committed = self.raw.raft.commit_to_current_term();
+            let just_committed = term_committed && !self.saw_term_commit;
+            self.saw_term_commit = term_committed;
+            self.reads.requeue_unanswered(now, just_committed);
+        }
         // raft-rs silently drops a ReadIndex from a leader that has not yet
         // committed an entry of its own term; such reads wait for that
         // (the leader's no-op entry commits within a round trip).
@@ -780,34 +785,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
             && self
                 .last_renewal
                 .is_none_or(|at| now.duration_since(at) >= self.renew_every);
-        if self.new_reads.is_empty() && !renew {
+        if !self.reads.has_new() && !renew {
             return;
         }
         if leader {
             self.last_renewal = Some(now);
         }
-        let ctx = self.next_read_ctx;
-        self.next_read_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
-        self.issued_reads.push_back(IssuedRead {
-            ctx,
-            issued_at: now,
-            waiters: std::mem::take(&mut self.new_reads),
-        });
-    }
-
-    fn expire_reads(&mut self, now: Instant) {
-        while self
-            .issued_reads
-            .front()
-            .is_some_and(|r| now.duration_since(r.issued_at) > self.read_timeout)
-        {
-            if let Some(lost) = self.issued_reads.pop_front() {
-                for w in lost.waiters {
-                    let _ = w.send(Err(ProposeError::Dropped { shard: self.shard }));
-                }
-            }
-        }
+        let request = self.reads.issue(now);
+        self.raw.read_index(request.ctx);
     }
 
     /// Whether the next round has work: a ready, or reads that can now be
@@ -815,7 +800,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
     pub(crate) fn has_work(&self) -> bool {
         let raft = &self.raw.raft;
         self.raw.has_ready()
-            || (!self.new_reads.is_empty()
+            || (self.reads.has_new()
                 && (raft.state != StateRole::Leader || raft.commit_to_current_term()))
     }
 
@@ -965,69 +950,34 @@ impl<SM: StateMachine> ShardEngine<SM> {
     }
 
     fn on_read_state(&mut self, rs: ReadState) {
-        let Ok(ctx_bytes) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+        let Some(confirmed) = self.reads.confirm(&rs.request_ctx, rs.index) else {
             return;
         };
-        let ctx = u64::from_be_bytes(ctx_bytes);
-        // Read states come back in request order; earlier unmatched
-        // requests were lost (e.g. across a leadership change).
-        while self.issued_reads.front().is_some_and(|r| r.ctx <= ctx) {
-            let Some(read) = self.issued_reads.pop_front() else {
-                break;
-            };
-            if read.ctx == ctx {
-                let now = Instant::now();
-                let fenced = self
-                    .lease_fence(now)
-                    .is_some_and(|fence| read.issued_at < fence);
-                if self.raw.raft.state == StateRole::Leader && !fenced {
-                    // A quorum acknowledged this leader after the request
-                    // went out, with no transfer in sight: no one else can
-                    // lead before the lease ends.
-                    if let Some(lease) = self.lease {
-                        let until = read.issued_at + lease;
-                        self.lease_until = Some(self.lease_until.map_or(until, |u| u.max(until)));
-                    }
-                }
-                if !read.waiters.is_empty() {
-                    self.confirmed_reads.push_back((rs.index, read.waiters));
-                }
-            } else {
-                for w in read.waiters {
-                    let _ = w.send(Err(ProposeError::Dropped { shard: self.shard }));
-                }
+        let now = Instant::now();
+        let fenced = self
+            .lease_fence(now)
+            .is_some_and(|fence| confirmed.sent_at < fence);
+        if self.raw.raft.state == StateRole::Leader && !fenced {
+            // A quorum acknowledged this leader after the request went out,
+            // with no transfer in sight: no one else can lead before the
+            // lease ends.
+            if let Some(lease) = self.lease {
+                let until = confirmed.sent_at + lease;
+                self.lease_until = Some(self.lease_until.map_or(until, |u| u.max(until)));
             }
         }
         self.release_reads();
     }
 
     fn release_reads(&mut self) {
-        let applied = self.apply.state().applied_index;
-        while self
-            .confirmed_reads
-            .front()
-            .is_some_and(|(index, _)| *index <= applied)
-        {
-            if let Some((_, waiters)) = self.confirmed_reads.pop_front() {
-                for w in waiters {
-                    let _ = w.send(Ok(()));
-                }
-            }
-        }
+        self.reads.release(self.apply.state().applied_index);
     }
 
     /// Reads not yet confirmed by a quorum cannot be served by a node that
-    /// is no longer leader.
+    /// is no longer leader (or no longer follows the leader it asked).
     fn fail_unconfirmed_reads(&mut self) {
         let err = self.not_leader();
-        for w in self.new_reads.drain(..) {
-            let _ = w.send(Err(err.clone()));
-        }
-        for read in self.issued_reads.drain(..) {
-            for w in read.waiters {
-                let _ = w.send(Err(err.clone()));
-            }
-        }
+        self.reads.fail_unconfirmed(&err);
     }
 
     /// A deposed leader cannot tell whether its pending proposals will
@@ -1051,14 +1001,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         if let Some((_, _, reply)) = self.pending_conf.take() {
             let _ = reply.send(Err(err.clone()));
         }
-        let reads = self
-            .new_reads
-            .drain(..)
-            .chain(self.issued_reads.drain(..).flat_map(|r| r.waiters))
-            .chain(self.confirmed_reads.drain(..).flat_map(|(_, w)| w));
-        for w in reads {
-            let _ = w.send(Err(err.clone()));
-        }
+        self.reads.fail_all(&err);
     }
 
     pub(crate) fn publish_status(&self) {

@@ -15,6 +15,9 @@
 //! - [`outbox`]: bounded outbound lanes per shard and peer (normal, sized
 //!   by MaxInflightMsgs, and priority); the raft thread never blocks on
 //!   them, and the network layer drains them.
+//! - `reads`: linearizable reads: batched ReadIndex requests with contexts
+//!   unique across nodes and restarts, retried by followers, released once
+//!   applied.
 //! - `mailbox`: the inbound step queue (bounded, refusals counted).
 //! - `logger`: raft-rs's slog output, routed into `tracing`.
 //!
@@ -35,6 +38,7 @@ mod logger;
 mod mailbox;
 mod metrics;
 pub mod outbox;
+mod reads;
 pub mod worker;
 
 pub use engine::{

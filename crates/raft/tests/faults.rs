@@ -250,3 +250,125 @@ async fn a_restarted_voter_cannot_help_cut_a_live_lease_short() {
     cluster.filters.lock().unwrap().cut.clear();
     cluster.shutdown();
 }
+
+/// Two followers' first reads carry the same request context unless
+/// contexts are unique per node and incarnation; the leader then keeps only
+/// one of them (raft-rs ignores a second pending request with the same
+/// context) and the other read stalls until it times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_requests_from_different_followers_never_collide() {
+    let cluster = Cluster::start(3, 1, LimitsConfig::default());
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    let followers: Vec<u64> = cluster
+        .nodes
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    let last = cluster.write(0, "k", "v", SECONDS(10)).await.0;
+    cluster.wait_converged(0, last, SECONDS(10)).await;
+    // Both requests reach the leader while neither is confirmed yet.
+    {
+        let mut f = cluster.filters.lock().unwrap();
+        for &id in &followers {
+            f.paused.insert(id);
+        }
+    }
+    let reads: Vec<_> = followers
+        .iter()
+        .map(|&id| {
+            let raft = cluster.node(id).raft.clone();
+            tokio::spawn(async move { raft.read_barrier(0).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    cluster.filters.lock().unwrap().paused.clear();
+    for (read, id) in reads.into_iter().zip(&followers) {
+        assert_eq!(read.await.unwrap(), Ok(()), "read on follower {id}");
+    }
+    cluster.shutdown();
+}
+
+/// A follower's read must not wait out the read timeout when the leader it
+/// asked is gone or, newly elected, silently drops read requests until it
+/// commits an entry of its term: the follower asks again as soon as it
+/// learns of a leader or of that commit. Production timing (100 ms ticks:
+/// elections 1-2 s, read timeout 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_read_right_after_an_election_is_answered_without_timing_out() {
+    let cluster =
+        Cluster::start_with_tick(3, 1, LimitsConfig::default(), Duration::from_millis(100));
+    let old = cluster.wait_leader(0, SECONDS(20)).await;
+    let follower = *cluster.nodes.keys().find(|&&id| id != old).unwrap();
+    let last = cluster.write(0, "k", "v", SECONDS(10)).await.0;
+    cluster.wait_converged(0, last, SECONDS(10)).await;
+
+    cluster.filters.lock().unwrap().isolated.insert(old);
+    // A reader that retries like the node's backend: at once while there is
+    // no leader, and again after a read that timed out.
+    let reader = {
+        let raft = cluster.node(follower).raft.clone();
+        tokio::spawn(async move {
+            let mut timed_out = 0;
+            loop {
+                match raft.read_barrier(0).await {
+                    Ok(()) => return (std::time::Instant::now(), timed_out),
+                    Err(ProposeError::Dropped { .. }) => timed_out += 1,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+                }
+            }
+        })
+    };
+    let elected_at = loop {
+        if cluster.leader(0).is_some_and(|l| l != old) {
+            break std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let (served_at, timed_out) = tokio::time::timeout(SECONDS(20), reader)
+        .await
+        .expect("the read is served")
+        .unwrap();
+    eprintln!(
+        "follower read served {:?} after the new leader was elected; {timed_out} attempt(s) timed out",
+        served_at.saturating_duration_since(elected_at)
+    );
+    assert_eq!(
+        timed_out, 0,
+        "a read attempt waited out the read timeout instead of being asked again"
+    );
+    cluster.shutdown();
+}
+
+/// A follower's read request lost on the way (here: its link to the leader
+/// is down for a moment) is asked again within a couple of heartbeats, not
+/// after the read timeout. Production timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_follower_read_request_is_asked_again() {
+    let cluster =
+        Cluster::start_with_tick(3, 1, LimitsConfig::default(), Duration::from_millis(100));
+    let leader = cluster.wait_leader(0, SECONDS(20)).await;
+    let follower = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    let last = cluster.write(0, "k", "v", SECONDS(10)).await.0;
+    cluster.wait_converged(0, last, SECONDS(10)).await;
+
+    cluster
+        .filters
+        .lock()
+        .unwrap()
+        .cut
+        .insert((follower, leader));
+    let read = {
+        let raft = cluster.node(follower).raft.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            (raft.read_barrier(0).await, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    cluster.filters.lock().unwrap().cut.clear();
+    let (outcome, took) = read.await.unwrap();
+    eprintln!("follower read with a lost request: {outcome:?} after {took:?}");
+    assert_eq!(outcome, Ok(()), "the lost request is asked again");
+    cluster.shutdown();
+}
