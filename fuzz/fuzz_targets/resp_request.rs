@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 use elastickv_redis::keyspace::MemKeyspace;
-use elastickv_redis::{execute_read, execute_write, parse};
+use elastickv_redis::{ReadTime, execute_read, execute_write, parse};
 use elastickv_resp::{ParseLimits, RequestParser};
 use libfuzzer_sys::fuzz_target;
 
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         if parsed.spec.is_write() {
             let _ = execute_write(&parsed.command, &mut keyspace, 1_000_000);
         } else {
-            let _ = execute_read(&parsed.command, &keyspace, 1_000_000);
+            let _ = execute_read(&parsed.command, &keyspace, &ReadTime::at(1_000_000));
         }
     }
 });

@@ -11,6 +11,15 @@
 //! then fail with `-CLUSTERDOWN` (no leader) or `-TRYAGAIN` (leader
 //! unreachable).
 //!
+//! Every write carries a request id (this process's origin and a sequence
+//! number), the same on every attempt, so the state machine applies it at
+//! most once however many times it is sent.
+//!
+//! Reads judge expiry by the shard's replicated clock; when this node's
+//! clock says a key is due that the shard clock does not, the backend moves
+//! the shard clock up to the leader's with a tick through the log
+//! ([`Backend::advance_clock`]), coalescing concurrent requests per shard.
+//!
 //! A connection's writes keep their order: before the connection's next
 //! command starts, a local write is queued for proposal and a forwarded
 //! write is put on the leader's forwarding stream, where the leader queues
@@ -21,8 +30,10 @@
 //! from its own reply future; several of them from one pipeline are resent
 //! concurrently and may apply in a different order than pipelined.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,12 +60,20 @@ pub struct NodeBackend {
     pub store: Store,
     pub shards: u32,
     writes: Arc<WritePath>,
+    /// Per shard: when the last clock advance that completed was proposed.
+    /// Held while an advance is in flight, so concurrent readers share it.
+    clock_advances: BTreeMap<u32, tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl NodeBackend {
     /// The clock that stamps this node's proposals.
     pub fn clock(&self) -> &ProposalClock {
         &self.writes.clock
+    }
+
+    /// A timestamp for a proposal to `shard` from this node.
+    pub fn stamp(&self, shard: u32) -> u64 {
+        stamp(&self.raft, &self.writes.clock, shard)
     }
 
     pub fn new(
@@ -77,7 +96,14 @@ impl NodeBackend {
                 clock,
                 forward,
                 request_timeout,
+                // Nonzero, and new for every process: request ids from
+                // before a restart cannot collide with later ones.
+                origin: rand::thread_rng().gen_range(1..u64::MAX),
+                next_seq: AtomicU64::new(1),
             }),
+            clock_advances: (0..shards)
+                .map(|shard| (shard, tokio::sync::Mutex::new(None)))
+                .collect(),
         }
     }
 }
@@ -91,6 +117,15 @@ struct WritePath {
     /// How long a request may wait for its shard to have a reachable
     /// leader.
     request_timeout: Duration,
+    /// This process's request id origin, and the next sequence number.
+    origin: u64,
+    next_seq: AtomicU64,
+}
+
+/// A timestamp for a proposal to `shard`: this node's clock, but never
+/// below the shard clock it has applied.
+fn stamp(raft: &RaftHandle<Reply>, clock: &ProposalClock, shard: u32) -> u64 {
+    clock.stamp(raft.shard_status(shard).map_or(0, |s| s.applied_time_ms))
 }
 
 /// The client-visible form of a raft refusal.
@@ -167,11 +202,11 @@ impl Backend for NodeBackend {
         wall_ms()
     }
 
-    async fn read_barrier(&self, shard: u32) -> Result<(), Reply> {
+    async fn read_barrier(&self, shard: u32) -> Result<u64, Reply> {
         let deadline = Instant::now() + self.writes.request_timeout;
         loop {
             match self.raft.read_barrier(shard).await {
-                Ok(()) => return Ok(()),
+                Ok(point) => return Ok(point.time_ms),
                 Err(ProposeError::NotLeader { .. } | ProposeError::Dropped { .. }) => {
                     if Instant::now() >= deadline {
                         return Err(self.writes.gave_up(shard, None));
@@ -181,6 +216,28 @@ impl Backend for NodeBackend {
                 Err(e) => return Err(propose_error_reply(e)),
             }
         }
+    }
+
+    async fn advance_clock(&self, shard: u32, asked_at: Instant) -> Result<u64, Reply> {
+        let Some(gate) = self.clock_advances.get(&shard) else {
+            return Err(propose_error_reply(ProposeError::UnknownShard(shard)));
+        };
+        let mut last = gate.lock().await;
+        // An advance proposed after this reader asked already did the job.
+        if last.is_none_or(|proposed| proposed < asked_at) {
+            let proposed = Instant::now();
+            let deadline = proposed + self.writes.request_timeout;
+            let reply = self
+                .writes
+                .execute(shard, Replicated::tick(0), deadline)
+                .await;
+            if reply.is_error() {
+                return Err(reply);
+            }
+            *last = Some(proposed);
+        }
+        drop(last);
+        self.read_barrier(shard).await
     }
 
     fn with_view<T>(&self, _shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
@@ -210,7 +267,7 @@ impl Backend for NodeBackend {
         let deadline = Instant::now() + writes.request_timeout;
         // One request id for every attempt: whatever happened to an
         // earlier one, the write applies at most once.
-        let entry = retryable(args);
+        let entry = writes.retryable(args);
         if writes.leader_of(shard).0 == Role::Leader {
             // Queued now, before the connection's next command starts, so
             // a pipeline's writes are proposed in order; awaited later.
@@ -264,10 +321,13 @@ impl Backend for NodeBackend {
     }
 }
 
-/// `args` as an entry with a fresh request id, so that sending it again
-/// applies it at most once.
-fn retryable(args: Vec<Bytes>) -> Replicated {
-    Replicated::retryable(args, rand::thread_rng().gen_range(1..u64::MAX), wall_ms())
+impl WritePath {
+    /// `args` as an entry with a fresh request id, so that sending it again
+    /// applies it at most once.
+    fn retryable(&self, args: Vec<Bytes>) -> Replicated {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Replicated::retryable(args, self.origin, seq)
+    }
 }
 
 fn decode_forwarded(bytes: &[u8]) -> Reply {
@@ -291,7 +351,7 @@ impl WritePath {
         entry: &Replicated,
     ) -> Result<impl Future<Output = Result<Reply, ProposeError>> + Send + 'static, Refused> {
         let mut entry = entry.clone();
-        entry.timestamp_ms = self.clock.now_ms();
+        entry.timestamp_ms = stamp(&self.raft, &self.clock, shard);
         let payload = entry.to_bytes();
         if payload.len() > MAX_ENTRY_BYTES {
             return Err(Refused::Reply(too_large(payload.len())));
@@ -313,7 +373,7 @@ impl WritePath {
             let (role, leader) = self.leader_of(shard);
             if role == Role::Leader {
                 let mut entry = entry.clone();
-                entry.timestamp_ms = self.clock.now_ms();
+                entry.timestamp_ms = stamp(&self.raft, &self.clock, shard);
                 let payload = entry.to_bytes();
                 if payload.len() > MAX_ENTRY_BYTES {
                     return too_large(payload.len());
@@ -380,7 +440,7 @@ impl ForwardHandler for ForwardExecutor {
             }
         }
         // The leader's clock stamps every entry it proposes.
-        entry.timestamp_ms = self.clock.now_ms();
+        entry.timestamp_ms = stamp(&self.raft, &self.clock, shard);
         let not_leader = |leader: Option<u64>| ForwardOutcome::NotLeader(leader.unwrap_or(0));
         match self.raft.submit(shard, entry.to_bytes()).await {
             Ok(done) => Box::pin(async move {

@@ -14,7 +14,6 @@ use elastickv_resp::Reply;
 use tokio::sync::watch;
 
 use crate::NodeState;
-use crate::clock::wall_ms;
 use crate::stats::Stats;
 
 /// How often each shard's expiry index is checked (Redis: 10 Hz).
@@ -39,7 +38,7 @@ pub async fn run(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
             for _ in 0..MAX_BATCHES_PER_CYCLE {
-                let now = backend.clock().now_ms().max(wall_ms());
+                let now = backend.stamp(status.shard);
                 let due = match backend
                     .store
                     .reader()

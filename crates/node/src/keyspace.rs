@@ -84,12 +84,39 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
         &mut self.counts
     }
 
-    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        self.batch.get_dedup(created_ms, id).map_err(storage)
+    fn clock_ms(&self) -> u64 {
+        self.batch.state().time_ms
     }
 
-    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError> {
-        self.batch.put_dedup(created_ms, id, reply).map_err(storage)
+    fn set_clock_ms(&mut self, now_ms: u64) {
+        self.batch.state_mut().time_ms = now_ms;
+    }
+
+    fn dedup_get(
+        &self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.batch
+            .get_dedup(generation, origin, seq)
+            .map_err(storage)
+    }
+
+    fn dedup_put(
+        &mut self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+        record: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.batch
+            .put_dedup(generation, origin, seq, record)
+            .map_err(storage)
+    }
+
+    fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError> {
+        self.batch.purge_dedup(generation).map_err(storage)
     }
 }
 

@@ -36,7 +36,7 @@ use crate::logger::raft_logger;
 use crate::mailbox::StepLane;
 use crate::metrics;
 use crate::outbox::Outbox;
-use crate::reads::ReadQueue;
+use crate::reads::{ReadPoint, ReadQueue};
 
 /// What a shard replicates. Implemented by the layer above the engine; the
 /// engine knows nothing of what the payloads mean.
@@ -174,6 +174,8 @@ pub struct ShardStatus {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
+    /// The state machine's clock at the applied index.
+    pub applied_time_ms: u64,
     pub first_index: u64,
     pub last_index: u64,
     /// On a leader: followers that recently answered and have every
@@ -730,6 +732,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             conf_state: meta.get_conf_state().clone(),
             keys: counts.keys,
             expires: counts.expires,
+            time_ms: counts.time_ms,
         };
         if !self.store.is_staged(self.shard, meta.index, meta.term) {
             return Err(EngineError::CorruptEntry {
@@ -970,7 +973,11 @@ impl<SM: StateMachine> ShardEngine<SM> {
     }
 
     fn release_reads(&mut self) {
-        self.reads.release(self.apply.state().applied_index);
+        let state = self.apply.state();
+        self.reads.release(ReadPoint {
+            applied_index: state.applied_index,
+            time_ms: state.time_ms,
+        });
     }
 
     /// Reads not yet confirmed by a quorum cannot be served by a node that
@@ -1019,6 +1026,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             term: raft.term,
             commit: raft.raft_log.committed,
             applied: self.apply.state().applied_index,
+            applied_time_ms: self.apply.state().time_ms,
             first_index: store.first_index(),
             last_index: store.last_index(),
             caught_up: if raft.state == StateRole::Leader {

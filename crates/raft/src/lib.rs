@@ -38,7 +38,7 @@ mod logger;
 mod mailbox;
 mod metrics;
 pub mod outbox;
-mod reads;
+pub mod reads;
 pub mod worker;
 
 pub use engine::{
@@ -47,4 +47,5 @@ pub use engine::{
 pub use error::{EngineError, ProposeError, StepError};
 pub use limits::{LimitsConfig, RaftLimits};
 pub use outbox::{Outbox, PeerOutbox};
+pub use reads::ReadPoint;
 pub use worker::{RaftHandle, start};

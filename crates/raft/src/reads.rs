@@ -22,7 +22,17 @@ use tokio::sync::oneshot;
 
 use crate::error::ProposeError;
 
-pub(crate) type ReadWaiter = oneshot::Sender<Result<(), ProposeError>>;
+/// Where a linearizable read may be served from: the replica's applied
+/// state when the read was let through (at or past its read index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPoint {
+    pub applied_index: u64,
+    /// The state machine's clock at that index (see
+    /// `elastickv_store::ApplyState::time_ms`).
+    pub time_ms: u64,
+}
+
+pub(crate) type ReadWaiter = oneshot::Sender<Result<ReadPoint, ProposeError>>;
 
 /// Bytes of a request context: node id, incarnation nonce, counter.
 const CTX_LEN: usize = 24;
@@ -179,15 +189,15 @@ impl ReadQueue {
     }
 
     /// Lets through every confirmed read whose index is applied.
-    pub(crate) fn release(&mut self, applied: u64) {
+    pub(crate) fn release(&mut self, applied: ReadPoint) {
         while self
             .confirmed
             .front()
-            .is_some_and(|(index, _)| *index <= applied)
+            .is_some_and(|(index, _)| *index <= applied.applied_index)
         {
             if let Some((_, waiters)) = self.confirmed.pop_front() {
                 for w in waiters {
-                    let _ = w.send(Ok(()));
+                    let _ = w.send(Ok(applied));
                 }
             }
         }
@@ -222,7 +232,10 @@ fn fail(waiters: Vec<ReadWaiter>, err: &ProposeError) {
 mod tests {
     use super::*;
 
-    fn waiter() -> (ReadWaiter, oneshot::Receiver<Result<(), ProposeError>>) {
+    fn waiter() -> (
+        ReadWaiter,
+        oneshot::Receiver<Result<ReadPoint, ProposeError>>,
+    ) {
         oneshot::channel()
     }
 
@@ -275,9 +288,13 @@ mod tests {
         q.push(w, now);
         let ctx = q.issue(now).ctx;
         assert!(q.confirm(&ctx, 10).is_some());
-        q.release(9);
+        let at = |applied_index| ReadPoint {
+            applied_index,
+            time_ms: 5,
+        };
+        q.release(at(9));
         assert!(rx.try_recv().is_err());
-        q.release(10);
-        assert_eq!(rx.try_recv(), Ok(Ok(())));
+        q.release(at(11));
+        assert_eq!(rx.try_recv(), Ok(Ok(at(11))));
     }
 }

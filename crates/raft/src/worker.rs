@@ -31,6 +31,7 @@ use crate::limits::RaftLimits;
 use crate::mailbox::StepLane;
 use crate::metrics;
 use crate::outbox::Outbox;
+use crate::reads::ReadPoint;
 
 /// Requests queued for the raft thread beyond this wait (async
 /// backpressure) instead of growing memory.
@@ -240,9 +241,10 @@ impl<O: Send + 'static> RaftHandle<O> {
     }
 
     /// Waits until this node may serve a linearizable read of `shard`: the
-    /// leader confirmed its leadership after the call began and applied
-    /// everything committed before it.
-    pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ProposeError> {
+    /// leader confirmed its leadership after the call began and this
+    /// replica applied everything committed before it. Returns the applied
+    /// state the read may be served from.
+    pub async fn read_barrier(&self, shard: ShardId) -> Result<ReadPoint, ProposeError> {
         let pending = self
             .shared
             .reads

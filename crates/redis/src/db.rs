@@ -1,6 +1,6 @@
 //! Key lookup and storage with Redis's expiry rules, over a keyspace.
 //!
-//! Reads treat an expired key as missing. Writes do what Redis's
+//! Reads treat an expired key as missing, judged by [`ReadTime`]. Writes do what Redis's
 //! `lookupKeyWrite` does: an expired key found on the way is deleted first,
 //! so a write command always starts from "missing" or "live". Storing and
 //! deleting keep the shard's key counts and the expiry index in step.
@@ -13,19 +13,88 @@ fn decode(key: &[u8], raw: &[u8]) -> Result<Record, StorageError> {
         .map_err(|e| StorageError(format!("key {:?}: {e}", String::from_utf8_lossy(key))))
 }
 
+/// What a read knows of time, and what it decided with it.
+///
+/// Expiry is judged by the shard's replicated clock as of the read (the
+/// same on every replica, and never going backward): a key expiring at or
+/// before it is gone for every later read and write, on every node. A key
+/// that the replicated clock still shows alive but this node's wall clock
+/// shows expired is *undecided*: the caller should move the shard clock up
+/// to its leader's wall clock (a tick through the log) and read again.
+/// After that ([`ReadTime::settled`]), such a key counts as alive: the
+/// leader's clock says so, whatever this node's says.
+#[derive(Debug)]
+pub struct ReadTime {
+    replicated_ms: u64,
+    local_ms: u64,
+    settled: bool,
+    undecided: std::cell::Cell<bool>,
+}
+
+impl ReadTime {
+    /// `replicated_ms`: the shard clock of the state being read;
+    /// `local_ms`: this node's wall clock.
+    pub fn new(replicated_ms: u64, local_ms: u64) -> ReadTime {
+        ReadTime {
+            replicated_ms,
+            local_ms,
+            settled: false,
+            undecided: std::cell::Cell::new(false),
+        }
+    }
+
+    /// After the shard clock was moved up to the leader's: nothing is left
+    /// undecided.
+    pub fn settled(replicated_ms: u64, local_ms: u64) -> ReadTime {
+        ReadTime {
+            settled: true,
+            ..ReadTime::new(replicated_ms, local_ms)
+        }
+    }
+
+    /// One clock for both (tests, tools).
+    pub fn at(now_ms: u64) -> ReadTime {
+        ReadTime::new(now_ms, now_ms)
+    }
+
+    /// Whether a key expiring at `at_ms` is gone.
+    pub fn is_expired(&self, at_ms: u64) -> bool {
+        if at_ms <= self.replicated_ms {
+            return true;
+        }
+        if at_ms <= self.local_ms && !self.settled {
+            self.undecided.set(true);
+        }
+        false
+    }
+
+    /// "Now" for the remaining time to live of a live key expiring at
+    /// `at_ms`: this node's clock where it agrees the key is alive,
+    /// otherwise the shard clock (the key's last moments by the leader's).
+    pub fn ttl_now(&self, at_ms: u64) -> u64 {
+        let now = self.replicated_ms.max(self.local_ms);
+        if at_ms > now { now } else { self.replicated_ms }
+    }
+
+    /// Whether some key was undecided: the answer must not be used.
+    pub fn undecided(&self) -> bool {
+        self.undecided.get()
+    }
+}
+
 /// A read view at a point in time.
 pub struct ReadView<'a, K: KeyspaceRead + ?Sized> {
     ks: &'a K,
-    now: u64,
+    time: &'a ReadTime,
 }
 
 impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
-    pub fn new(ks: &'a K, now_ms: u64) -> Self {
-        ReadView { ks, now: now_ms }
+    pub fn new(ks: &'a K, time: &'a ReadTime) -> Self {
+        ReadView { ks, time }
     }
 
-    pub fn now(&self) -> u64 {
-        self.now
+    pub fn time(&self) -> &ReadTime {
+        self.time
     }
 
     /// The live record of `key`.
@@ -33,7 +102,8 @@ impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
         match self.ks.get(key)? {
             Some(raw) => {
                 let record = decode(key, &raw)?;
-                Ok((!record.is_expired(self.now)).then_some(record))
+                let expired = record.expire_at.is_some_and(|at| self.time.is_expired(at));
+                Ok((!expired).then_some(record))
             }
             None => Ok(None),
         }
@@ -139,5 +209,34 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
 
     pub fn clear(&mut self) -> Result<(), StorageError> {
         self.ks.clear()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_by_the_shard_clock_with_the_local_clock_as_a_hint() {
+        // Shard clock 1000, this node's clock 1500.
+        let time = ReadTime::new(1_000, 1_500);
+        assert!(time.is_expired(1_000));
+        assert!(!time.undecided());
+        assert!(!time.is_expired(2_000));
+        assert!(!time.undecided());
+        assert_eq!(time.ttl_now(2_000), 1_500);
+        // Due by this node's clock only: alive for now, but undecided.
+        assert!(!time.is_expired(1_200));
+        assert!(time.undecided());
+        // Once the shard clock was advanced (to the leader's 1100), it is
+        // alive, with its remaining time by the shard clock.
+        let settled = ReadTime::settled(1_100, 1_500);
+        assert!(!settled.is_expired(1_200));
+        assert!(!settled.undecided());
+        assert_eq!(settled.ttl_now(1_200), 1_100);
+        // A node whose clock is behind the shard's changes nothing.
+        let behind = ReadTime::new(1_000, 400);
+        assert!(behind.is_expired(900));
+        assert_eq!(behind.ttl_now(1_300), 1_000);
     }
 }

@@ -14,7 +14,7 @@ use elastickv_resp::Reply;
 use crate::command::{
     Command, ExpireFlags, Expiry, GetExOption, SetArgs, SetCondition, SetStyle, TimeUnit,
 };
-use crate::db::{ReadView, WriteView};
+use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
 use crate::glob;
 use crate::keyspace::{KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError};
@@ -38,8 +38,15 @@ fn wrongtype() -> Reply {
 
 /// Runs a read-only command. Commands that are not keyed reads answer with
 /// an error (the caller routes those elsewhere).
-pub fn execute_read<K: KeyspaceRead + ?Sized>(cmd: &Command, ks: &K, now_ms: u64) -> ExecResult {
-    let db = ReadView::new(ks, now_ms);
+///
+/// Expiry is judged by `time`; when `time` comes out undecided, the reply
+/// must be discarded (see [`ReadTime`]).
+pub fn execute_read<K: KeyspaceRead + ?Sized>(
+    cmd: &Command,
+    ks: &K,
+    time: &ReadTime,
+) -> ExecResult {
+    let db = ReadView::new(ks, time);
     Ok(match cmd {
         Command::Get(key) => match db.lookup(key)? {
             None => Reply::Null,
@@ -94,8 +101,8 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(cmd: &Command, ks: &K, now_ms: u64
             Some(r) => match r.expire_at {
                 None => Reply::Integer(-1),
                 Some(at) => {
+                    let now = i64::try_from(time.ttl_now(at)).unwrap_or(i64::MAX);
                     let at = i64::try_from(at).unwrap_or(i64::MAX);
-                    let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
                     let ttl = if *absolute { at } else { (at - now).max(0) };
                     Reply::Integer(match unit {
                         TimeUnit::Milliseconds => ttl,
@@ -548,7 +555,7 @@ pub fn keys_in<K: KeyspaceScan + ?Sized>(
     from_slot: u32,
     end_slot: u32,
     pattern: &[u8],
-    now_ms: u64,
+    time: &ReadTime,
 ) -> Result<Vec<Bytes>, StorageError> {
     let all = pattern == b"*";
     let mut out = Vec::new();
@@ -558,7 +565,7 @@ pub fn keys_in<K: KeyspaceScan + ?Sized>(
         end_slot,
         &mut |_, key, raw| match Record::peek(raw) {
             Ok((_, expire_at)) => {
-                let expired = expire_at.is_some_and(|at| at <= now_ms);
+                let expired = expire_at.is_some_and(|at| time.is_expired(at));
                 if !expired && (all || glob::matches(pattern, key)) {
                     out.push(Bytes::copy_from_slice(key));
                 }
@@ -599,7 +606,7 @@ pub fn scan_slots<K: KeyspaceScan + ?Sized>(
     budget: u64,
     pattern: Option<&[u8]>,
     type_name: Option<&[u8]>,
-    now_ms: u64,
+    time: &ReadTime,
 ) -> Result<ScanStep, StorageError> {
     let mut step = ScanStep::default();
     let mut current_slot: Option<u32> = None;
@@ -624,7 +631,7 @@ pub fn scan_slots<K: KeyspaceScan + ?Sized>(
                 return ControlFlow::Break(());
             }
         };
-        if expire_at.is_some_and(|at| at <= now_ms) {
+        if expire_at.is_some_and(|at| time.is_expired(at)) {
             return ControlFlow::Continue(());
         }
         let type_ok =
@@ -660,7 +667,7 @@ mod tests {
         if parsed.spec.is_write() {
             execute_write(&parsed.command, ks, now).unwrap()
         } else {
-            execute_read(&parsed.command, ks, now).unwrap()
+            execute_read(&parsed.command, ks, &ReadTime::at(now)).unwrap()
         }
     }
 
@@ -803,11 +810,11 @@ mod tests {
             run(&mut ks, 0, &format!("SET key{i} v"));
         }
         // MemKeyspace puts everything in slot 0: one step returns it all.
-        let step = scan_slots(&ks, 0, 1, 10, Some(b"key1*"), None, 0).unwrap();
+        let step = scan_slots(&ks, 0, 1, 10, Some(b"key1*"), None, &ReadTime::at(0)).unwrap();
         assert_eq!(step.keys.len(), 11);
         assert_eq!(step.examined, 25);
         assert_eq!(step.next_slot, None);
-        let keys = keys_in(&ks, 0, 1, b"key2?", 0).unwrap();
+        let keys = keys_in(&ks, 0, 1, b"key2?", &ReadTime::at(0)).unwrap();
         assert_eq!(keys.len(), 5);
     }
 }

@@ -53,9 +53,25 @@ pub trait KeyspaceWrite: KeyspaceRead {
     /// Removes every key of the shard.
     fn clear(&mut self) -> Result<(), StorageError>;
     fn counts(&mut self) -> &mut KeyCounts;
-    /// The reply recorded for request `id` made at `created_ms`.
-    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError>;
-    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError>;
+    /// The shard's replicated clock (Unix ms), kept with its data.
+    fn clock_ms(&self) -> u64;
+    fn set_clock_ms(&mut self, now_ms: u64);
+    /// The record of request `(origin, seq)` kept in `generation`.
+    fn dedup_get(
+        &self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError>;
+    fn dedup_put(
+        &mut self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+        record: Vec<u8>,
+    ) -> Result<(), StorageError>;
+    /// Deletes the request records of generations before `generation`.
+    fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError>;
 }
 
 /// An in-memory keyspace: the reference implementation for tests and
@@ -65,7 +81,9 @@ pub struct MemKeyspace {
     pub records: BTreeMap<Vec<u8>, Vec<u8>>,
     pub expire_index: BTreeMap<(u64, Vec<u8>), ()>,
     pub counts: KeyCounts,
-    pub dedup: BTreeMap<(u64, u64), Vec<u8>>,
+    pub clock_ms: u64,
+    /// Request records by (generation, origin, seq).
+    pub dedup: BTreeMap<(u64, u64, u64), Vec<u8>>,
 }
 
 impl KeyspaceRead for MemKeyspace {
@@ -119,11 +137,32 @@ impl KeyspaceWrite for MemKeyspace {
     fn counts(&mut self) -> &mut KeyCounts {
         &mut self.counts
     }
-    fn dedup_get(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.dedup.get(&(created_ms, id)).cloned())
+    fn clock_ms(&self) -> u64 {
+        self.clock_ms
     }
-    fn dedup_put(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<(), StorageError> {
-        self.dedup.insert((created_ms, id), reply);
+    fn set_clock_ms(&mut self, now_ms: u64) {
+        self.clock_ms = now_ms;
+    }
+    fn dedup_get(
+        &self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.dedup.get(&(generation, origin, seq)).cloned())
+    }
+    fn dedup_put(
+        &mut self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+        record: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.dedup.insert((generation, origin, seq), record);
+        Ok(())
+    }
+    fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError> {
+        self.dedup = self.dedup.split_off(&(generation, 0, 0));
         Ok(())
     }
 }

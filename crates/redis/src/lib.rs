@@ -39,6 +39,7 @@ pub mod replicated;
 pub mod table;
 
 pub use command::{Command, Parsed, parse, parse_args, resolve};
+pub use db::ReadTime;
 pub use exec::{execute_read, execute_write};
 pub use keyspace::{
     KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, StorageError,

@@ -1,10 +1,31 @@
 //! What a shard's raft log carries: a write command as the client sent it
-//! plus the proposer's clock, or a batch of keys for active expiry.
+//! plus the proposer's clock, a batch of keys for active expiry, or just a
+//! clock reading (a tick).
 //!
-//! Replicas re-parse and execute the command at apply time with the
-//! proposer's timestamp, so every replica computes the same result and the
-//! leader's result is the client's reply. Encoded with protobuf (prost) so
-//! the format can grow fields without breaking old logs.
+//! Replicas re-parse and execute the command at apply time with the same
+//! "now", so every replica computes the same result and the leader's
+//! result is the client's reply. Encoded with protobuf (prost) so the
+//! format can grow fields without breaking old logs.
+//!
+//! # Time
+//!
+//! Each shard has a replicated clock, kept with its data: an entry's "now"
+//! is its proposer's timestamp or the clock, whichever is later, and the
+//! clock moves up to it. So per shard time never goes backward, whatever
+//! the proposers' wall clocks do, and everything that depends on time
+//! (expiry, request records) is the same on every replica.
+//!
+//! # Request records
+//!
+//! A write that may be sent more than once (its first attempt's outcome
+//! unknown) carries a request id: the sender's origin (a random number per
+//! process) and a sequence number. Applying it records its reply, under
+//! the generation of the shard clock it applied at; a second entry with the
+//! same id within [`DEDUP_WINDOW_MS`] of the first is answered from the
+//! record instead of executing again. Records live in the current and the
+//! previous generation, each [`DEDUP_WINDOW_MS`] long, and older ones are
+//! deleted every [`DEDUP_PURGE_EVERY`] entries: by log position and
+//! replicated time only, never by a node's wall clock.
 
 use bytes::Bytes;
 use elastickv_resp::Reply;
@@ -26,21 +47,31 @@ pub struct Replicated {
     /// Keys the leader found due for expiry.
     #[prost(message, repeated, tag = "3")]
     pub expired: Vec<ExpiredKey>,
-    /// Nonzero for a command that may be retried (a forwarded write): its
-    /// reply is recorded, and a second entry with the same id answers with
-    /// that reply instead of executing again.
-    #[prost(uint64, tag = "4")]
-    pub request_id: u64,
-    /// Unix milliseconds when the request id was made, at its origin.
-    /// Records older than [`DEDUP_WINDOW_MS`] at apply time are forgotten.
-    #[prost(uint64, tag = "5")]
-    pub request_created_ms: u64,
+    /// With `request_seq`, the request id of a write that may be sent more
+    /// than once: nonzero origin of the sending process. Tags 4 and 5
+    /// (an earlier request id made of a random number and the sender's
+    /// wall clock) are retired.
+    #[prost(uint64, tag = "6")]
+    pub request_origin: u64,
+    #[prost(uint64, tag = "7")]
+    pub request_seq: u64,
 }
 
-/// How long a request id protects against a duplicate apply. Retries of a
-/// forwarded write happen within seconds; this leaves a wide margin for
-/// clock differences between nodes.
+/// How long, in shard-clock time, a request id protects against a
+/// duplicate apply. Resends happen within the request timeout (seconds);
+/// this leaves a wide margin.
 pub const DEDUP_WINDOW_MS: u64 = 10 * 60 * 1000;
+
+/// Request records older than the previous generation are deleted every
+/// this many applied entries. Tied to the log index, so all replicas purge
+/// alike.
+pub const DEDUP_PURGE_EVERY: u64 = 4096;
+
+/// The generation of the shard clock a request record made at `now_ms`
+/// belongs to.
+fn dedup_generation(now_ms: u64) -> u64 {
+    now_ms / DEDUP_WINDOW_MS
+}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ExpiredKey {
@@ -60,12 +91,22 @@ impl Replicated {
         }
     }
 
-    /// A command with a request id, for a write that may be retried.
-    pub fn retryable(args: Vec<Bytes>, request_id: u64, created_ms: u64) -> Replicated {
+    /// A command with a request id, for a write that may be sent more
+    /// than once. `origin` must not be 0.
+    pub fn retryable(args: Vec<Bytes>, origin: u64, seq: u64) -> Replicated {
         Replicated {
             args,
-            request_id,
-            request_created_ms: created_ms,
+            request_origin: origin,
+            request_seq: seq,
+            ..Default::default()
+        }
+    }
+
+    /// An entry that only carries its proposer's clock: applying it moves
+    /// the shard clock forward, and nothing else.
+    pub fn tick(timestamp_ms: u64) -> Replicated {
+        Replicated {
+            timestamp_ms,
             ..Default::default()
         }
     }
@@ -90,42 +131,67 @@ impl Replicated {
     }
 }
 
-/// Applies one log payload to a shard's keyspace and returns the reply for
-/// the client that proposed it. Deterministic: only the payload and the
-/// keyspace decide the outcome. Only storage failures are errors.
-pub fn apply<K: KeyspaceWrite + ?Sized>(ks: &mut K, payload: &[u8]) -> Result<Reply, StorageError> {
+/// Applies the log payload at `index` to a shard's keyspace and returns the
+/// reply for the client that proposed it. Deterministic: only the payload,
+/// its index and the keyspace decide the outcome. Only storage failures are
+/// errors.
+pub fn apply<K: KeyspaceWrite + ?Sized>(
+    ks: &mut K,
+    index: u64,
+    payload: &[u8],
+) -> Result<Reply, StorageError> {
     let Ok(entry) = Replicated::decode(payload) else {
         return Ok(Reply::static_error("ERR corrupt replicated command"));
     };
+    let now = entry.timestamp_ms.max(ks.clock_ms());
+    ks.set_clock_ms(now);
+    let generation = dedup_generation(now);
+    if index.is_multiple_of(DEDUP_PURGE_EVERY) {
+        ks.dedup_purge(generation.saturating_sub(1))?;
+    }
     if entry.args.is_empty() {
         let keys: Vec<(Bytes, u64)> = entry
             .expired
             .into_iter()
             .map(|k| (k.key, k.expire_at_ms))
             .collect();
-        let deleted = expire_due(ks, &keys, entry.timestamp_ms)?;
+        let deleted = expire_due(ks, &keys, now)?;
         return Ok(Reply::Integer(i64::try_from(deleted).unwrap_or(i64::MAX)));
     }
-    let dedup = (entry.request_id != 0
-        && entry.request_created_ms.saturating_add(DEDUP_WINDOW_MS) >= entry.timestamp_ms)
-        .then_some((entry.request_created_ms, entry.request_id));
-    if let Some((created, id)) = dedup
-        && let Some(recorded) = ks.dedup_get(created, id)?
-    {
-        return Ok(decode_reply(&recorded)
-            .unwrap_or_else(|| Reply::static_error("ERR corrupt recorded reply")));
+    let request = (entry.request_origin != 0).then_some((entry.request_origin, entry.request_seq));
+    if let Some((origin, seq)) = request {
+        for generation in [generation, generation.saturating_sub(1)] {
+            let Some(record) = ks.dedup_get(generation, origin, seq)? else {
+                continue;
+            };
+            match decode_record(&record) {
+                Some((at, reply)) if now.saturating_sub(at) <= DEDUP_WINDOW_MS => return Ok(reply),
+                Some(_) => {}
+                None => return Ok(Reply::static_error("ERR corrupt recorded reply")),
+            }
+        }
     }
     let reply = match parse(&entry.args) {
-        Ok(parsed) if parsed.spec.is_write() => {
-            execute_write(&parsed.command, ks, entry.timestamp_ms)?
-        }
+        Ok(parsed) if parsed.spec.is_write() => execute_write(&parsed.command, ks, now)?,
         Ok(_) => Reply::static_error("ERR replicated command is not a write"),
         Err(reply) => reply,
     };
-    if let Some((created, id)) = dedup {
-        ks.dedup_put(created, id, encode_reply(&reply))?;
+    if let Some((origin, seq)) = request {
+        ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
     }
     Ok(reply)
+}
+
+/// A request record: the shard clock when it applied, then its reply.
+fn encode_record(at_ms: u64, reply: &Reply) -> Vec<u8> {
+    let mut out = at_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(&encode_reply(reply));
+    out
+}
+
+fn decode_record(bytes: &[u8]) -> Option<(u64, Reply)> {
+    let at: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(at), decode_reply(&bytes[8..])?))
 }
 
 /// A [`Reply`] as protobuf, for forwarding and for dedup records. Every
@@ -265,6 +331,15 @@ mod tests {
     use super::*;
     use crate::keyspace::MemKeyspace;
 
+    /// Applies `payloads` in order from index 1.
+    fn apply_all(ks: &mut MemKeyspace, payloads: &[Vec<u8>]) -> Vec<Reply> {
+        payloads
+            .iter()
+            .zip(1..)
+            .map(|(p, index)| apply(ks, index, p).unwrap())
+            .collect()
+    }
+
     #[test]
     fn replicas_agree_given_the_same_payloads() {
         let payloads: Vec<Vec<u8>> = vec![
@@ -284,12 +359,56 @@ mod tests {
         ];
         let mut a = MemKeyspace::default();
         let mut b = MemKeyspace::default();
-        let replies_a: Vec<Reply> = payloads.iter().map(|p| apply(&mut a, p).unwrap()).collect();
-        let replies_b: Vec<Reply> = payloads.iter().map(|p| apply(&mut b, p).unwrap()).collect();
+        let replies_a = apply_all(&mut a, &payloads);
+        let replies_b = apply_all(&mut b, &payloads);
         assert_eq!(replies_a, replies_b);
         assert_eq!(replies_a[1], Reply::Integer(2));
         assert_eq!(replies_a[2], Reply::Integer(1));
         assert!(a.records.is_empty() && b.records.is_empty());
+        assert_eq!((a.clock_ms, b.clock_ms), (1_600, 1_600));
+    }
+
+    /// A proposer whose clock is behind the shard's (a new leader with a
+    /// slow clock, an NTP step back) cannot move time backward: a key the
+    /// shard has seen expire stays expired, and a write starts from
+    /// nothing.
+    #[test]
+    fn the_shard_clock_never_goes_backward() {
+        let mut ks = MemKeyspace::default();
+        let payloads: Vec<Vec<u8>> = vec![
+            Replicated::command(
+                10_000,
+                vec![
+                    "SET".into(),
+                    "k".into(),
+                    "1".into(),
+                    "PX".into(),
+                    "100".into(),
+                ],
+            )
+            .to_bytes(),
+            // Another proposer, 5 s ahead: the key is due.
+            Replicated::tick(15_000).to_bytes(),
+            // A proposer 5 s behind the first one.
+            Replicated::command(5_000, vec!["INCR".into(), "k".into()]).to_bytes(),
+            Replicated::command(
+                5_001,
+                vec![
+                    "SET".into(),
+                    "t".into(),
+                    "v".into(),
+                    "PX".into(),
+                    "100".into(),
+                ],
+            )
+            .to_bytes(),
+        ];
+        let replies = apply_all(&mut ks, &payloads);
+        assert_eq!(replies[2], Reply::Integer(1), "INCR starts from nothing");
+        assert_eq!(ks.clock_ms, 15_000);
+        // PX counts from the shard clock, not from the stale proposer's.
+        let t = crate::record::Record::decode(&ks.records[&b"t"[..]]).unwrap();
+        assert_eq!(t.expire_at, Some(15_100));
     }
 
     #[test]
@@ -319,31 +438,62 @@ mod tests {
     #[test]
     fn a_retried_request_is_applied_once() {
         let mut ks = MemKeyspace::default();
-        let mut incr = Replicated::retryable(vec!["INCR".into(), "n".into()], 42, 1_000);
+        let mut incr = Replicated::retryable(vec!["INCR".into(), "n".into()], 42, 1);
         incr.timestamp_ms = 2_000;
-        let first = apply(&mut ks, &incr.to_bytes()).unwrap();
-        incr.timestamp_ms = 3_000;
-        let again = apply(&mut ks, &incr.to_bytes()).unwrap();
+        let first = apply(&mut ks, 1, &incr.to_bytes()).unwrap();
+        // A resend, proposed by a node whose clock is far behind.
+        incr.timestamp_ms = 3;
+        let again = apply(&mut ks, 2, &incr.to_bytes()).unwrap();
         assert_eq!((first, again), (Reply::Integer(1), Reply::Integer(1)));
-        // A different id executes.
-        let mut other = Replicated::retryable(vec!["INCR".into(), "n".into()], 43, 1_000);
+        // A different id executes; so does the same seq from another origin.
+        let mut other = Replicated::retryable(vec!["INCR".into(), "n".into()], 42, 2);
         other.timestamp_ms = 3_000;
         assert_eq!(
-            apply(&mut ks, &other.to_bytes()).unwrap(),
+            apply(&mut ks, 3, &other.to_bytes()).unwrap(),
             Reply::Integer(2)
         );
-        // Past the window, the record is forgotten (deterministically, by
-        // the entry's timestamp).
-        incr.timestamp_ms = 1_000 + DEDUP_WINDOW_MS + 1;
-        assert_eq!(apply(&mut ks, &incr.to_bytes()).unwrap(), Reply::Integer(3));
+        let mut elsewhere = Replicated::retryable(vec!["INCR".into(), "n".into()], 43, 1);
+        elsewhere.timestamp_ms = 3_000;
+        assert_eq!(
+            apply(&mut ks, 4, &elsewhere.to_bytes()).unwrap(),
+            Reply::Integer(3)
+        );
+        // Across a generation boundary, still within the window: answered
+        // from the record.
+        incr.timestamp_ms = DEDUP_WINDOW_MS + 1_000;
+        assert_eq!(
+            apply(&mut ks, 5, &incr.to_bytes()).unwrap(),
+            Reply::Integer(1)
+        );
+        // Past the window (by the shard clock), the record is forgotten.
+        incr.timestamp_ms = 2_000 + DEDUP_WINDOW_MS + 1;
+        assert_eq!(
+            apply(&mut ks, 6, &incr.to_bytes()).unwrap(),
+            Reply::Integer(4)
+        );
+    }
+
+    #[test]
+    fn old_request_records_are_purged_by_log_position_and_shard_clock() {
+        let mut ks = MemKeyspace::default();
+        let mut set = Replicated::retryable(vec!["SET".into(), "k".into(), "v".into()], 7, 1);
+        set.timestamp_ms = 1_000;
+        apply(&mut ks, 1, &set.to_bytes()).unwrap();
+        assert_eq!(ks.dedup.len(), 1);
+        // Two generations later, but not at a purge position: kept.
+        let later = Replicated::tick(3 * DEDUP_WINDOW_MS).to_bytes();
+        apply(&mut ks, 2, &later).unwrap();
+        assert_eq!(ks.dedup.len(), 1);
+        apply(&mut ks, DEDUP_PURGE_EVERY, &later).unwrap();
+        assert!(ks.dedup.is_empty());
     }
 
     #[test]
     fn garbage_is_answered_not_applied() {
         let mut ks = MemKeyspace::default();
-        assert!(apply(&mut ks, &[0xff, 0xff, 0xff]).unwrap().is_error());
+        assert!(apply(&mut ks, 1, &[0xff, 0xff, 0xff]).unwrap().is_error());
         let read = Replicated::command(0, vec!["GET".into(), "k".into()]).to_bytes();
-        assert!(apply(&mut ks, &read).unwrap().is_error());
+        assert!(apply(&mut ks, 2, &read).unwrap().is_error());
         assert!(ks.records.is_empty());
     }
 }

@@ -25,12 +25,14 @@ pub mod slots;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use elastickv_redis::command::{Command, Parsed};
 use elastickv_redis::exec::{self, ScanStep};
+use elastickv_redis::keyspace::StorageError;
 use elastickv_redis::keyspace::{KeyCounts, KeyspaceRead, KeyspaceScan};
-use elastickv_redis::{Route, errors};
+use elastickv_redis::{ReadTime, Route, errors};
 use elastickv_resp::Reply;
 use futures::future::join_all;
 
@@ -44,11 +46,22 @@ impl<T: KeyspaceRead + KeyspaceScan + ?Sized> ShardView for T {}
 pub trait Backend: Send + Sync + 'static {
     fn shard_count(&self) -> u32;
 
-    /// The clock reads use to decide expiry.
+    /// This node's wall clock (Unix ms): a hint for expiry, never the
+    /// judge (see [`ReadTime`]).
     fn now_ms(&self) -> u64;
 
-    /// Resolves once `shard` may be read linearizably here.
-    fn read_barrier(&self, shard: u32) -> impl Future<Output = Result<(), Reply>> + Send;
+    /// Resolves once `shard` may be read linearizably here, with the shard
+    /// clock of the state a read will see.
+    fn read_barrier(&self, shard: u32) -> impl Future<Output = Result<u64, Reply>> + Send;
+
+    /// Moves `shard`'s replicated clock up to its leader's wall clock
+    /// (through the log; unless that was done since `asked_at`), then
+    /// resolves like [`Backend::read_barrier`].
+    fn advance_clock(
+        &self,
+        shard: u32,
+        asked_at: Instant,
+    ) -> impl Future<Output = Result<u64, Reply>> + Send;
 
     /// Runs `f` over a view of `shard`'s data. With `snapshot`, every
     /// lookup `f` makes sees one point in time (a multi-key read needs
@@ -85,7 +98,7 @@ impl<B> Clone for Router<B> {
     }
 }
 
-fn storage_error(e: elastickv_redis::StorageError) -> Reply {
+fn storage_error(e: StorageError) -> Reply {
     Reply::error(format!("ERR {e}"))
 }
 
@@ -180,19 +193,43 @@ impl<B: Backend> Router<B> {
     }
 
     async fn read_on(&self, shard: u32, command: &Command) -> Reply {
-        if let Err(reply) = self.backend.read_barrier(shard).await {
-            return reply;
-        }
-        let now = self.backend.now_ms();
         let snapshot = match command {
             Command::MGet(keys) | Command::Exists(keys) => keys.len() > 1,
             _ => false,
         };
+        self.read_with(shard, snapshot, |view, time| {
+            exec::execute_read(command, view, time)
+        })
+        .await
+        .unwrap_or_else(|reply| reply)
+    }
+
+    /// Runs `read` linearizably on `shard`, judging expiry by the shard's
+    /// replicated clock. If some key is due by this node's clock but not
+    /// yet by the shard's, the shard clock is first moved up to the
+    /// leader's and `read` runs again: whatever this node's clock says,
+    /// once a read anywhere saw a key expired, no later read sees it.
+    async fn read_with<T>(
+        &self,
+        shard: u32,
+        snapshot: bool,
+        read: impl Fn(&dyn ShardView, &ReadTime) -> Result<T, StorageError>,
+    ) -> Result<T, Reply> {
+        let asked_at = Instant::now();
+        let replicated = self.backend.read_barrier(shard).await?;
+        let time = ReadTime::new(replicated, self.backend.now_ms());
+        let out = self
+            .backend
+            .with_view(shard, snapshot, |view| read(view, &time))
+            .map_err(storage_error)?;
+        if !time.undecided() {
+            return Ok(out);
+        }
+        let replicated = self.backend.advance_clock(shard, asked_at).await?;
+        let time = ReadTime::settled(replicated, self.backend.now_ms());
         self.backend
-            .with_view(shard, snapshot, |view| {
-                exec::execute_read(command, view, now)
-            })
-            .unwrap_or_else(storage_error)
+            .with_view(shard, snapshot, |view| read(view, &time))
+            .map_err(storage_error)
     }
 
     /// DEL/UNLINK/EXISTS/MGET over keys on any shards.
@@ -272,14 +309,11 @@ impl<B: Backend> Router<B> {
 
     async fn keys(&self, pattern: &[u8]) -> Reply {
         let parts = join_all((0..self.shards).map(|shard| async move {
-            self.backend.read_barrier(shard).await?;
             let (first, end) = slot_range(shard, self.shards);
-            let now = self.backend.now_ms();
-            self.backend
-                .with_view(shard, false, |view| {
-                    exec::keys_in(view, first, end, pattern, now)
-                })
-                .map_err(storage_error)
+            self.read_with(shard, false, |view, time| {
+                exec::keys_in(view, first, end, pattern, time)
+            })
+            .await
         }))
         .await;
         let mut keys = Vec::new();
@@ -316,26 +350,24 @@ impl<B: Backend> Router<B> {
             }
             let slot = cursor as u32;
             let shard = shard_for_slot(slot as u16, self.shards);
-            if let Err(reply) = self.backend.read_barrier(shard).await {
-                return reply;
-            }
             let (_, end) = slot_range(shard, self.shards);
             let budget = scan.count.saturating_sub(examined).max(1);
-            let now = self.backend.now_ms();
-            let step: Result<ScanStep, _> = self.backend.with_view(shard, false, |view| {
-                exec::scan_slots(
-                    view,
-                    slot,
-                    end,
-                    budget,
-                    scan.pattern.as_deref(),
-                    scan.type_name.as_deref(),
-                    now,
-                )
-            });
+            let step: Result<ScanStep, Reply> = self
+                .read_with(shard, false, |view, time| {
+                    exec::scan_slots(
+                        view,
+                        slot,
+                        end,
+                        budget,
+                        scan.pattern.as_deref(),
+                        scan.type_name.as_deref(),
+                        time,
+                    )
+                })
+                .await;
             let step = match step {
                 Ok(step) => step,
-                Err(e) => return storage_error(e),
+                Err(reply) => return reply,
             };
             examined += step.examined;
             keys.extend(step.keys.into_iter().map(Reply::Bulk));

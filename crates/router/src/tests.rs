@@ -17,6 +17,8 @@ use super::*;
 struct SlotKeyspace {
     records: BTreeMap<(u16, Vec<u8>), Vec<u8>>,
     counts: KeyCounts,
+    clock_ms: u64,
+    applied: u64,
 }
 
 impl KeyspaceRead for SlotKeyspace {
@@ -68,17 +70,38 @@ impl KeyspaceWrite for SlotKeyspace {
     fn counts(&mut self) -> &mut KeyCounts {
         &mut self.counts
     }
-    fn dedup_get(&self, _: u64, _: u64) -> Result<Option<Vec<u8>>, StorageError> {
+    fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+    fn set_clock_ms(&mut self, now_ms: u64) {
+        self.clock_ms = now_ms;
+    }
+    fn dedup_get(&self, _: u64, _: u64, _: u64) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(None)
     }
-    fn dedup_put(&mut self, _: u64, _: u64, _: Vec<u8>) -> Result<(), StorageError> {
+    fn dedup_put(&mut self, _: u64, _: u64, _: u64, _: Vec<u8>) -> Result<(), StorageError> {
         Ok(())
+    }
+    fn dedup_purge(&mut self, _: u64) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+impl SlotKeyspace {
+    fn apply(&mut self, entry: Replicated) -> Reply {
+        self.applied += 1;
+        let index = self.applied;
+        apply(self, index, &entry.to_bytes()).unwrap()
     }
 }
 
 struct MemBackend {
     shards: Vec<Mutex<SlotKeyspace>>,
     proposals: Mutex<Vec<(u32, Vec<Bytes>)>>,
+    /// This node's wall clock, and the leader's (which stamps entries).
+    local_ms: std::sync::atomic::AtomicU64,
+    leader_ms: std::sync::atomic::AtomicU64,
+    clock_advances: std::sync::atomic::AtomicU64,
 }
 
 impl MemBackend {
@@ -88,7 +111,16 @@ impl MemBackend {
                 .map(|_| Mutex::new(SlotKeyspace::default()))
                 .collect(),
             proposals: Mutex::new(Vec::new()),
+            local_ms: 1_000_000.into(),
+            leader_ms: 1_000_000.into(),
+            clock_advances: 0.into(),
         }
+    }
+
+    fn set_clocks(&self, local_ms: u64, leader_ms: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.local_ms.store(local_ms, SeqCst);
+        self.leader_ms.store(leader_ms, SeqCst);
     }
 }
 
@@ -97,10 +129,17 @@ impl Backend for MemBackend {
         self.shards.len() as u32
     }
     fn now_ms(&self) -> u64 {
-        1_000_000
+        self.local_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
-    async fn read_barrier(&self, _: u32) -> Result<(), Reply> {
-        Ok(())
+    async fn read_barrier(&self, shard: u32) -> Result<u64, Reply> {
+        Ok(self.shards[shard as usize].lock().unwrap().clock_ms)
+    }
+    async fn advance_clock(&self, shard: u32, _: Instant) -> Result<u64, Reply> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.clock_advances.fetch_add(1, SeqCst);
+        let mut ks = self.shards[shard as usize].lock().unwrap();
+        ks.apply(Replicated::tick(self.leader_ms.load(SeqCst)));
+        Ok(ks.clock_ms)
     }
     fn with_view<T>(&self, shard: u32, _snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
         let guard = self.shards[shard as usize].lock().unwrap();
@@ -111,8 +150,11 @@ impl Backend for MemBackend {
     }
     async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
         self.proposals.lock().unwrap().push((shard, args.clone()));
-        let payload = Replicated::command(self.now_ms(), args).to_bytes();
-        let reply = apply(&mut *self.shards[shard as usize].lock().unwrap(), &payload).unwrap();
+        let stamp = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
+        let reply = self.shards[shard as usize]
+            .lock()
+            .unwrap()
+            .apply(Replicated::command(stamp, args));
         Box::pin(std::future::ready(reply))
     }
 }
@@ -246,4 +288,40 @@ async fn flush_clears_every_shard() {
         .map(|(s, _)| *s)
         .collect();
     assert_eq!(flushes.len(), 3);
+}
+
+/// Expiry is judged by the shard's replicated clock; this node's clock
+/// only says when to move that clock up to the leader's.
+#[tokio::test]
+async fn expiry_follows_the_shard_clock_whatever_this_node_says() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let backend = Arc::new(MemBackend::new(1));
+    let router = Router::new(backend.clone());
+    backend.set_clocks(1_000, 1_000);
+    assert_eq!(run(&router, "SET k v PX 100").await, Reply::ok());
+    assert_eq!(run(&router, "SET other v").await, Reply::ok());
+
+    // This node's clock runs 500 ms ahead; the leader's says the key has
+    // 50 ms left: it is alive, with its time by the shard clock.
+    backend.set_clocks(1_550, 1_050);
+    assert_eq!(run(&router, "GET k").await, bulk("v"));
+    assert_eq!(backend.clock_advances.load(SeqCst), 1);
+    assert_eq!(run(&router, "PTTL k").await, Reply::Integer(50));
+    // Once the leader's clock passes the expiry, the key is gone...
+    backend.set_clocks(1_550, 1_150);
+    assert_eq!(run(&router, "GET k").await, Reply::Null);
+    // ...for every later reader, even one whose clock is far behind.
+    backend.set_clocks(500, 500);
+    assert_eq!(run(&router, "EXISTS k").await, Reply::Integer(0));
+    assert_eq!(
+        run(&router, "KEYS *").await,
+        Reply::Array(vec![bulk("other")])
+    );
+    // And for writes stamped by a leader whose clock stepped back.
+    assert_eq!(run(&router, "INCR k").await, Reply::Integer(1));
+    // No clock advance when this node sees nothing due.
+    let advances = backend.clock_advances.load(SeqCst);
+    backend.set_clocks(2_000, 2_000);
+    assert_eq!(run(&router, "GET other").await, bulk("v"));
+    assert_eq!(backend.clock_advances.load(SeqCst), advances);
 }

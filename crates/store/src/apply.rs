@@ -17,14 +17,15 @@ use rocksdb::{DB, DBPinnableSlice, ReadOptions, SnapshotWithThreadMode, WriteBat
 use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::keys::{
-    StateKind, dedup_key, expire_key, meta_key, raft_state_key, shard_end, shard_prefix,
-    slot_start, split_expire_key, split_meta_key,
+    DEDUP_KEY_LEN, StateKind, dedup_generation_start, dedup_key, expire_key, meta_key,
+    raft_state_key, shard_end, shard_prefix, slot_start, split_expire_key, split_meta_key,
 };
 use crate::log::encode_proto;
 use crate::{ShardId, Slot};
 
-const APPLY_STATE_VERSION: u8 = 1;
-const APPLY_STATE_LEN: usize = 1 + 4 * 8;
+const APPLY_STATE_VERSION: u8 = 2;
+const APPLY_STATE_FIELDS: usize = 5;
+const APPLY_STATE_LEN: usize = 1 + APPLY_STATE_FIELDS * 8;
 
 /// What a shard's state machine has applied, persisted atomically with the
 /// data it describes.
@@ -37,6 +38,10 @@ pub struct ApplyState {
     pub keys: u64,
     /// Keys with a time to live.
     pub expires: u64,
+    /// The shard's clock: the state machine's "now" as of the applied
+    /// index (Unix ms). Replicated, so the same on every replica, and it
+    /// never goes backward.
+    pub time_ms: u64,
 }
 
 impl ApplyState {
@@ -48,6 +53,7 @@ impl ApplyState {
             self.applied_term,
             self.keys,
             self.expires,
+            self.time_ms,
         ]
         .iter()
         .enumerate()
@@ -80,6 +86,7 @@ impl ApplyState {
             applied_term: field(1),
             keys: field(2),
             expires: field(3),
+            time_ms: field(4),
         })
     }
 }
@@ -134,7 +141,7 @@ pub struct ApplyBatch {
     /// Meta records written in this batch (`None`: deleted).
     overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// Request records written in this batch.
-    dedup_overlay: HashMap<[u8; 20], Vec<u8>>,
+    dedup_overlay: HashMap<[u8; DEDUP_KEY_LEN], Vec<u8>>,
     /// The shard's data was cleared earlier in this batch: whatever is on
     /// disk is gone.
     cleared: bool,
@@ -195,10 +202,11 @@ impl ApplyBatch {
         Ok(())
     }
 
-    pub fn get_dedup(&self, created_ms: u64, id: u64) -> Result<Option<Vec<u8>>> {
-        let key = dedup_key(self.shard, created_ms, id);
-        if let Some(reply) = self.dedup_overlay.get(&key) {
-            return Ok(Some(reply.clone()));
+    /// The record of request `(origin, seq)` kept in `generation`.
+    pub fn get_dedup(&self, generation: u64, origin: u64, seq: u64) -> Result<Option<Vec<u8>>> {
+        let key = dedup_key(self.shard, generation, origin, seq);
+        if let Some(record) = self.dedup_overlay.get(&key) {
+            return Ok(Some(record.clone()));
         }
         Ok(self
             .store
@@ -207,24 +215,31 @@ impl ApplyBatch {
             .map(|v| v.to_vec()))
     }
 
-    pub fn put_dedup(&mut self, created_ms: u64, id: u64, reply: Vec<u8>) -> Result<()> {
-        let key = dedup_key(self.shard, created_ms, id);
-        self.batch.put_cf(self.store.cf_dedup()?, key, &reply);
-        self.dedup_overlay.insert(key, reply);
+    pub fn put_dedup(
+        &mut self,
+        generation: u64,
+        origin: u64,
+        seq: u64,
+        record: Vec<u8>,
+    ) -> Result<()> {
+        let key = dedup_key(self.shard, generation, origin, seq);
+        self.batch.put_cf(self.store.cf_dedup()?, key, &record);
+        self.dedup_overlay.insert(key, record);
         Ok(())
     }
 
-    /// Deletes the shard's request records made before `before_ms`, as
-    /// part of this batch (so every replica drops the same records at the
-    /// same log position).
-    pub fn purge_dedup(&mut self, before_ms: u64) -> Result<()> {
+    /// Deletes the shard's request records of generations before
+    /// `generation`, as part of this batch (so every replica drops the same
+    /// records at the same log position).
+    pub fn purge_dedup(&mut self, generation: u64) -> Result<()> {
         let (start, end) = (
-            dedup_key(self.shard, 0, 0),
-            dedup_key(self.shard, before_ms, 0),
+            dedup_generation_start(self.shard, 0),
+            dedup_generation_start(self.shard, generation),
         );
         self.batch
             .delete_range_cf(self.store.cf_dedup()?, start, end);
-        self.dedup_overlay.retain(|key, _| *key >= end);
+        self.dedup_overlay
+            .retain(|key, _| key.as_slice() >= end.as_slice());
         Ok(())
     }
 

@@ -25,8 +25,9 @@ fn peer_key(node: u64) -> Vec<u8> {
     key
 }
 
-/// On-disk format this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// On-disk format this build writes and reads. 2: the shard clock in the
+/// apply state, request records by generation.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// RocksDB tuning the node exposes.
 #[derive(Debug, Clone)]

@@ -26,7 +26,10 @@ pub enum StoreError {
     ShardCountMismatch { recorded: u32, requested: u32 },
     #[error("data directory belongs to node {recorded} but this node is {requested}")]
     NodeIdMismatch { recorded: u64, requested: u64 },
-    #[error("data directory format {found} is not supported (this build reads format {supported})")]
+    #[error(
+        "data directory format {found} is not supported (this build reads format {supported}); \
+         start this build on an empty data directory and let it catch up from the cluster"
+    )]
     UnsupportedFormat { found: u64, supported: u64 },
 }
 

@@ -98,13 +98,26 @@ pub fn split_expire_key(key: &[u8]) -> Option<(u64, Slot, &[u8])> {
     ))
 }
 
-/// A recorded reply of request `id`, made at `created_ms`; ordered by time
-/// within the shard so old records are removed with one range deletion.
-pub fn dedup_key(shard: ShardId, created_ms: u64, id: u64) -> [u8; 20] {
-    let mut key = [0u8; 20];
+/// Length of a `dedup` key.
+pub const DEDUP_KEY_LEN: usize = 28;
+
+/// The record of request `(origin, seq)`, kept in `generation` (a window
+/// of the shard's replicated clock): grouped by generation within the
+/// shard, so old generations are removed with one range deletion.
+pub fn dedup_key(shard: ShardId, generation: u64, origin: u64, seq: u64) -> [u8; DEDUP_KEY_LEN] {
+    let mut key = [0u8; DEDUP_KEY_LEN];
     key[..4].copy_from_slice(&shard.to_be_bytes());
-    key[4..12].copy_from_slice(&created_ms.to_be_bytes());
-    key[12..].copy_from_slice(&id.to_be_bytes());
+    key[4..12].copy_from_slice(&generation.to_be_bytes());
+    key[12..20].copy_from_slice(&origin.to_be_bytes());
+    key[20..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The first `dedup` key of `generation` in `shard`.
+pub fn dedup_generation_start(shard: ShardId, generation: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&shard.to_be_bytes());
+    key[4..].copy_from_slice(&generation.to_be_bytes());
     key
 }
 

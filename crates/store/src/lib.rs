@@ -28,7 +28,7 @@
 //! | `meta` | slot u16, user key | data record (type, expiry, value) |
 //! | `expire` | shard u32, expire-at ms u64, slot u16, user key | empty |
 //! | `sub` | slot u16, user key len u32, user key, version u64, sub-key | collection elements |
-//! | `dedup` | shard u32, created-at ms u64, request id u64 | recorded reply of a retryable request |
+//! | `dedup` | shard u32, generation u64, request origin u64, request seq u64 | when the request applied (shard clock) and its reply |
 //!
 //! # Invariants
 //!

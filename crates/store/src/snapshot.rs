@@ -48,7 +48,9 @@ const INSTALL_BATCH_BYTES: usize = 4 << 20;
 /// Largest key or value a record may carry (Redis's 512 MB string limit).
 const MAX_FIELD_BYTES: u32 = 512 << 20;
 
-const MARKER_VERSION: u8 = 1;
+const MARKER_VERSION: u8 = 2;
+/// Version, then index, term, keys, expires, time (u64 each).
+const MARKER_HEADER: usize = 1 + 5 * 8;
 
 /// The column families a snapshot carries, as record tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +109,17 @@ pub struct SnapshotMeta {
     pub index: u64,
     pub term: u64,
     pub conf_state: ConfState,
-    /// Key counts of the data (the rest of the apply state).
+    /// Key counts of the data and the shard clock (the rest of the
+    /// apply state).
     pub keys: u64,
     pub expires: u64,
+    pub time_ms: u64,
 }
 
 impl SnapshotMeta {
     fn encode(&self) -> Result<Vec<u8>> {
         let mut out = vec![MARKER_VERSION];
-        for v in [self.index, self.term, self.keys, self.expires] {
+        for v in [self.index, self.term, self.keys, self.expires, self.time_ms] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out.extend_from_slice(&encode_proto(&self.conf_state, self.shard, "conf state")?);
@@ -128,7 +132,7 @@ impl SnapshotMeta {
             shard,
             detail: detail.to_string(),
         };
-        if bytes.first() != Some(&MARKER_VERSION) || bytes.len() < 33 {
+        if bytes.first() != Some(&MARKER_VERSION) || bytes.len() < MARKER_HEADER {
             return Err(corrupt("unknown version or truncated"));
         }
         let field = |i: usize| {
@@ -136,14 +140,15 @@ impl SnapshotMeta {
             b.copy_from_slice(&bytes[1 + i * 8..9 + i * 8]);
             u64::from_be_bytes(b)
         };
-        let conf_state =
-            ConfState::parse_from_bytes(&bytes[33..]).map_err(|e| corrupt(&e.to_string()))?;
+        let conf_state = ConfState::parse_from_bytes(&bytes[MARKER_HEADER..])
+            .map_err(|e| corrupt(&e.to_string()))?;
         Ok(SnapshotMeta {
             shard,
             index: field(0),
             term: field(1),
             keys: field(2),
             expires: field(3),
+            time_ms: field(4),
             conf_state,
         })
     }
@@ -460,6 +465,7 @@ impl Store {
             applied_term: meta.term,
             keys: meta.keys,
             expires: meta.expires,
+            time_ms: meta.time_ms,
         };
         batch.put_cf(
             state_cf,
@@ -566,6 +572,7 @@ mod tests {
             },
             keys: 2,
             expires: 1,
+            time_ms: 1_000,
         }
     }
 
@@ -597,8 +604,8 @@ mod tests {
             expire_key(1, 5, 150, b"k1"),
             b"",
         );
-        batch.put_cf(leader.cf_dedup().unwrap(), dedup_key(1, 7, 9), b"reply");
-        batch.put_cf(leader.cf_dedup().unwrap(), dedup_key(2, 7, 9), b"other");
+        batch.put_cf(leader.cf_dedup().unwrap(), dedup_key(1, 7, 9, 3), b"reply");
+        batch.put_cf(leader.cf_dedup().unwrap(), dedup_key(2, 7, 9, 3), b"other");
         leader.write(batch, false).unwrap();
         let snapshot = leader.shard_snapshot(RANGES);
         // Written after the snapshot was taken: not part of it.
@@ -635,7 +642,15 @@ mod tests {
             Some(&b"kept"[..])
         );
         let state = follower.load_apply_state(1).unwrap();
-        assert_eq!((state.applied_index, state.keys, state.expires), (10, 2, 1));
+        assert_eq!(
+            (
+                state.applied_index,
+                state.keys,
+                state.expires,
+                state.time_ms
+            ),
+            (10, 2, 1, 1_000)
+        );
         let log = crate::log::ShardLog::open(&follower, 1, &[1]).unwrap();
         assert_eq!(log.first_index(), 11);
         assert_eq!(log.last_index(), 10);
