@@ -197,6 +197,21 @@ impl Cluster {
     /// for every node, and waits until every shard has a leader every node
     /// knows.
     pub fn start(n: u64, shards: u32, args: &[&str], envs: &[(&str, &str)]) -> Cluster {
+        Cluster::start_each(n, shards, args, &|_| {
+            envs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+    }
+
+    /// Like [`Cluster::start`], with each node's environment from
+    /// `envs(node id)`.
+    pub fn start_each(
+        n: u64,
+        shards: u32,
+        args: &[&str],
+        envs: &dyn Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links = BTreeMap::new();
@@ -245,11 +260,16 @@ impl Cluster {
                     }
                     port
                 };
+                let node_envs = envs(id);
+                let node_envs: Vec<(&str, &str)> = node_envs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 Node::start_with_raft_port(
                     &dir.path().join(format!("node{id}")),
                     &mut raft_port,
                     &all_args,
-                    envs,
+                    &node_envs,
                 )
             })
             .collect();

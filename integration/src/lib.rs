@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod faketime;
 pub use cluster::{Cluster, Proxy, ShardInfo};
 
 /// A port nobody listens on right now.
@@ -221,6 +222,16 @@ impl Node {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `elastickv ctl --addr <this node's raft address> ARGS...`:
+    /// whether it succeeded, and what it printed.
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let addr = format!("127.0.0.1:{}", self.raft_port);
+        let mut all = vec!["ctl", "--addr", &addr];
+        all.extend_from_slice(args);
+        let (status, output) = run_to_exit(&all, &[]);
+        (status.success(), output)
     }
 }
 

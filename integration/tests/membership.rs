@@ -14,11 +14,7 @@ const SMALL_LOG: [(&str, &str); 2] = [
 ];
 
 fn ctl(node: &Node, args: &[&str]) -> (bool, String) {
-    let addr = format!("127.0.0.1:{}", node.raft_port);
-    let mut all = vec!["ctl", "--addr", &addr];
-    all.extend_from_slice(args);
-    let (status, output) = run_to_exit(&all, &[]);
-    (status.success(), output)
+    node.ctl(args)
 }
 
 /// Waits until `node`'s own view (ctl status) shows `members` as the
