@@ -372,3 +372,28 @@ async fn a_lost_follower_read_request_is_asked_again() {
     assert_eq!(outcome, Ok(()), "the lost request is asked again");
     cluster.shutdown();
 }
+
+/// A leader cut off from the others steps down after an election timeout
+/// (check-quorum). Its pending proposals are answered then, as dropped,
+/// while it is still cut off: not when it next hears from a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_answers_its_pending_proposals_at_once() {
+    let cluster = Cluster::start(3, 1, LimitsConfig::default());
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    cluster.write(0, "k", "v", SECONDS(10)).await;
+    cluster.filters.lock().unwrap().isolated.insert(leader);
+    let raft = cluster.node(leader).raft.clone();
+    let pending = tokio::spawn(async move { raft.propose(0, b"stranded=1".to_vec()).await });
+    let deadline = std::time::Instant::now() + SECONDS(10);
+    while cluster.node(leader).raft.status()[0].role == elastickv_raft::Role::Leader {
+        assert!(std::time::Instant::now() < deadline, "never stepped down");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outcome = tokio::time::timeout(SECONDS(2), pending)
+        .await
+        .expect("answered while still cut off")
+        .unwrap();
+    assert_eq!(outcome, Err(ProposeError::Dropped { shard: 0 }));
+    cluster.filters.lock().unwrap().isolated.clear();
+    cluster.shutdown();
+}

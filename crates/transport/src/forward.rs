@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 use crate::directory::PeerDirectory;
 use crate::pb::forward_client::ForwardClient as Client;
 use crate::pb::{ForwardReply, ForwardRequest, forward_reply};
+use crate::server::FORWARD_IN_FLIGHT;
 use crate::{MAX_MESSAGE_BYTES, TransportError};
 
 /// Requests queued for one peer's stream before submitting waits.
@@ -60,7 +61,12 @@ impl ForwardOutcome {
     }
 }
 
-type Waiter = oneshot::Sender<Result<ForwardOutcome, TransportError>>;
+/// Who waits for a request's answer, and the permit it holds until the
+/// answer arrives (or the stream fails), whether or not anyone polls.
+type Waiter = (
+    oneshot::Sender<Result<ForwardOutcome, TransportError>>,
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 /// Requests sent on a stream and not answered yet; `None` once the stream
 /// has ended (nothing may wait on it any more).
@@ -84,6 +90,10 @@ struct Peer {
     channel: Channel,
     /// Held across queueing a request, so requests go out in call order.
     stream: tokio::sync::Mutex<Option<Stream>>,
+    /// One permit per request sent and not yet answered (released when the
+    /// answer arrives): submitting waits for one, so what waits for this
+    /// peer is bounded.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Peer {
@@ -103,7 +113,7 @@ impl Peer {
                             Ok(Some(reply)) => {
                                 let waiter =
                                     waiting.lock().as_mut().and_then(|p| p.remove(&reply.seq));
-                                if let Some(waiter) = waiter {
+                                if let Some((waiter, _permit)) = waiter {
                                     let _ = waiter.send(Ok(ForwardOutcome::from_reply(reply)));
                                 }
                             }
@@ -116,7 +126,7 @@ impl Peer {
             };
             tracing::debug!(peer = node, reason = %why, "forwarding stream ended");
             let stranded = waiting.lock().take().unwrap_or_default();
-            for (_, waiter) in stranded {
+            for (_, (waiter, _permit)) in stranded {
                 let _ = waiter.send(Err(TransportError::StreamEnded {
                     node,
                     reason: why.clone(),
@@ -163,13 +173,15 @@ impl ForwardClient {
             node,
             channel: endpoint.connect_lazy(),
             stream: tokio::sync::Mutex::new(None),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(FORWARD_IN_FLIGHT)),
         });
         Ok(self.peers.write().entry(node).or_insert(peer).clone())
     }
 
     /// Puts `payload` for `shard` on the stream to `node` (in call order)
     /// and returns a future of the leader's answer. The future has no
-    /// timeout of its own.
+    /// timeout of its own. With [`FORWARD_IN_FLIGHT`] requests to `node`
+    /// unanswered, this waits for one to finish first.
     pub async fn submit(
         &self,
         node: u64,
@@ -180,6 +192,9 @@ impl ForwardClient {
         TransportError,
     > {
         let peer = self.peer(node)?;
+        let Ok(permit) = peer.in_flight.clone().acquire_owned().await else {
+            return Err(TransportError::UnknownPeer(node));
+        };
         let mut slot = peer.stream.lock().await;
         if !slot.as_ref().is_some_and(Stream::is_open) {
             *slot = Some(peer.open());
@@ -192,7 +207,7 @@ impl ForwardClient {
         let (waiter, answer) = oneshot::channel();
         match stream.pending.lock().as_mut() {
             Some(pending) => {
-                pending.insert(seq, waiter);
+                pending.insert(seq, (waiter, permit));
             }
             None => {
                 return Err(TransportError::StreamEnded {

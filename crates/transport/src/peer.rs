@@ -30,6 +30,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Connection failures are logged on the first and then every this many.
 const CONNECT_LOG_EVERY: u64 = 50;
 
+/// Longest wait for a connection (TCP and HTTP/2 handshake) or for the
+/// peer to accept the stream.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A batch gRPC has not taken for this long means the stream is stuck (the
+/// peer stopped reading, or the connection died unnoticed): reconnect.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(1))
@@ -69,7 +77,10 @@ async fn run(
             return;
         }
         let channel = tokio::select! {
-            channel = endpoint.connect() => channel,
+            channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()) => match channel {
+                Ok(channel) => channel.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
+            },
             _ = shutdown.changed() => return,
         };
         // A TCP connection is not enough: only a stream the peer accepted
@@ -85,7 +96,7 @@ async fn run(
                 }
                 StreamEnd::Refused(reason) => Some(reason),
             },
-            Err(e) => Some(e.to_string()),
+            Err(e) => Some(e),
         };
         if let Some(error) = failure {
             failures += 1;
@@ -127,15 +138,20 @@ async fn stream(
     // The call resolves once the peer answers with headers; batches may be
     // queued meanwhile.
     let mut acks = tokio::select! {
-        response = call => match response {
-            Ok(response) => response.into_inner(),
-            Err(status) => return StreamEnd::Refused(format!("stream refused: {status}")),
+        response = tokio::time::timeout(CONNECT_TIMEOUT, call) => match response {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(status)) => return StreamEnd::Refused(format!("stream refused: {status}")),
+            Err(_) => {
+                return StreamEnd::Refused(format!(
+                    "the peer did not accept the stream within {CONNECT_TIMEOUT:?}"
+                ));
+            }
         },
         _ = shutdown.changed() => return StreamEnd::Closed("shutting down".into()),
     };
 
     let peer_label = node.to_string();
-    let ack_reader = tokio::spawn(async move {
+    let mut ack_reader = tokio::spawn(async move {
         loop {
             match acks.message().await {
                 Ok(Some(ack)) => {
@@ -181,10 +197,13 @@ async fn stream(
         }
         let count = batch.messages.len() as u64;
         tokio::select! {
-            sent = batches.send(batch) => {
-                if sent.is_err() {
-                    break "stream closed".to_string();
-                }
+            sent = tokio::time::timeout(STALL_TIMEOUT, batches.send(batch)) => match sent {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break "stream closed".to_string(),
+                Err(_) => break format!("no batch taken for {STALL_TIMEOUT:?}"),
+            },
+            ended = &mut ack_reader => {
+                break ended.unwrap_or_else(|e| format!("acknowledgements stopped: {e}"));
             }
             _ = shutdown.changed() => break "shutting down".to_string(),
         }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use elastickv_raft::StepError;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use protobuf::Message as _;
 use raft::prelude::Message;
 use tokio::net::TcpListener;
@@ -116,6 +118,12 @@ type ReplyStream = ReceiverStream<Result<ForwardReply, Status>>;
 /// Replies that may wait for the stream's writer before queueing stops.
 const REPLY_QUEUE: usize = 1024;
 
+/// Forwarded commands one stream may have waiting for their outcome here.
+/// Beyond this the stream is not read until one completes (HTTP/2 flow
+/// control then holds the sender back): no task or map grows with the
+/// sender's rate.
+pub const FORWARD_IN_FLIGHT: usize = 1024;
+
 #[tonic::async_trait]
 impl Forward for ForwardService {
     type PipelineStream = ReplyStream;
@@ -124,31 +132,49 @@ impl Forward for ForwardService {
         &self,
         request: Request<Streaming<ForwardRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let mut inbound = request.into_inner();
+        let inbound = request.into_inner();
         let (replies, rx) = mpsc::channel(REPLY_QUEUE);
-        let handler = self.handler.clone();
-        tokio::spawn(async move {
-            loop {
-                let request = match inbound.message().await {
-                    Ok(Some(request)) => request,
-                    Ok(None) => return,
+        tokio::spawn(serve_pipeline(self.handler.clone(), inbound, replies));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Queues each forwarded command in arrival order and answers each as its
+/// outcome arrives, with at most [`FORWARD_IN_FLIGHT`] waiting.
+async fn serve_pipeline(
+    handler: Arc<dyn ForwardHandler>,
+    mut inbound: Streaming<ForwardRequest>,
+    replies: mpsc::Sender<Result<ForwardReply, Status>>,
+) {
+    let mut in_flight = FuturesUnordered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            request = inbound.message(), if reading && in_flight.len() < FORWARD_IN_FLIGHT => {
+                match request {
+                    Ok(Some(request)) => {
+                        // Queued in arrival order; answered whenever applied.
+                        let outcome = handler
+                            .submit(request.shard, Bytes::from(request.payload))
+                            .await;
+                        let seq = request.seq;
+                        in_flight.push(async move { outcome.await.into_reply(seq) });
+                    }
+                    // The sender is done; answer what is in flight.
+                    Ok(None) => reading = false,
                     Err(status) => {
                         tracing::debug!(error = %status, "forwarding stream from a peer ended");
                         return;
                     }
-                };
-                // Queued in arrival order; answered whenever applied.
-                let outcome = handler
-                    .submit(request.shard, Bytes::from(request.payload))
-                    .await;
-                let replies = replies.clone();
-                tokio::spawn(async move {
-                    let reply = outcome.await.into_reply(request.seq);
-                    let _ = replies.send(Ok(reply)).await;
-                });
+                }
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+            Some(reply) = in_flight.next(), if !in_flight.is_empty() => {
+                if replies.send(Ok(reply)).await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
     }
 }
 
@@ -187,4 +213,94 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{ForwardClient, PeerDirectory};
+
+    /// Counts the commands it was handed; their outcomes wait for `release`.
+    struct Stalled {
+        submitted: Arc<AtomicUsize>,
+        release: tokio::sync::watch::Receiver<bool>,
+    }
+
+    #[tonic::async_trait]
+    impl ForwardHandler for Stalled {
+        async fn submit(&self, _shard: u32, payload: Bytes) -> OutcomeFuture {
+            self.submitted.fetch_add(1, Ordering::SeqCst);
+            let mut release = self.release.clone();
+            Box::pin(async move {
+                let _ = release.wait_for(|go| *go).await;
+                ForwardOutcome::Reply(payload.to_vec())
+            })
+        }
+    }
+
+    /// A leader that cannot keep up takes at most FORWARD_IN_FLIGHT of a
+    /// stream's commands; the sender waits rather than piling them up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forwarded_work_in_flight_is_bounded_on_both_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let submitted = Arc::new(AtomicUsize::new(0));
+        let (release, release_rx) = tokio::sync::watch::channel(false);
+        let service = ForwardServer::new(ForwardService {
+            handler: Arc::new(Stalled {
+                submitted: submitted.clone(),
+                release: release_rx,
+            }),
+        });
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let client =
+            ForwardClient::new(PeerDirectory::new(BTreeMap::from([(1, addr.to_string())])));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sender = {
+            let (client, queued) = (client.clone(), queued.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0..FORWARD_IN_FLIGHT + 10 {
+                    let payload = (i as u64).to_be_bytes().to_vec();
+                    answers.push(client.submit(1, 0, payload).await.unwrap());
+                    queued.fetch_add(1, Ordering::SeqCst);
+                }
+                futures::future::join_all(answers).await
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while submitted.load(Ordering::SeqCst) < FORWARD_IN_FLIGHT {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stream never filled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Nothing more moves while every command waits.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(submitted.load(Ordering::SeqCst), FORWARD_IN_FLIGHT);
+        assert_eq!(queued.load(Ordering::SeqCst), FORWARD_IN_FLIGHT);
+        // Once outcomes arrive, the rest flows and every command is answered
+        // with its own reply.
+        release.send(true).unwrap();
+        let answers = tokio::time::timeout(Duration::from_secs(20), sender)
+            .await
+            .expect("every command answered")
+            .unwrap();
+        assert_eq!(answers.len(), FORWARD_IN_FLIGHT + 10);
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(
+                answer.unwrap(),
+                ForwardOutcome::Reply((i as u64).to_be_bytes().to_vec())
+            );
+        }
+    }
 }
