@@ -304,6 +304,14 @@ impl Cluster {
         }
     }
 
+    /// Cuts the link from node `from` to node `to` (one way: `to` still
+    /// reaches `from`).
+    pub fn cut(&self, from: u64, to: u64) {
+        if let Some(proxy) = self.links.get(&(from, to)) {
+            proxy.block();
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&self) {
         for proxy in self.links.values() {

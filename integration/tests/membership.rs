@@ -154,3 +154,96 @@ fn an_isolated_leader_cannot_change_the_membership() {
         );
     }
 }
+
+/// Starts node `id` empty with `--join`, knowing how to reach the nodes of
+/// `cluster`.
+fn start_joining(cluster: &Cluster, dir: &std::path::Path, id: u64, envs: &[(&str, &str)]) -> Node {
+    let raft_port = free_port();
+    let peers = cluster
+        .ids()
+        .into_iter()
+        .map(|n| format!("{n}=127.0.0.1:{}", cluster.node(n).raft_port))
+        .chain([format!("{id}=127.0.0.1:{raft_port}")])
+        .collect::<Vec<_>>()
+        .join(",");
+    let node_id = id.to_string();
+    let shards = cluster.shards.to_string();
+    Node::start_with_raft_port(
+        &dir.join(format!("node{id}")),
+        &mut |attempt| if attempt == 0 { raft_port } else { free_port() },
+        &[
+            "--node-id",
+            &node_id,
+            "--peers",
+            &peers,
+            "--shards",
+            &shards,
+            "--join",
+        ],
+        envs,
+    )
+}
+
+/// `ctl transfer-leader` to a node that cannot reach the leader back: the
+/// leader never hears that it caught up, raft gives the transfer up, and
+/// ctl says so within about two election timeouts, not after retrying for
+/// half a minute.
+#[test]
+fn transfer_leader_reports_promptly_when_the_transferee_cannot_take_over() {
+    let cluster = Cluster::start(3, 1, &[], &[]);
+    let leader = cluster.leader_of(0, &cluster.ids()).expect("a leader");
+    let target = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.cut(target, leader);
+    // The leader's view of the target's log falls behind.
+    write_keys(cluster.node(leader), 0..50);
+    let started = Instant::now();
+    let (ok, output) = ctl(
+        cluster.node(leader),
+        &["transfer-leader", "0", &target.to_string()],
+    );
+    let took = started.elapsed();
+    eprintln!("transfer-leader returned after {took:?}: {output}");
+    assert!(!ok, "the transfer cannot have happened: {output}");
+    assert!(output.contains("did not take leadership"), "{output}");
+    assert!(
+        took < Duration::from_secs(15),
+        "ctl took {took:?}; its limit is two election timeouts (2-4 s)"
+    );
+    assert_eq!(cluster.leader_of(0, &[leader]), Some(leader));
+    cluster.heal();
+}
+
+/// The node leading a shard dies; `ctl add-node` and `remove-node` issued
+/// right away follow the leader elected next instead of failing on the
+/// dead one. Replacing a dead node is what they are for.
+#[test]
+fn membership_changes_follow_a_new_leader_after_the_old_one_dies() {
+    let mut cluster = Cluster::start(3, 2, &[], &SMALL_LOG);
+    write_keys(cluster.node(1), 0..200);
+    let dir = tempfile::tempdir().unwrap();
+    let new_node = start_joining(&cluster, dir.path(), 4, &SMALL_LOG);
+    let dead = cluster.leader_of(0, &cluster.ids()).expect("a leader");
+    let asked = cluster.ids().into_iter().find(|&id| id != dead).unwrap();
+    cluster.node_mut(dead).kill9();
+
+    let (ok, output) = ctl(
+        cluster.node(asked),
+        &[
+            "add-node",
+            "4",
+            &format!("127.0.0.1:{}", new_node.raft_port),
+        ],
+    );
+    assert!(ok, "add-node right after the leader died failed: {output}");
+    let (ok, output) = ctl(cluster.node(asked), &["remove-node", &dead.to_string()]);
+    assert!(ok, "remove-node of the dead leader failed: {output}");
+    let members: Vec<String> = [1u64, 2, 3, 4]
+        .into_iter()
+        .filter(|&id| id != dead)
+        .map(|id| id.to_string())
+        .collect();
+    wait_members(&new_node, &members.join(","), 2);
+    write_keys(&new_node, 200..300);
+    assert_keys(cluster.node(asked), 0..300);
+    assert_keys(&new_node, 0..300);
+}

@@ -3,10 +3,13 @@
 //!
 //! A request may reach any node. For every shard, the node finds the
 //! shard's leader and asks it (`ChangeShard`, possibly itself) to take one
-//! step; a step refused because leadership moved is retried with the new
-//! leader. Raft allows one configuration change at a time per shard and
-//! commits one only through a quorum, so an old leader cut off from the
-//! majority cannot complete a change.
+//! step; a step refused because leadership moved, or that could not reach
+//! the leader (it just died or was cut off), is retried with whoever leads
+//! next. Every step is idempotent (an applied change is recognised and
+//! skipped), so retrying one whose outcome is unknown is safe. Raft allows
+//! one configuration change at a time per shard and commits one only
+//! through a quorum, so an old leader cut off from the majority cannot
+//! complete a change.
 
 use std::time::{Duration, Instant};
 
@@ -78,9 +81,10 @@ impl Admin {
         self.raft.shard_status(shard)
     }
 
-    /// Runs `request` on its shard's leader, following leadership moves.
-    async fn on_leader(&self, request: ChangeShardRequest) -> ChangeReply {
-        let deadline = Instant::now() + STEP_TIMEOUT;
+    /// Runs `request` on its shard's leader, following leadership moves,
+    /// until it is done, fails for good, or `timeout` has passed.
+    async fn on_leader(&self, request: ChangeShardRequest, timeout: Duration) -> ChangeReply {
+        let deadline = Instant::now() + timeout;
         let mut hint = 0;
         loop {
             let leader = match self.shard_status(request.shard) {
@@ -100,27 +104,59 @@ impl Admin {
                 return reply;
             }
             if !reply.retry || Instant::now() >= deadline {
-                return ChangeReply {
-                    error: format!("shard {}: {}", request.shard, reply.error),
-                    ..reply
+                let prefix = format!("shard {}: ", request.shard);
+                let error = if reply.error.starts_with(&prefix) {
+                    reply.error.clone()
+                } else {
+                    format!("{prefix}{}", reply.error)
                 };
+                return ChangeReply { error, ..reply };
             }
             hint = reply.not_leader;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Asks node `node` (the leader, as far as this node knows) to take
+    /// the step. Not reaching it, or no answer in time, is a passing
+    /// failure: the leader may just have died, and a new one is elected
+    /// within seconds.
     async fn remote_change(&self, node: u64, request: ChangeShardRequest) -> ChangeReply {
         let Some(addr) = self.directory.get(node) else {
             return failed(format!("no address known for node {node}"));
         };
-        match elastickv_transport::admin::connect(&addr).await {
-            Ok(mut client) => match client.change_shard(request).await {
-                Ok(reply) => reply.into_inner(),
-                Err(status) => failed(format!("node {node}: {}", status.message())),
-            },
-            Err(e) => failed(format!("node {node}: {e}")),
+        let limit = self.step_rpc_timeout(&request);
+        let attempt = async {
+            let mut client = elastickv_transport::admin::connect(&addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .change_shard(request)
+                .await
+                .map(|reply| reply.into_inner())
+                .map_err(|status| status.message().to_string())
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => try_again(format!("cannot reach node {node}: {e}"), 0),
+            Err(_) => try_again(format!("node {node} did not answer within {limit:?}"), 0),
         }
+    }
+
+    /// How long one step on a remote leader may take before it is treated
+    /// as lost (and retried with whoever leads then).
+    fn step_rpc_timeout(&self, request: &ChangeShardRequest) -> Duration {
+        let margin = Duration::from_secs(5);
+        match Kind::try_from(request.kind) {
+            Ok(Kind::Promote) => CATCH_UP_TIMEOUT + COMMIT_TIMEOUT + margin,
+            Ok(Kind::TransferLeader) => self.transfer_timeout() + margin,
+            _ => COMMIT_TIMEOUT + margin,
+        }
+    }
+
+    /// How long a leadership transfer may take: two election timeouts.
+    fn transfer_timeout(&self) -> Duration {
+        2 * self.election_timeout
     }
 
     /// Proposes `change` and waits until it is applied here. A leader cut
@@ -148,7 +184,7 @@ impl Admin {
         let mut log = Vec::new();
         for shard in 0..self.shard_count() {
             for request in steps(shard) {
-                let reply = self.on_leader(request).await;
+                let reply = self.on_leader(request, STEP_TIMEOUT).await;
                 log.extend(reply.steps);
                 if !reply.ok {
                     return ChangeReply {
@@ -277,13 +313,18 @@ impl AdminHandler for Admin {
         .await
     }
 
+    /// Moves one shard's leadership, or says within about two election
+    /// timeouts why it did not move.
     async fn transfer_leader(&self, request: TransferLeaderRequest) -> ChangeReply {
-        self.on_leader(ChangeShardRequest {
-            shard: request.shard,
-            kind: Kind::TransferLeader as i32,
-            node: request.node,
-            raft_addr: String::new(),
-        })
+        self.on_leader(
+            ChangeShardRequest {
+                shard: request.shard,
+                kind: Kind::TransferLeader as i32,
+                node: request.node,
+                raft_addr: String::new(),
+            },
+            self.transfer_timeout(),
+        )
         .await
     }
 
@@ -310,19 +351,37 @@ impl AdminHandler for Admin {
                 if let Err(e) = self.raft.transfer_leader(shard, node).await {
                     return change_error(shard, e);
                 }
-                let moved = self
-                    .wait_until(2 * self.election_timeout, |admin| {
-                        admin
-                            .shard_status(shard)
-                            .is_some_and(|s| s.role != Role::Leader)
-                    })
-                    .await;
-                if moved {
+                let timeout = self.transfer_timeout();
+                self.wait_until(timeout, |admin| {
+                    admin
+                        .shard_status(shard)
+                        .is_some_and(|s| s.role != Role::Leader)
+                })
+                .await;
+                let now = self.shard_status(shard).unwrap_or_default();
+                if now.leader == node {
                     done(format!("shard {shard}: leadership moved to node {node}"))
-                } else {
+                } else if now.role == Role::Leader {
+                    // Raft gave up on the transfer (an election timeout
+                    // passed): the transferee is behind, or cannot be
+                    // reached, or cannot reach this node.
                     try_again(
-                        format!("shard {shard}: node {node} did not take leadership"),
+                        format!(
+                            "node {node} did not take leadership within {timeout:?} (it may be \
+                             behind, or unable to reach node {}); node {} still leads",
+                            self.node_id, self.node_id
+                        ),
                         0,
+                    )
+                } else {
+                    // Someone else won the election the transfer started,
+                    // or it is still going on: look again.
+                    try_again(
+                        format!(
+                            "leadership left node {} but went to node {}, not {node}",
+                            self.node_id, now.leader
+                        ),
+                        now.leader,
                     )
                 }
             }
