@@ -144,7 +144,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        // Already logged, as one ERROR line.
+        Err(Stop::Fatal) => ExitCode::FAILURE,
+        Err(Stop::Start(e)) => {
             // Start errors already name their cause in one line.
             eprintln!("elastickv: {e}");
             ExitCode::FAILURE
@@ -185,14 +187,32 @@ fn ctl(addr: &str, action: CtlAction) -> ExitCode {
     }
 }
 
-async fn run(config: NodeConfig) -> anyhow::Result<()> {
-    let node = Node::start(config).await?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Why the node stopped other than by a signal.
+enum Stop {
+    /// It could not start.
+    Start(anyhow::Error),
+    /// The raft thread stopped on a storage error or a panic.
+    Fatal,
+}
+
+async fn run(config: NodeConfig) -> Result<(), Stop> {
+    let node = Node::start(config)
+        .await
+        .map_err(|e| Stop::Start(e.into()))?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Stop::Start(e.into()))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
         _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         reason = node.failed() => {
-            anyhow::bail!("raft engine stopped: {reason}");
+            // Every shard of this node is stopped: a replica whose storage
+            // failed cannot be trusted to follow its log. Exiting makes the
+            // failure visible to clients (their connections close) and to
+            // the supervisor; the other nodes carry on.
+            tracing::error!(
+                "{reason}; the raft engine stopped and elastickv exits (see \"Storage errors\" in the README)"
+            );
+            return Err(Stop::Fatal);
         }
     }
     node.shutdown().await;

@@ -404,6 +404,10 @@ impl<SM: StateMachine> ShardEngine<SM> {
         Ok((engine, lane))
     }
 
+    pub(crate) fn shard(&self) -> ShardId {
+        self.shard
+    }
+
     pub(crate) fn limits(&self) -> &RaftLimits {
         &self.limits
     }

@@ -34,8 +34,10 @@ pub enum StepError {
     Stopped,
 }
 
-/// A failure that stops the engine: the replica can no longer be trusted
-/// to follow the log.
+/// A failure that stops the raft thread, and with it every shard of the
+/// node: the replica can no longer be trusted to follow the log (raft-rs
+/// treats storage errors the same way). The node exits; see
+/// [`crate::RaftHandle::stopped`].
 #[derive(Debug, Error)]
 pub enum EngineError {
     #[error("storage: {0}")]
@@ -50,4 +52,23 @@ pub enum EngineError {
         index: u64,
         detail: String,
     },
+    /// What stopped the raft thread, and which shard hit it.
+    #[error("shard {shard}: {source}")]
+    Shard {
+        shard: ShardId,
+        source: Box<EngineError>,
+    },
+}
+
+impl EngineError {
+    /// This error, as hit while running `shard`.
+    pub(crate) fn in_shard(self, shard: ShardId) -> EngineError {
+        match self {
+            already @ EngineError::Shard { .. } => already,
+            source => EngineError::Shard {
+                shard,
+                source: Box::new(source),
+            },
+        }
+    }
 }

@@ -165,20 +165,18 @@ pub fn start<SM: StateMachine>(
         .name("raft-worker".into())
         .spawn(move || {
             let result = std::panic::catch_unwind(AssertUnwindSafe(move || worker.run()));
+            // Reported (once) by whoever waits on `stopped()`: the node
+            // logs it and exits.
             let reason = match result {
                 Ok(Ok(())) => "shut down".to_string(),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "raft worker stopped on a fatal error");
-                    e.to_string()
-                }
+                Ok(Err(e)) => e.to_string(),
                 Err(panic) => {
                     let text = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(panic = %text, "raft worker panicked");
-                    format!("panic: {text}")
+                    format!("panic in the raft thread: {text}")
                 }
             };
             let _ = stopped_tx.send(Some(reason));
@@ -512,7 +510,11 @@ impl<SM: StateMachine> Worker<SM> {
 
             readies.clear();
             for (i, engine) in self.engines.iter_mut().enumerate() {
-                if let Some(rd) = engine.ready_phase_a(&mut log_batch)? {
+                let shard = engine.shard();
+                if let Some(rd) = engine
+                    .ready_phase_a(&mut log_batch)
+                    .map_err(|e| e.in_shard(shard))?
+                {
                     readies.push((i, rd));
                 }
             }
@@ -522,7 +524,11 @@ impl<SM: StateMachine> Worker<SM> {
                 log_batch.write(must_sync)?;
             }
             for (i, rd) in readies.drain(..) {
-                self.engines[i].ready_phase_b(rd, &mut log_batch)?;
+                let engine = &mut self.engines[i];
+                let shard = engine.shard();
+                engine
+                    .ready_phase_b(rd, &mut log_batch)
+                    .map_err(|e| e.in_shard(shard))?;
             }
             for engine in &self.engines {
                 engine.publish_status();
