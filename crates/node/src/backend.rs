@@ -240,12 +240,8 @@ impl Backend for NodeBackend {
         self.read_barrier(shard).await
     }
 
-    fn with_view<T>(&self, _shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
-        let reader = if snapshot {
-            self.store.snapshot_reader()
-        } else {
-            self.store.reader()
-        };
+    fn with_view<T>(&self, shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
+        let reader = self.store.shard_reader(shard, snapshot);
         f(&ReadView { reader })
     }
 
@@ -487,6 +483,12 @@ impl elastickv_transport::SnapshotSink for SnapshotReceiver {
     }
 
     fn deliver(&self, shard: u32, msg: raft::prelude::Message) -> Result<(), String> {
-        self.raft.step(shard, msg).map_err(|e| e.to_string())
+        let meta = msg.get_snapshot().get_metadata();
+        let (index, term) = (meta.index, meta.term);
+        self.raft.step(shard, msg).map_err(|e| {
+            // Never handed to raft: the sender retries with a new transfer.
+            self.store.discard_staged(shard, index, term);
+            e.to_string()
+        })
     }
 }

@@ -41,7 +41,7 @@ pub async fn run(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
                 let now = backend.stamp(status.shard);
                 let due = match backend
                     .store
-                    .reader()
+                    .shard_reader(status.shard, false)
                     .expired_keys(status.shard, now, BATCH)
                 {
                     Ok(due) => due,

@@ -602,11 +602,39 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 );
                 continue;
             }
+            let offered = (msg.get_msg_type() == MessageType::MsgSnapshot).then(|| {
+                let meta = msg.get_snapshot().get_metadata();
+                (meta.index, meta.term)
+            });
             if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
             }
+            if let Some((index, term)) = offered {
+                self.keep_staged_if_taken(index, term);
+            }
         }
         any
+    }
+
+    /// A staged snapshot raft did not take (it was stale by the time it
+    /// arrived) will never be installed: its file goes now, not at the
+    /// next restart. One raft took is installed with the next ready, which
+    /// removes it.
+    fn keep_staged_if_taken(&self, index: u64, term: u64) {
+        let taken = self
+            .raw
+            .raft
+            .raft_log
+            .unstable
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| {
+                let meta = s.get_metadata();
+                (meta.index, meta.term) == (index, term)
+            });
+        if !taken {
+            self.store.discard_staged(self.shard, index, term);
+        }
     }
 
     /// Whether `msg` asks for a vote this replica must not give yet. Like

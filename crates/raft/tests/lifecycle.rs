@@ -57,6 +57,11 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot_despite_a_cu
     }
     let status = &cluster.node(lagging).raft.status()[0];
     assert!(status.first_index > 100, "{status:?}");
+    // Neither the cut transfer nor the installed one left a file behind.
+    let left: Vec<_> = std::fs::read_dir(cluster.node(lagging).store.snapshot_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staged files left: {left:?}");
     cluster.shutdown();
 }
 

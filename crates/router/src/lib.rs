@@ -63,9 +63,10 @@ pub trait Backend: Send + Sync + 'static {
         asked_at: Instant,
     ) -> impl Future<Output = Result<u64, Reply>> + Send;
 
-    /// Runs `f` over a view of `shard`'s data. With `snapshot`, every
-    /// lookup `f` makes sees one point in time (a multi-key read needs
-    /// that; a single lookup or one iterator is consistent by itself).
+    /// Runs `f` over a view of `shard`'s data, never a half-installed
+    /// snapshot of it. With `snapshot`, every lookup `f` makes sees one
+    /// point in time (a multi-key read needs that, and a long scan should
+    /// use it so it holds nothing up); without, `f` must be short.
     fn with_view<T>(&self, shard: u32, snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T;
 
     /// The key counts of `shard`, as of its last apply.
@@ -310,7 +311,8 @@ impl<B: Backend> Router<B> {
     async fn keys(&self, pattern: &[u8]) -> Reply {
         let parts = join_all((0..self.shards).map(|shard| async move {
             let (first, end) = slot_range(shard, self.shards);
-            self.read_with(shard, false, |view, time| {
+            // A point in time: a long scan holds nothing up meanwhile.
+            self.read_with(shard, true, |view, time| {
                 exec::keys_in(view, first, end, pattern, time)
             })
             .await
@@ -353,7 +355,7 @@ impl<B: Backend> Router<B> {
             let (_, end) = slot_range(shard, self.shards);
             let budget = scan.count.saturating_sub(examined).max(1);
             let step: Result<ScanStep, Reply> = self
-                .read_with(shard, false, |view, time| {
+                .read_with(shard, true, |view, time| {
                     exec::scan_slots(
                         view,
                         slot,

@@ -103,19 +103,38 @@ impl Store {
         }
     }
 
-    /// Reads the latest applied data.
+    /// Reads the latest applied data of any shard, with no regard for
+    /// snapshot installs (tests and tools; the node reads through
+    /// [`Store::shard_reader`]).
     pub fn reader(&self) -> DataReader<'_> {
         DataReader {
             store: self,
             snapshot: None,
+            _gate: None,
         }
     }
 
-    /// Reads applied data as of one point in time.
-    pub fn snapshot_reader(&self) -> DataReader<'_> {
-        DataReader {
-            store: self,
-            snapshot: Some(self.db().snapshot()),
+    /// Reads `shard`'s applied data, never half of a snapshot install: the
+    /// reader sees the shard as it was before an install or after it.
+    /// With `point_in_time`, every lookup sees one point in time (and the
+    /// install gate is held only while that point is taken, so a long scan
+    /// never holds up an install); otherwise the gate is held as long as
+    /// the reader lives, which must be short.
+    pub fn shard_reader(&self, shard: ShardId, point_in_time: bool) -> DataReader<'_> {
+        let gate = self.install_gate(shard);
+        if point_in_time {
+            let _installs_wait = gate.read();
+            DataReader {
+                store: self,
+                snapshot: Some(self.db().snapshot()),
+                _gate: None,
+            }
+        } else {
+            DataReader {
+                store: self,
+                snapshot: None,
+                _gate: Some(gate.read_arc()),
+            }
         }
     }
 
@@ -303,6 +322,8 @@ impl ApplyBatch {
 pub struct DataReader<'a> {
     store: &'a Store,
     snapshot: Option<SnapshotWithThreadMode<'a, DB>>,
+    /// Keeps snapshot installs of the shard out while reading.
+    _gate: Option<parking_lot::ArcRwLockReadGuard<parking_lot::RawRwLock, ()>>,
 }
 
 impl DataReader<'_> {
@@ -455,7 +476,7 @@ mod tests {
         other.put_expire(1, 1, b"x").unwrap();
         other.commit().unwrap();
 
-        let reader = store.snapshot_reader();
+        let reader = store.shard_reader(2, true);
         let mut seen = Vec::new();
         reader
             .scan_meta(1, 9, |slot, key, _| {

@@ -1,14 +1,18 @@
 //! Opening the node's RocksDB and checking that the data directory belongs
 //! to this node and shard layout.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch,
     WriteOptions,
 };
 
+use crate::ShardId;
 use crate::error::{Result, StoreError};
 use crate::keys::{
     ALL_CFS, CF_DEDUP, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB,
@@ -40,6 +44,8 @@ pub struct StoreOptions {
     pub max_wal_bytes: u64,
     /// Background flush and compaction threads.
     pub background_jobs: i32,
+    /// Bytes written per batch while a snapshot is installed.
+    pub snapshot_install_batch_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +55,7 @@ impl Default for StoreOptions {
             write_buffer_bytes: 64 << 20,
             max_wal_bytes: 128 << 20,
             background_jobs: 4,
+            snapshot_install_batch_bytes: 4 << 20,
         }
     }
 }
@@ -67,6 +74,10 @@ pub(crate) struct Inner {
     db: DB,
     /// Staged snapshots being received or installed.
     pub(crate) snapshot_dir: std::path::PathBuf,
+    pub(crate) snapshot_install_batch_bytes: usize,
+    /// Per shard: readers hold it shared, a snapshot install exclusively,
+    /// so no read sees a half-installed shard.
+    install_gates: parking_lot::Mutex<HashMap<ShardId, Arc<RwLock<()>>>>,
     sync_write: WriteOptions,
     async_write: WriteOptions,
 }
@@ -124,6 +135,8 @@ impl Store {
                 snapshot_dir: dir
                     .parent()
                     .map_or_else(|| dir.join("snapshots"), |p| p.join("snapshots")),
+                snapshot_install_batch_bytes: options.snapshot_install_batch_bytes.max(1),
+                install_gates: parking_lot::Mutex::default(),
                 sync_write,
                 async_write: WriteOptions::default(),
             }),
@@ -189,6 +202,16 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DB {
         &self.inner.db
+    }
+
+    /// The gate between `shard`'s readers and its snapshot installs.
+    pub(crate) fn install_gate(&self, shard: ShardId) -> Arc<RwLock<()>> {
+        self.inner
+            .install_gates
+            .lock()
+            .entry(shard)
+            .or_default()
+            .clone()
     }
 
     pub(crate) fn cf(&self, name: &'static str) -> Result<&ColumnFamily> {

@@ -42,9 +42,6 @@ use crate::error::{Result, StoreError};
 use crate::keys::{StateKind, raft_log_key, raft_state_key, shard_end, shard_prefix, slot_start};
 use crate::log::{LogBatch, encode_proto, encode_u64_pair};
 
-/// Bytes written per install batch.
-const INSTALL_BATCH_BYTES: usize = 4 << 20;
-
 /// Largest key or value a record may carry (Redis's 512 MB string limit).
 const MAX_FIELD_BYTES: u32 = 512 << 20;
 
@@ -292,21 +289,38 @@ impl<R: Read> RecordReader<R> {
 
 /// A snapshot being received: chunks go to a temporary file, which becomes
 /// the staged snapshot only once its length and checksum match and every
-/// record is well formed and belongs to the shard.
+/// record is well formed and belongs to the shard. A transfer that ends
+/// any other way (cut, refused, dropped) leaves no file behind.
 pub struct SnapshotStager {
     tmp: PathBuf,
     path: PathBuf,
-    file: BufWriter<File>,
+    /// `None` once finishing took it.
+    file: Option<BufWriter<File>>,
     hasher: crc32fast::Hasher,
     bytes: u64,
     ranges: ShardRanges,
+    /// Set once the file became the staged snapshot.
+    staged: bool,
+}
+
+impl Drop for SnapshotStager {
+    fn drop(&mut self) {
+        if !self.staged {
+            drop(self.file.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl SnapshotStager {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
-        self.file.write_all(chunk).map_err(|e| self.io(e))
+        let written = match self.file.as_mut() {
+            Some(file) => file.write_all(chunk),
+            None => Err(std::io::Error::other("the transfer was already finished")),
+        };
+        written.map_err(|e| self.io(e))
     }
 
     fn io(&self, e: std::io::Error) -> StoreError {
@@ -318,7 +332,7 @@ impl SnapshotStager {
 
     /// Checks the stream against what the sender announced and makes it
     /// the staged snapshot (synced to disk).
-    pub fn finish(self, crc32: u32, total_bytes: u64) -> Result<PathBuf> {
+    pub fn finish(mut self, crc32: u32, total_bytes: u64) -> Result<PathBuf> {
         let corrupt = |detail: String| StoreError::Corrupt {
             what: "snapshot data",
             shard: self.ranges.shard,
@@ -336,7 +350,10 @@ impl SnapshotStager {
                 "checksum {actual:08x} does not match the sender's {crc32:08x}"
             )));
         }
-        let file = self.file.into_inner().map_err(|e| StoreError::Io {
+        let Some(file) = self.file.take() else {
+            return Err(corrupt("the transfer was already finished".into()));
+        };
+        let file = file.into_inner().map_err(|e| StoreError::Io {
             path: self.tmp.clone(),
             source: e.into_error(),
         })?;
@@ -352,8 +369,30 @@ impl SnapshotStager {
             path: self.path.clone(),
             source: e,
         })?;
-        Ok(self.path)
+        self.staged = true;
+        // The rename is durable only once the directory is.
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::Io {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?;
+        }
+        Ok(self.path.clone())
     }
+}
+
+/// Shard, index and term of a staged snapshot's file name.
+fn parse_staged_name(name: &str) -> Option<(ShardId, u64, u64)> {
+    let mut parts = name
+        .strip_prefix("shard-")?
+        .strip_suffix(".snap")?
+        .split('-');
+    let shard = parts.next()?.parse().ok()?;
+    let index = parts.next()?.parse().ok()?;
+    let term = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((shard, index, term))
 }
 
 fn open_records(path: &Path, ranges: ShardRanges) -> Result<RecordReader<BufReader<File>>> {
@@ -405,10 +444,11 @@ impl Store {
         Ok(SnapshotStager {
             tmp,
             path,
-            file: BufWriter::with_capacity(1 << 20, file),
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
             hasher: crc32fast::Hasher::new(),
             bytes: 0,
             ranges,
+            staged: false,
         })
     }
 
@@ -444,8 +484,11 @@ impl Store {
     }
 
     /// Steps 3 and 4: idempotent, so an interrupted install can run again.
+    /// Readers of the shard wait meanwhile (see [`Store::shard_reader`]).
     fn write_snapshot_data(&self, ranges: ShardRanges, meta: &SnapshotMeta) -> Result<()> {
         let shard = ranges.shard;
+        let gate = self.install_gate(shard);
+        let _no_readers = gate.write();
         let path = self.staged_path(shard, meta.index, meta.term);
         let mut batch = WriteBatch::default();
         for cf in SnapshotCf::ALL {
@@ -455,7 +498,7 @@ impl Store {
         let mut records = open_records(&path, ranges)?;
         while let Some((cf, key, value)) = records.next_record()? {
             batch.put_cf(self.snapshot_cf(cf)?, key, value);
-            if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+            if batch.size_in_bytes() >= self.inner.snapshot_install_batch_bytes {
                 self.write(std::mem::take(&mut batch), false)?;
             }
         }
@@ -489,7 +532,7 @@ impl Store {
         );
         batch.delete_cf(state_cf, raft_state_key(shard, StateKind::PendingSnapshot));
         self.write(batch, true)?;
-        let _ = std::fs::remove_file(&path);
+        self.remove_staged_up_to(shard, meta.index);
         tracing::info!(
             shard_id = shard,
             index = meta.index,
@@ -518,6 +561,31 @@ impl Store {
         );
         self.write_snapshot_data(ranges, &meta)?;
         Ok(Some(meta))
+    }
+
+    /// Deletes the staged snapshot of `shard` at `index`/`term`: raft did
+    /// not take it (it was stale by the time it arrived), or it could not
+    /// be handed to raft.
+    pub fn discard_staged(&self, shard: ShardId, index: u64, term: u64) {
+        let _ = std::fs::remove_file(self.staged_path(shard, index, term));
+    }
+
+    /// Deletes `shard`'s staged snapshots at or below `index` (superseded
+    /// by what was just installed). Newer ones, possibly about to be
+    /// installed, stay.
+    fn remove_staged_up_to(&self, shard: ShardId, index: u64) {
+        let Ok(entries) = std::fs::read_dir(self.snapshot_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((of, at, _)) = name.to_str().and_then(parse_staged_name) else {
+                continue;
+            };
+            if of == shard && at <= index {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Deletes staged snapshots nothing refers to (leftovers of cut
@@ -738,6 +806,126 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (101, 100));
         assert_eq!(raft::Storage::term(&log, 100).unwrap(), 3);
         assert_eq!(log.hard_state().commit, 100);
+    }
+
+    /// Staged files live only as long as raft may install them: a cut
+    /// transfer leaves nothing, an install removes what it superseded, and
+    /// one raft refused is discarded; other shards' stay.
+    #[test]
+    fn staged_files_do_not_outlive_their_use() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = Store::open(&a.path().join("db"), &StoreOptions::default()).unwrap();
+        fill(&leader, 150, b"k1", b"v1");
+        let follower = Store::open(&b.path().join("db"), &StoreOptions::default()).unwrap();
+        let staged = || -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(follower.snapshot_dir())
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        // A cut transfer: the stager is dropped before it finishes.
+        let mut cut = follower.stage_snapshot(RANGES, 7, 3).unwrap();
+        cut.write(b"partial").unwrap();
+        drop(cut);
+        assert!(staged().is_empty(), "{:?}", staged());
+
+        transfer(&leader, &follower, 10, 64).unwrap();
+        transfer(&leader, &follower, 20, 64).unwrap();
+        let other = ShardRanges {
+            shard: 2,
+            first_slot: 200,
+            end_slot: 300,
+        };
+        drop(
+            follower
+                .stage_snapshot(other, 5, 3)
+                .unwrap()
+                .finish(crc32fast::hash(b""), 0)
+                .unwrap(),
+        );
+        let mut round = LogBatch::new(&follower);
+        follower
+            .install_snapshot(RANGES, &meta(10), &mut round)
+            .unwrap();
+        assert_eq!(staged(), ["shard-1-20-3.snap", "shard-2-5-3.snap"]);
+        follower.discard_staged(1, 20, 3);
+        assert_eq!(staged(), ["shard-2-5-3.snap"]);
+    }
+
+    /// Readers of a shard see it as it was before an install or after it,
+    /// never in between, even when the install takes many batches.
+    #[test]
+    fn reads_never_see_a_half_installed_shard() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = Store::open(&a.path().join("db"), &StoreOptions::default()).unwrap();
+        let options = StoreOptions {
+            snapshot_install_batch_bytes: 512,
+            ..StoreOptions::default()
+        };
+        let follower = Store::open(&b.path().join("db"), &options).unwrap();
+        let keys: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("key{i:03}").into_bytes())
+            .collect();
+        for key in &keys {
+            fill(&leader, 150, key, b"new");
+            fill(&follower, 150, key, b"old");
+        }
+        transfer(&leader, &follower, 10, 1024).unwrap();
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (follower, stop) = (follower.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut torn = Vec::new();
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    for point_in_time in [false, true] {
+                        let reader = follower.shard_reader(1, point_in_time);
+                        let mut values = std::collections::BTreeMap::new();
+                        reader
+                            .scan_meta(100, 200, |_, _, value| {
+                                *values.entry(value.to_vec()).or_insert(0) += 1;
+                                true
+                            })
+                            .unwrap();
+                        reads += 1;
+                        let whole = values.len() == 1 && values.values().all(|&n| n == 300);
+                        if !whole {
+                            torn.push(values);
+                        }
+                    }
+                }
+                (reads, torn)
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut round = LogBatch::new(&follower);
+        follower
+            .install_snapshot(RANGES, &meta(10), &mut round)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (reads, torn) = reader.join().unwrap();
+        assert!(reads > 2, "the reader ran ({reads} reads)");
+        assert!(
+            torn.is_empty(),
+            "{} torn reads, e.g. {:?}",
+            torn.len(),
+            torn[0]
+        );
+        assert_eq!(
+            follower
+                .reader()
+                .get_meta(150, b"key000")
+                .unwrap()
+                .as_deref(),
+            Some(&b"new"[..])
+        );
     }
 
     #[test]
