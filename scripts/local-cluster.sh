@@ -123,8 +123,11 @@ start() {
       echo "node $i is already running (pid $pid)" >&2
       continue
     fi
+    # --bootstrap: the nodes found the cluster together on the first
+    # start; later starts (data present) ignore it, and a node whose data
+    # directory was lost refuses to found a second cluster.
     # shellcheck disable=SC2086 # ELASTICKV_FLAGS is a list of flags
-    nohup "$bin" --node-id "$i" --peers "$peers" \
+    nohup "$bin" --node-id "$i" --peers "$peers" --bootstrap \
       --redis-addr "127.0.0.1:$((redis_base + i))" \
       --raft-addr "127.0.0.1:$((raft_base + i))" \
       --data-dir "$dir/node$i" ${ELASTICKV_FLAGS:-} \

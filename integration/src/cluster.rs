@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::{Node, RawClient, free_port};
+use crate::{Launch, Node, RawClient, free_port};
 
 /// A TCP forwarder from a local port to a target address that can refuse
 /// traffic: while blocked, it closes every connection it carries and every
@@ -222,8 +222,26 @@ impl Cluster {
             }
         }
         let shard_count = shards.to_string();
-        let nodes = (1..=n)
+        // Every node may have to start again on another raft port (taken
+        // meanwhile by a parallel test); the other nodes' proxies follow.
+        let mut raft_port_of: Vec<Box<dyn FnMut(usize) -> u16 + '_>> = (1..=n)
             .map(|id| {
+                let links = &links;
+                let first = raft_ports[(id - 1) as usize];
+                Box::new(move |attempt: usize| {
+                    let port = if attempt == 0 { first } else { free_port() };
+                    for ((_, to), proxy) in links {
+                        if *to == id {
+                            proxy.retarget(([127, 0, 0, 1], port).into());
+                        }
+                    }
+                    port
+                }) as Box<dyn FnMut(usize) -> u16>
+            })
+            .collect();
+        let launches = (1..=n)
+            .zip(raft_port_of.iter_mut())
+            .map(|(id, raft_port)| {
                 let peers: Vec<String> = (1..=n)
                     .map(|to| {
                         let addr = match links.get(&(id, to)) {
@@ -233,46 +251,40 @@ impl Cluster {
                         format!("{to}={addr}")
                     })
                     .collect();
-                let peers = peers.join(",");
-                let node_id = id.to_string();
                 let mut all_args = vec![
-                    "--node-id",
-                    &node_id,
-                    "--peers",
-                    &peers,
-                    "--shards",
-                    &shard_count,
+                    "--node-id".to_string(),
+                    id.to_string(),
+                    "--peers".to_string(),
+                    peers.join(","),
+                    "--shards".to_string(),
+                    shard_count.clone(),
+                    // The nodes found the cluster together; restarts with
+                    // data ignore the flag.
+                    "--bootstrap".to_string(),
                 ];
-                all_args.extend_from_slice(args);
-                // The port chosen up front may have been taken meanwhile
-                // (tests run in parallel): then another, and the other
-                // nodes' proxies follow it.
-                let mut raft_port = |attempt: usize| {
-                    let port = if attempt == 0 {
-                        raft_ports[(id - 1) as usize]
-                    } else {
-                        free_port()
-                    };
-                    for ((_, to), proxy) in &links {
-                        if *to == id {
-                            proxy.retarget(([127, 0, 0, 1], port).into());
-                        }
-                    }
-                    port
-                };
-                let node_envs = envs(id);
-                let node_envs: Vec<(&str, &str)> = node_envs
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                Node::start_with_raft_port(
-                    &dir.path().join(format!("node{id}")),
-                    &mut raft_port,
-                    &all_args,
-                    &node_envs,
-                )
+                all_args.extend(args.iter().map(|a| a.to_string()));
+                Launch {
+                    data_dir: dir.path().join(format!("node{id}")),
+                    args: all_args,
+                    envs: envs(id),
+                    raft_port: raft_port.as_mut(),
+                }
             })
             .collect();
+        let mut nodes = Node::launch_all(launches);
+        drop(raft_port_of);
+        for (node, id) in nodes.iter_mut().zip(1..) {
+            let targets: Vec<_> = links
+                .iter()
+                .filter(|((_, to), _)| *to == id)
+                .map(|(_, proxy)| proxy.target.clone())
+                .collect();
+            node.on_raft_port_moved = Some(Box::new(move |port| {
+                for target in &targets {
+                    *target.lock().unwrap() = ([127, 0, 0, 1], port).into();
+                }
+            }));
+        }
         let cluster = Cluster {
             nodes,
             links,
@@ -309,6 +321,18 @@ impl Cluster {
     pub fn cut(&self, from: u64, to: u64) {
         if let Some(proxy) = self.links.get(&(from, to)) {
             proxy.block();
+        }
+    }
+
+    /// Points the link from node `from` to node `to` at `port` on
+    /// 127.0.0.1 instead (another process, even another cluster's).
+    pub fn retarget(&self, from: u64, to: u64, port: u16) {
+        if let Some(proxy) = self.links.get(&(from, to)) {
+            proxy.retarget(([127, 0, 0, 1], port).into());
+            // Cut what runs over the old target; new connections go to
+            // the new one.
+            proxy.block();
+            proxy.unblock();
         }
     }
 

@@ -57,25 +57,13 @@ fn answers_ping(port: u16) -> bool {
     stream.read_exact(&mut reply).is_ok() && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
 }
 
-/// Waits until something answers PING on `port`.
-fn wait_for_ping(port: u16, child: &mut Child, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited with {status} before serving:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if answers_ping(port) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "{what} did not answer PING within 60 s:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+/// How to start one node of [`Node::launch_all`].
+pub struct Launch<'a> {
+    pub data_dir: PathBuf,
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+    /// The raft port for attempt `n` (a later attempt must pick another).
+    pub raft_port: &'a mut dyn FnMut(usize) -> u16,
 }
 
 /// An elastickv process.
@@ -88,6 +76,19 @@ pub struct Node {
     pub log: PathBuf,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Told the new raft port when a restart had to move it.
+    pub on_raft_port_moved: Option<Box<dyn Fn(u16) + Send + Sync>>,
+}
+
+/// The log lines of the last start attempt in `log` (a node's log file
+/// keeps every run).
+fn last_start_attempt(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("flow-control limits resolved") || l.contains("elastickv:"))
+        .map_or(0, |i| i.saturating_sub(5));
+    lines[start..].join("\n")
 }
 
 impl Node {
@@ -119,33 +120,62 @@ impl Node {
         envs: &[(&str, &str)],
         raft_port: &mut dyn FnMut(usize) -> u16,
     ) -> Node {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs: Vec<(String, String)> = envs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        // A free port can be taken between probing and binding; retry.
-        let mut last_log = String::new();
-        for attempt in 0..5 {
-            let (port, raft_port) = (free_port(), raft_port(attempt));
-            let log = data_dir.with_extension(format!("{port}.log"));
-            let mut child = spawn(data_dir, port, raft_port, &args, &envs, &log);
-            match try_wait_ready(port, &mut child, &log) {
-                Ok(()) => {
-                    return Node {
-                        child,
-                        port,
-                        raft_port,
-                        data_dir: data_dir.to_path_buf(),
-                        log,
-                        args,
-                        envs,
-                    };
+        let mut nodes = Node::launch_all(vec![Launch {
+            data_dir: data_dir.to_path_buf(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            raft_port,
+        }]);
+        nodes.remove(0)
+    }
+
+    /// Starts several nodes at once and waits until each answers (nodes
+    /// founding a cluster together wait for each other before serving). A
+    /// node that could not bind its ports (taken meanwhile) is started
+    /// again on others.
+    pub fn launch_all(launches: Vec<Launch<'_>>) -> Vec<Node> {
+        let mut launches = launches;
+        let spawn_one = |launch: &mut Launch<'_>, attempt: usize| {
+            let (port, raft_port) = (free_port(), (launch.raft_port)(attempt));
+            let log = launch.data_dir.with_extension(format!("{port}.log"));
+            let child = spawn(
+                &launch.data_dir,
+                port,
+                raft_port,
+                &launch.args,
+                &launch.envs,
+                &log,
+            );
+            Node {
+                child,
+                port,
+                raft_port,
+                data_dir: launch.data_dir.clone(),
+                log,
+                args: launch.args.clone(),
+                envs: launch.envs.clone(),
+                on_raft_port_moved: None,
+            }
+        };
+        let mut nodes: Vec<Node> = launches.iter_mut().map(|l| spawn_one(l, 0)).collect();
+        for (i, launch) in launches.iter_mut().enumerate() {
+            let mut attempt = 0;
+            loop {
+                let node = &mut nodes[i];
+                match try_wait_ready(node.port, &mut node.child, &node.log) {
+                    Ok(()) => break,
+                    Err(text) => {
+                        attempt += 1;
+                        assert!(attempt < 5, "elastickv did not start:\n{text}");
+                        nodes[i] = spawn_one(launch, attempt);
+                    }
                 }
-                Err(text) => last_log = text,
             }
         }
-        panic!("elastickv did not start:\n{last_log}");
+        nodes
     }
 
     /// Kills the process without warning (SIGKILL).
@@ -210,19 +240,80 @@ impl Node {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Starts again on the same data directory and ports.
+    /// Starts again on the same data directory and ports. A port taken
+    /// meanwhile (by a parallel test) is replaced by another: the Redis
+    /// port silently, the raft port through `on_raft_port_moved` (the
+    /// cluster's proxies follow it). Readiness is checked against this
+    /// process's pid, so a neighbour's process on a reused port is never
+    /// mistaken for it.
     pub fn restart(&mut self) {
         self.kill9();
-        let mut child = spawn(
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let mut child = spawn(
+                &self.data_dir,
+                self.port,
+                self.raft_port,
+                &self.args,
+                &self.envs,
+                &self.log,
+            );
+            match try_wait_ready(self.port, &mut child, &self.log) {
+                Ok(()) => {
+                    self.child = child;
+                    return;
+                }
+                Err(log) => {
+                    let tail = last_start_attempt(&log);
+                    if tail.contains("for Redis clients") {
+                        self.port = free_port();
+                    } else if tail.contains("for raft peers") {
+                        self.raft_port = free_port();
+                        if let Some(moved) = &self.on_raft_port_moved {
+                            moved(self.raft_port);
+                        }
+                    } else {
+                        panic!("elastickv did not restart:\n{tail}");
+                    }
+                    last_log = tail;
+                }
+            }
+        }
+        panic!("elastickv did not restart:\n{last_log}");
+    }
+
+    /// Starts the node again on its data directory with `args` instead of
+    /// its own, expecting it to stop by itself: its exit status and what it
+    /// logged.
+    pub fn run_to_exit_with(&mut self, args: &[&str]) -> (std::process::ExitStatus, String) {
+        self.kill9();
+        let before = self.log_text().len();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        self.child = spawn(
             &self.data_dir,
             self.port,
             self.raft_port,
-            &self.args,
+            &args,
             &self.envs,
             &self.log,
         );
-        wait_for_ping(self.port, &mut child, "elastickv", &self.log);
-        self.child = child;
+        let status = self
+            .wait_exit(Duration::from_secs(60))
+            .expect("the node stops by itself");
+        let log = self.log_text();
+        (status, log.get(before..).unwrap_or_default().to_string())
+    }
+
+    /// Starts the node again on its data directory with `args` instead of
+    /// its own (which become its own for later restarts).
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
+    }
+
+    /// The flags this node runs with (besides addresses and data dir).
+    pub fn args(&self) -> Vec<String> {
+        self.args.clone()
     }
 
     pub fn client(&self) -> redis::Connection {
@@ -262,7 +353,7 @@ impl Drop for Node {
                 .position(|l| l.contains("panicked at"))
                 .unwrap_or(lines.len().saturating_sub(30));
             eprintln!("--- elastickv log ({}):", self.log.display());
-            for line in lines.iter().skip(start).take(30) {
+            for line in lines.iter().skip(start).take(200) {
                 eprintln!("{line}");
             }
         }
@@ -307,13 +398,34 @@ fn try_wait_ready(port: u16, child: &mut Child, log: &Path) -> Result<(), String
         if let Ok(Some(_)) = child.try_wait() {
             return Err(std::fs::read_to_string(log).unwrap_or_default());
         }
-        if answers_ping(port) {
+        if answers_ping(port) && pid_on(port).is_none_or(|pid| pid == child.id()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     Err(std::fs::read_to_string(log).unwrap_or_default())
+}
+
+/// The `process_id` of the elastickv or Redis process serving `port`, if
+/// it says (one that wants a password does not).
+fn pid_on(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(&encode_command(&["INFO", "server"]))
+        .ok()?;
+    let mut reply = Vec::new();
+    while frame_len(&reply, 0).is_none() {
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&reply)
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("process_id:")?.parse().ok())
 }
 
 /// Runs the elastickv binary to completion (for start-up failures).

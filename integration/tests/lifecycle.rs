@@ -112,40 +112,77 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
     assert_keys(cluster.node(3), "after", 0..100, 10);
 }
 
+/// Node 3 is killed while a snapshot is being staged, and again while one
+/// is being installed (fail points slow both down so the kill lands where
+/// intended, and the test checks it did); each time it restarts with every
+/// key.
 #[test]
 fn kill_9_while_receiving_or_installing_a_snapshot_loses_nothing() {
-    let mut cluster = Cluster::start(3, 1, &[], &SMALL_LOG);
+    // Node 3 stages each 1 MiB chunk slowly, and installs each batch
+    // slowly; the others run at full speed.
+    let slow = |id: u64| {
+        let mut envs: Vec<(String, String)> = SMALL_LOG
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if id == 3 {
+            envs.push((
+                "FAILPOINTS".into(),
+                "snapshot-stage-chunk=sleep(40);snapshot-install-batch=sleep(150)".into(),
+            ));
+        }
+        envs
+    };
+    let mut cluster = Cluster::start_each(3, 1, &[], &slow);
     cluster.node_mut(3).kill9();
     // About 24 MiB, so the transfer and install take a moment.
     write_keys(cluster.node(1), "big", 0..6000, 4096);
     let snapshots = cluster.node(3).data_dir.join("snapshots");
+
+    // 1. Killed while the snapshot is being received and staged.
     cluster.node_mut(3).restart();
-    // Kill it as soon as a snapshot starts arriving.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut caught_mid_transfer = false;
-    while Instant::now() < deadline {
-        let staged = std::fs::read_dir(&snapshots)
-            .map(|dir| dir.flatten().count())
-            .unwrap_or(0);
-        if staged > 0 {
-            caught_mid_transfer = true;
-            break;
-        }
-        if cluster.node(3).log_text().contains("installed snapshot") {
-            break;
-        }
+    let staging = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "tmp"))
+            })
+            .unwrap_or(false)
+    };
+    while !staging(&snapshots) {
+        assert!(Instant::now() < deadline, "no snapshot transfer started");
         std::thread::sleep(Duration::from_millis(2));
     }
     cluster.node_mut(3).kill9();
-    eprintln!(
-        "node 3 killed {} the snapshot was installed",
-        if caught_mid_transfer {
-            "while a snapshot was staged, before"
-        } else {
-            "after"
-        }
+    let log = cluster.node(3).log_text();
+    assert!(
+        !log.contains("installing snapshot"),
+        "the kill was meant to land before the install began"
     );
+
+    // 2. Killed while the snapshot is being installed.
     cluster.node_mut(3).restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.node(3).log_text().contains("installing snapshot") {
+        assert!(Instant::now() < deadline, "no snapshot install started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cluster.node_mut(3).kill9();
+    assert!(
+        !cluster.node(3).log_text().contains("installed snapshot"),
+        "the kill was meant to land before the install finished"
+    );
+
+    // Restarted, it finishes the interrupted install and has every key.
+    cluster.node_mut(3).restart();
+    assert!(
+        cluster
+            .node(3)
+            .log_text()
+            .contains("finishing a snapshot install interrupted by a crash"),
+        "the restart did not find the install it was killed in"
+    );
     cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(60));
     assert_keys(cluster.node(3), "big", 0..6000, 4096);
 }
@@ -180,6 +217,16 @@ fn sigterm_hands_leadership_over_and_a_restart_replays_nothing() {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
+    let terms_before: Vec<u64> = cluster
+        .info_raft(1)
+        .unwrap()
+        .iter()
+        .map(|s| s.term)
+        .collect();
+    let logged_before: Vec<usize> = [2, 3]
+        .iter()
+        .map(|&id| cluster.node(id).log_text().len())
+        .collect();
     let signalled = Instant::now();
     let status = cluster.node_mut(1).terminate();
     let took = signalled.elapsed();
@@ -201,6 +248,32 @@ fn sigterm_hands_leadership_over_and_a_restart_replays_nothing() {
     );
     let leaders = cluster.wait_for_leaders(&[2, 3], Duration::from_secs(5));
     assert!(leaders.iter().all(|&l| l == 2 || l == 3), "{leaders:?}");
+    // A transfer, not an election: the new leaders went straight to
+    // candidate (a transfer skips pre-vote; an election after a timeout
+    // starts with it), one term up.
+    let terms_after: Vec<u64> = cluster
+        .info_raft(2)
+        .unwrap()
+        .iter()
+        .map(|s| s.term)
+        .collect();
+    for shard in [0usize, 3] {
+        assert_eq!(
+            terms_after[shard],
+            terms_before[shard] + 1,
+            "shard {shard}: one term up, one campaign"
+        );
+        for (&id, &from) in [2u64, 3].iter().zip(&logged_before) {
+            let log = cluster.node(id).log_text();
+            let since = log.get(from..).unwrap_or_default();
+            assert!(
+                !since.lines().any(|l| l.contains("raft role changed")
+                    && l.contains(&format!("shard_id={shard} "))
+                    && l.contains("role=PreCandidate")),
+                "node {id} held a pre-vote election for shard {shard}: not a transfer"
+            );
+        }
+    }
 
     cluster.node_mut(1).restart();
     let log = cluster.node(1).log_text();

@@ -41,6 +41,13 @@ struct Cli {
     /// `elastickv ctl add-node` (instead of founding a cluster of --peers).
     #[arg(long)]
     join: bool,
+    /// Create a new cluster of the nodes in --peers (each started with
+    /// --bootstrap and an empty data directory). Without it, a node with an
+    /// empty data directory and other --peers refuses to start: it might
+    /// be a member whose disk was lost. Ignored once the data directory
+    /// belongs to a cluster.
+    #[arg(long)]
+    bootstrap: bool,
     /// Serve Prometheus metrics at this address.
     #[arg(long, value_name = "HOST:PORT")]
     metrics_addr: Option<String>,
@@ -90,6 +97,7 @@ impl Cli {
             shards,
             peers,
             join,
+            bootstrap,
             metrics_addr,
             requirepass,
             command: _,
@@ -104,6 +112,7 @@ impl Cli {
                 shards,
                 peers,
                 join,
+                bootstrap,
                 metrics_addr,
                 requirepass,
             },
@@ -119,6 +128,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Fault injection for tests: FAILPOINTS arms the fail points in builds
+    // with the `failpoints` feature; otherwise this does nothing.
+    let _failpoints = fail::FailScenario::setup();
     let mut cli = Cli::parse();
     if let Some(Command::Ctl { addr, action }) = cli.command.take() {
         return ctl(&addr, action);

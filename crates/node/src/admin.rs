@@ -36,6 +36,8 @@ pub struct Admin {
     pub node_id: u64,
     pub raft: RaftHandle<Reply>,
     pub directory: PeerDirectory,
+    /// Carried by the steps this node asks of other nodes.
+    pub cluster: elastickv_transport::ClusterIdentity,
     /// An election timeout: how long a leadership transfer may take.
     pub election_timeout: Duration,
 }
@@ -126,16 +128,7 @@ impl Admin {
             return failed(format!("no address known for node {node}"));
         };
         let limit = self.step_rpc_timeout(&request);
-        let attempt = async {
-            let mut client = elastickv_transport::admin::connect(&addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            client
-                .change_shard(request)
-                .await
-                .map(|reply| reply.into_inner())
-                .map_err(|status| status.message().to_string())
-        };
+        let attempt = elastickv_transport::admin::change_shard(&addr, &self.cluster, request);
         match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => try_again(format!("cannot reach node {node}: {e}"), 0),

@@ -461,6 +461,9 @@ pub struct SnapshotReceiver {
     pub raft: RaftHandle<Reply>,
     pub store: Store,
     pub shards: u32,
+    /// A node waiting to be added adopts its cluster's id from the first
+    /// snapshot it takes.
+    pub cluster: elastickv_transport::ClusterIdentity,
 }
 
 impl elastickv_transport::SnapshotSink for SnapshotReceiver {
@@ -482,7 +485,25 @@ impl elastickv_transport::SnapshotSink for SnapshotReceiver {
             .map_err(|e| e.to_string())
     }
 
-    fn deliver(&self, shard: u32, msg: raft::prelude::Message) -> Result<(), String> {
+    fn deliver(
+        &self,
+        shard: u32,
+        msg: raft::prelude::Message,
+        cluster: Option<u64>,
+    ) -> Result<(), String> {
+        if self.cluster.get().is_none() {
+            let Some(id) = cluster else {
+                return Err("the sender did not say which cluster it belongs to".into());
+            };
+            self.store
+                .record_cluster_id(id)
+                .map_err(|e| format!("cannot record the cluster id: {e}"))?;
+            self.cluster.adopt(id);
+            tracing::info!(
+                cluster_id = %elastickv_transport::format_cluster_id(id),
+                "joined the cluster (first snapshot received)"
+            );
+        }
         let meta = msg.get_snapshot().get_metadata();
         let (index, term) = (meta.index, meta.term);
         self.raft.step(shard, msg).map_err(|e| {

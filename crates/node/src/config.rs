@@ -120,6 +120,10 @@ pub struct NodeConfig {
     /// Join an existing cluster (added with `elastickv ctl add-node`)
     /// instead of founding one with `peers` as its members.
     pub join: bool,
+    /// Create a new cluster whose founding members are `peers`, once all
+    /// of them are up (each started with `bootstrap`) and none belongs to
+    /// a cluster yet. Ignored once the data directory has a cluster.
+    pub bootstrap: bool,
     /// Prometheus metrics endpoint; off when empty.
     pub metrics_addr: String,
     /// Password clients must AUTH with; none when empty.
@@ -141,6 +145,7 @@ impl Default for NodeConfig {
             shards: 4,
             peers: String::new(),
             join: false,
+            bootstrap: false,
             metrics_addr: String::new(),
             requirepass: String::new(),
             maxclients: 10_000,
@@ -160,6 +165,7 @@ pub struct Overrides {
     pub shards: Option<u32>,
     pub peers: Option<String>,
     pub join: bool,
+    pub bootstrap: bool,
     pub metrics_addr: Option<String>,
     pub requirepass: Option<String>,
 }
@@ -206,11 +212,15 @@ impl NodeConfig {
             shards,
             peers,
             join,
+            bootstrap,
             metrics_addr,
             requirepass,
         } = o;
         if join {
             self.join = true;
+        }
+        if bootstrap {
+            self.bootstrap = true;
         }
         if let Some(v) = node_id {
             self.node_id = v;
@@ -263,6 +273,12 @@ impl NodeConfig {
             return Err(invalid("maxclients", "must be at least 1"));
         }
         self.peer_map()?;
+        if self.join && self.bootstrap {
+            return Err(invalid(
+                "bootstrap",
+                "--bootstrap (create a cluster) and --join (be added to one) exclude each other",
+            ));
+        }
         if self.request_timeout_ms == 0 || self.request_timeout_ms > 600_000 {
             return Err(invalid("request_timeout_ms", "accepted: 1..=600000"));
         }

@@ -12,6 +12,9 @@
 //!   commands to the store.
 //! - [`expiry`]: active expiry through the log; [`balance`]: spreading
 //!   shard leaders over the nodes.
+//! - [`founding`]: which cluster the node belongs to: creating one
+//!   (`--bootstrap`), waiting to be added (`--join`), refusing to found a
+//!   second cluster next to the one that lost this node's data.
 //! - [`info`], [`clients`], [`stats`], [`metrics`], [`clock`].
 //!
 //! # Threads
@@ -27,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod expiry;
+pub mod founding;
 pub mod info;
 pub mod keyspace;
 pub mod metrics;
@@ -43,7 +47,7 @@ use std::time::{Duration, Instant};
 use elastickv_raft::{EngineConfig, EngineError, RaftHandle};
 use elastickv_resp::Reply;
 use elastickv_router::Router;
-use elastickv_store::{NodeIdentity, Store, StoreError, StoreOptions};
+use elastickv_store::{Store, StoreError, StoreOptions};
 use rand::Rng;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -100,6 +104,20 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Metrics(String),
+    #[error(
+        "data directory {data_dir} is empty and --peers names other nodes: start with \
+         --bootstrap to create a new cluster of them, or with --join to be added to an existing \
+         one (if this node's disk was lost, see \"Replacing a node\" in the README)"
+    )]
+    NoClusterChoice { data_dir: PathBuf },
+    #[error(
+        "node {node} already belongs to cluster {cluster_id}, which does not expect this node to \
+         found it: this node's data directory is empty, so its data was lost; replace it as \
+         \"Replacing a node\" in the README says (remove it, then add it back with --join)"
+    )]
+    AlreadyFounded { node: u64, cluster_id: String },
+    #[error("cannot create the cluster: {0}")]
+    Founding(String),
 }
 
 /// Makes nodes that membership changes add reachable: records their
@@ -109,6 +127,7 @@ async fn follow_membership(
     raft: RaftHandle<Reply>,
     store: Store,
     directory: elastickv_transport::PeerDirectory,
+    cluster: elastickv_transport::ClusterIdentity,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let added = raft.members_added();
@@ -133,6 +152,7 @@ async fn follow_membership(
                 node_id,
                 lanes,
                 member.raft_addr,
+                cluster.clone(),
                 shutdown.clone(),
             ));
         }
@@ -159,18 +179,12 @@ impl Node {
             source,
         })?;
         let db_path = config.data_dir.join("rocksdb");
-        let store = Store::open(&db_path, &StoreOptions::default())
-            .and_then(|store| {
-                store.check_identity(NodeIdentity {
-                    node_id: config.node_id,
-                    shards: config.shards,
-                })?;
-                Ok(store)
-            })
-            .map_err(|source| StartError::Store {
+        let store = Store::open(&db_path, &StoreOptions::default()).map_err(|source| {
+            StartError::Store {
                 path: config.data_dir.clone(),
                 source,
-            })?;
+            }
+        })?;
 
         let listener = TcpListener::bind(&config.redis_addr)
             .await
@@ -190,6 +204,21 @@ impl Node {
                 source,
             })?;
         let peers = config.peer_map()?;
+        let (stop_transport, shutdown_rx) = watch::channel(false);
+        let acceptor = elastickv_transport::Acceptor::start(raft_listener, shutdown_rx.clone());
+        // A node waiting to be added adopts (and records) the cluster id of
+        // the first node-to-node call it gets.
+        let cluster = {
+            let store = store.clone();
+            elastickv_transport::ClusterIdentity::adopting(Arc::new(move |id| {
+                store.record_cluster_id(id).map_err(|e| e.to_string())
+            }))
+        };
+        // Which cluster this node belongs to; founding one first if that
+        // is what --bootstrap asks (shards get their first configuration
+        // there, never implicitly below).
+        let (founding, standing) =
+            founding::establish(&config, &store, &peers, &acceptor, &cluster).await?;
         // Nodes added to the cluster since are reachable at the addresses
         // their membership change carried; `--peers` wins where both exist.
         let mut known = store.recorded_peers().map_err(|source| StartError::Store {
@@ -203,7 +232,7 @@ impl Node {
             .filter(|&(&id, _)| id != config.node_id)
             .map(|(&id, addr)| (id, addr.clone()))
             .collect();
-        let forward = elastickv_transport::ForwardClient::new(directory.clone());
+        let forward = elastickv_transport::ForwardClient::new(directory.clone(), cluster.clone());
         let engine_config = EngineConfig {
             node_id: config.node_id,
             election_tick: config.raft.election_tick,
@@ -211,11 +240,10 @@ impl Node {
             tick: Duration::from_millis(config.raft.tick_ms),
             lease_reads: config.raft.read_mode == config::ReadMode::Lease,
             limits: config.raft.limits(),
-            initial_voters: if config.join {
-                Vec::new()
-            } else {
-                peers.keys().copied().collect()
-            },
+            // Founding (above) bootstrapped the shards of a new cluster; a
+            // replica without a configuration stays empty until a snapshot
+            // makes it a member.
+            initial_voters: Vec::new(),
             known_nodes: known.keys().copied().collect(),
         };
         let machines = (0..config.shards)
@@ -241,7 +269,6 @@ impl Node {
         }
 
         let clock = Arc::new(ProposalClock::default());
-        let (stop_transport, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         {
             let stepper = raft.clone();
@@ -255,38 +282,39 @@ impl Node {
                 raft: raft.clone(),
                 store: store.clone(),
                 shards: config.shards,
+                cluster: cluster.clone(),
             });
             let admin = Arc::new(admin::Admin {
                 node_id: config.node_id,
                 raft: raft.clone(),
                 directory: directory.clone(),
+                cluster: cluster.clone(),
                 election_timeout: Duration::from_millis(
                     config.raft.tick_ms * config.raft.election_tick as u64,
                 ),
             });
             let mut stop = shutdown_rx.clone();
-            let node_id = config.node_id;
+            let services = elastickv_transport::server::Services {
+                node_id: config.node_id,
+                identity: cluster.clone(),
+                step,
+                forward: executor,
+                snapshots,
+                admin,
+                founding,
+            };
             tasks.push(tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.changed().await;
                 };
-                if let Err(e) = elastickv_transport::serve(
-                    raft_listener,
-                    node_id,
-                    step,
-                    executor,
-                    snapshots,
-                    admin,
-                    stopped,
-                )
-                .await
-                {
+                if let Err(e) = elastickv_transport::serve(&acceptor, services, stopped).await {
                     tracing::error!(error = %e, "raft transport server stopped");
                 }
             }));
             tasks.push(elastickv_transport::spawn_snapshot_sender(
                 raft.clone(),
                 directory.clone(),
+                cluster.clone(),
                 shutdown_rx.clone(),
             ));
             tasks.push(tokio::spawn(follow_membership(
@@ -294,6 +322,7 @@ impl Node {
                 raft.clone(),
                 store.clone(),
                 directory.clone(),
+                cluster.clone(),
                 shutdown_rx.clone(),
             )));
             let outbox = raft.outbox();
@@ -303,6 +332,7 @@ impl Node {
                         config.node_id,
                         lanes,
                         addr.clone(),
+                        cluster.clone(),
                         shutdown_rx.clone(),
                     ));
                 }
@@ -345,6 +375,11 @@ impl Node {
         ];
         tracing::info!(
             node_id = state.config.node_id,
+            cluster_id = %cluster.get().map_or_else(
+                || "none yet (waiting to be added)".to_string(),
+                elastickv_transport::format_cluster_id,
+            ),
+            joining = standing == founding::Standing::Joining,
             shards = state.config.shards,
             redis_addr = %redis_addr,
             raft_addr = %state.config.raft_addr,

@@ -164,6 +164,9 @@ impl EngineConfig {
 /// and then once every this many, so a dead peer cannot flood the log.
 const DROP_LOG_EVERY: u64 = 1000;
 
+/// A replica that lost its data is told so at most this often.
+const LOST_DATA_LOG_EVERY: Duration = Duration::from_secs(30);
+
 /// A shard's externally visible raft status, for `INFO raft`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardStatus {
@@ -303,6 +306,8 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     log_retain: u64,
     /// Messages dropped per peer, for rate-limited logging.
     drops: std::collections::HashMap<u64, u64>,
+    /// When the lost-data refusal was last logged.
+    lost_data_logged: Option<Instant>,
     status: Arc<Mutex<ShardStatus>>,
 }
 
@@ -398,6 +403,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             snapshot_count: limits.snapshot_count.value,
             log_retain: limits.log_retain_entries.value,
             drops: std::collections::HashMap::new(),
+            lost_data_logged: None,
             status,
         };
         engine.publish_status();
@@ -602,6 +608,9 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 );
                 continue;
             }
+            if self.is_empty_replica() && !self.empty_replica_accepts(&msg, now) {
+                continue;
+            }
             let offered = (msg.get_msg_type() == MessageType::MsgSnapshot).then(|| {
                 let meta = msg.get_snapshot().get_metadata();
                 (meta.index, meta.term)
@@ -614,6 +623,55 @@ impl<SM: StateMachine> ShardEngine<SM> {
             }
         }
         any
+    }
+
+    /// A replica that has no configuration yet: it never was bootstrapped
+    /// and never installed a snapshot (a node waiting to be added, or one
+    /// whose data was lost).
+    fn is_empty_replica(&self) -> bool {
+        let conf = self.raw.raft.prs().conf();
+        conf.voters().ids().is_empty() && conf.learners().is_empty()
+    }
+
+    /// What an empty replica may step. It knows nothing, so it grants no
+    /// vote and takes no heartbeat (whose commit index it cannot have:
+    /// raft-rs would panic), only appends (which it refuses, asking for a
+    /// snapshot) and a first snapshot. That snapshot must make it a
+    /// learner: a new member is always added as one. One that lists it as
+    /// a voter means this node's data was lost after it became a voter;
+    /// taking it would let the node vote without the promises it made
+    /// (its votes, the entries it acknowledged), so it is refused, and the
+    /// operator is told how to replace the node.
+    fn empty_replica_accepts(&mut self, msg: &Message, now: Instant) -> bool {
+        match msg.get_msg_type() {
+            MessageType::MsgAppend => true,
+            MessageType::MsgSnapshot => {
+                let conf = msg.get_snapshot().get_metadata().get_conf_state();
+                let id = self.raw.raft.id;
+                if !conf.voters.contains(&id) && !conf.voters_outgoing.contains(&id) {
+                    return true;
+                }
+                let meta = msg.get_snapshot().get_metadata();
+                self.store.discard_staged(self.shard, meta.index, meta.term);
+                if self
+                    .lost_data_logged
+                    .is_none_or(|at| now.duration_since(at) >= LOST_DATA_LOG_EVERY)
+                {
+                    self.lost_data_logged = Some(now);
+                    tracing::error!(
+                        shard_id = self.shard,
+                        local_id = id,
+                        leader = msg.from,
+                        "this replica is empty but the shard lists node {id} as a voter: its data \
+                         was lost, and it must not vote without it; remove node {id} from the \
+                         cluster (elastickv ctl remove-node {id}) and add it again \
+                         (README: replacing a node whose disk was lost)"
+                    );
+                }
+                false
+            }
+            _ => false,
+        }
     }
 
     /// A staged snapshot raft did not take (it was stale by the time it

@@ -16,12 +16,18 @@ use crate::ShardId;
 use crate::error::{Result, StoreError};
 use crate::keys::{
     ALL_CFS, CF_DEDUP, CF_DEFAULT, CF_EXPIRE, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CF_SUB,
-    NODE_FORMAT_KEY, NODE_ID_KEY, NODE_SHARDS_KEY,
+    CLUSTER_ID_KEY, NODE_FORMAT_KEY, NODE_ID_KEY, NODE_SHARDS_KEY,
 };
 
 /// Peer addresses in the default column family: this prefix, then the
 /// node id (big-endian u64).
 const PEER_KEY_PREFIX: &[u8] = b"peer/";
+
+fn pending_founder_key(node: u64) -> Vec<u8> {
+    let mut key = PENDING_FOUNDER_PREFIX.to_vec();
+    key.extend_from_slice(&node.to_be_bytes());
+    key
+}
 
 fn peer_key(node: u64) -> Vec<u8> {
     let mut key = PEER_KEY_PREFIX.to_vec();
@@ -69,6 +75,22 @@ pub struct NodeIdentity {
     pub node_id: u64,
     pub shards: u32,
 }
+
+/// What a data directory holds, as far as cluster membership goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Nothing yet: a new data directory.
+    Empty,
+    /// Waiting to be added to a cluster (started with `--join`), whose id
+    /// it learns from its first snapshot.
+    Joining,
+    /// A member of the cluster with this id.
+    Member { cluster_id: u64 },
+}
+
+/// Founders of a cluster this node created and has not yet told so, in
+/// the default column family: this prefix, then the node id.
+const PENDING_FOUNDER_PREFIX: &[u8] = b"pending_founder/";
 
 pub(crate) struct Inner {
     db: DB,
@@ -143,23 +165,11 @@ impl Store {
         })
     }
 
-    /// Records `identity` in a new data directory, or checks it against the
-    /// one recorded.
-    pub fn check_identity(&self, identity: NodeIdentity) -> Result<()> {
-        let format = self.read_u64(NODE_FORMAT_KEY)?;
-        match format {
-            None => {
-                let cf = self.cf(CF_DEFAULT)?;
-                let mut batch = WriteBatch::default();
-                batch.put_cf(cf, NODE_FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
-                batch.put_cf(cf, NODE_ID_KEY, identity.node_id.to_be_bytes());
-                batch.put_cf(
-                    cf,
-                    NODE_SHARDS_KEY,
-                    u64::from(identity.shards).to_be_bytes(),
-                );
-                self.write(batch, true)
-            }
+    /// Checks `identity` against the one recorded in this data directory
+    /// (if any), and says where the directory stands.
+    pub fn membership(&self, identity: NodeIdentity) -> Result<Membership> {
+        match self.read_u64(NODE_FORMAT_KEY)? {
+            None => Ok(Membership::Empty),
             Some(found) if found != FORMAT_VERSION => Err(StoreError::UnsupportedFormat {
                 found,
                 supported: FORMAT_VERSION,
@@ -179,9 +189,94 @@ impl Store {
                         requested: identity.node_id,
                     });
                 }
-                Ok(())
+                Ok(match self.read_u64(CLUSTER_ID_KEY)? {
+                    Some(cluster_id) if cluster_id != 0 => Membership::Member { cluster_id },
+                    _ => Membership::Joining,
+                })
             }
         }
+    }
+
+    fn stage_identity(&self, batch: &mut WriteBatch, identity: NodeIdentity) -> Result<()> {
+        let cf = self.cf(CF_DEFAULT)?;
+        batch.put_cf(cf, NODE_FORMAT_KEY, FORMAT_VERSION.to_be_bytes());
+        batch.put_cf(cf, NODE_ID_KEY, identity.node_id.to_be_bytes());
+        batch.put_cf(
+            cf,
+            NODE_SHARDS_KEY,
+            u64::from(identity.shards).to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Records a new data directory as waiting to be added to a cluster.
+    pub fn record_joining(&self, identity: NodeIdentity) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.stage_identity(&mut batch, identity)?;
+        self.write(batch, true)
+    }
+
+    /// Creates a new cluster's state on this node, in one synced write: the
+    /// identity with `cluster_id`, every shard's raft state bootstrapped
+    /// with `voters`, and the other founders still to be told (`pending`).
+    /// A crash leaves either all of it or none.
+    pub fn record_founding(
+        &self,
+        identity: NodeIdentity,
+        cluster_id: u64,
+        voters: &[u64],
+        pending: &[u64],
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.stage_identity(&mut batch, identity)?;
+        let cf = self.cf(CF_DEFAULT)?;
+        batch.put_cf(cf, CLUSTER_ID_KEY, cluster_id.to_be_bytes());
+        for &node in pending {
+            batch.put_cf(cf, pending_founder_key(node), []);
+        }
+        for shard in 0..identity.shards {
+            crate::log::stage_bootstrap(self, &mut batch, shard, voters)?;
+        }
+        self.write(batch, true)
+    }
+
+    /// Records the id of the cluster a joining node was added to.
+    pub fn record_cluster_id(&self, cluster_id: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_DEFAULT)?,
+            CLUSTER_ID_KEY,
+            cluster_id.to_be_bytes(),
+        );
+        self.write(batch, true)
+    }
+
+    /// Founders this node created the cluster with and has not yet told.
+    pub fn pending_founders(&self) -> Result<Vec<u64>> {
+        let mut nodes = Vec::new();
+        let mut it = self.inner.db.raw_iterator_cf(self.cf(CF_DEFAULT)?);
+        it.seek(PENDING_FOUNDER_PREFIX);
+        while let Some(key) = it.key() {
+            let Some(id) = key.strip_prefix(PENDING_FOUNDER_PREFIX) else {
+                break;
+            };
+            let id: [u8; 8] = id.try_into().map_err(|_| StoreError::Corrupt {
+                what: "pending founder",
+                shard: 0,
+                detail: format!("key of {} bytes", key.len()),
+            })?;
+            nodes.push(u64::from_be_bytes(id));
+            it.next();
+        }
+        it.status()?;
+        Ok(nodes)
+    }
+
+    /// Founder `node` acknowledged the cluster's creation.
+    pub fn founder_told(&self, node: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(CF_DEFAULT)?, pending_founder_key(node));
+        self.write(batch, true)
     }
 
     fn read_u64(&self, key: &[u8]) -> Result<Option<u64>> {
@@ -315,13 +410,19 @@ mod tests {
         };
         {
             let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-            store.check_identity(id).unwrap();
-            store.check_identity(id).unwrap();
+            assert_eq!(store.membership(id).unwrap(), Membership::Empty);
+            store.record_joining(id).unwrap();
+            assert_eq!(store.membership(id).unwrap(), Membership::Joining);
         }
         let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-        store.check_identity(id).unwrap();
+        assert_eq!(store.membership(id).unwrap(), Membership::Joining);
+        store.record_cluster_id(0xfeed).unwrap();
+        assert_eq!(
+            store.membership(id).unwrap(),
+            Membership::Member { cluster_id: 0xfeed }
+        );
         let err = store
-            .check_identity(NodeIdentity {
+            .membership(NodeIdentity {
                 node_id: 1,
                 shards: 8,
             })
@@ -338,7 +439,7 @@ mod tests {
                 .contains("created with 4 shards but 8 were requested")
         );
         let err = store
-            .check_identity(NodeIdentity {
+            .membership(NodeIdentity {
                 node_id: 2,
                 shards: 4,
             })
@@ -350,5 +451,30 @@ mod tests {
                 requested: 2
             }
         ));
+    }
+
+    #[test]
+    fn founding_records_identity_shards_and_pending_founders_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let id = NodeIdentity {
+            node_id: 1,
+            shards: 2,
+        };
+        store
+            .record_founding(id, 0xabc, &[1, 2, 3], &[2, 3])
+            .unwrap();
+        assert_eq!(
+            store.membership(id).unwrap(),
+            Membership::Member { cluster_id: 0xabc }
+        );
+        assert_eq!(store.pending_founders().unwrap(), vec![2, 3]);
+        store.founder_told(2).unwrap();
+        assert_eq!(store.pending_founders().unwrap(), vec![3]);
+        for shard in 0..2 {
+            // Bootstrapped: opening the log with no voters keeps them.
+            let log = crate::log::ShardLog::open(&store, shard, &[]).unwrap();
+            assert_eq!(log.conf_state().voters, vec![1, 2, 3]);
+        }
     }
 }

@@ -25,6 +25,7 @@ pub const ALL_CFS: [&str; 7] = [
 pub const NODE_FORMAT_KEY: &[u8] = b"format";
 pub const NODE_ID_KEY: &[u8] = b"node_id";
 pub const NODE_SHARDS_KEY: &[u8] = b"shards";
+pub const CLUSTER_ID_KEY: &[u8] = b"cluster_id";
 
 /// Record kinds under a shard in `raft_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@
 //!
 //! | cf | key | value |
 //! |---|---|---|
-//! | `default` | node identity keys | node id, shard count, format |
+//! | `default` | node identity keys, `peer/` node, `pending_founder/` node | node id, shard count, format, cluster id; peer addresses; founders not yet told |
 //! | `raft_log` | shard u32, index u64 | `eraftpb::Entry` |
 //! | `raft_state` | shard u32, kind u8 | hard state, conf state, apply state, truncated state, pending snapshot install |
 //! | `meta` | slot u16, user key | data record (type, expiry, value) |
@@ -48,7 +48,7 @@ pub mod log;
 pub mod snapshot;
 
 pub use apply::{ApplyBatch, ApplyState, DataReader};
-pub use db::{NodeIdentity, Store, StoreOptions};
+pub use db::{Membership, NodeIdentity, Store, StoreOptions};
 pub use error::StoreError;
 pub use log::{BOOTSTRAP_INDEX, LogBatch, ShardLog};
 pub use snapshot::{ShardRanges, ShardSnapshot, SnapshotMeta, SnapshotStager};

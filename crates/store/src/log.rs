@@ -440,6 +440,18 @@ impl raft::Storage for ShardLog {
 /// Writes a new shard's initial state: its configuration, and a log and
 /// apply state that start after [`BOOTSTRAP_INDEX`].
 fn bootstrap(store: &Store, shard: ShardId, voters: &[u64]) -> Result<()> {
+    let mut batch = WriteBatch::default();
+    stage_bootstrap(store, &mut batch, shard, voters)?;
+    store.write(batch, true)
+}
+
+/// Stages a new shard's initial state into `batch`.
+pub(crate) fn stage_bootstrap(
+    store: &Store,
+    batch: &mut WriteBatch,
+    shard: ShardId,
+    voters: &[u64],
+) -> Result<()> {
     let cs = ConfState {
         voters: voters.to_vec(),
         ..Default::default()
@@ -455,7 +467,6 @@ fn bootstrap(store: &Store, shard: ShardId, voters: &[u64]) -> Result<()> {
         ..Default::default()
     };
     let cf = store.cf_state()?;
-    let mut batch = WriteBatch::default();
     batch.put_cf(
         cf,
         raft_state_key(shard, StateKind::ConfState),
@@ -476,7 +487,7 @@ fn bootstrap(store: &Store, shard: ShardId, voters: &[u64]) -> Result<()> {
         raft_state_key(shard, StateKind::ApplyState),
         apply.encode(),
     );
-    store.write(batch, true)
+    Ok(())
 }
 
 fn to_raft_error(e: StoreError) -> raft::Error {

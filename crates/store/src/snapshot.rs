@@ -314,6 +314,8 @@ impl Drop for SnapshotStager {
 
 impl SnapshotStager {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        // Tests slow staging down here to stop a node mid-transfer.
+        fail::fail_point!("snapshot-stage-chunk");
         self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
         let written = match self.file.as_mut() {
@@ -489,6 +491,12 @@ impl Store {
         let shard = ranges.shard;
         let gate = self.install_gate(shard);
         let _no_readers = gate.write();
+        tracing::info!(
+            shard_id = shard,
+            index = meta.index,
+            term = meta.term,
+            "installing snapshot"
+        );
         let path = self.staged_path(shard, meta.index, meta.term);
         let mut batch = WriteBatch::default();
         for cf in SnapshotCf::ALL {
@@ -499,6 +507,8 @@ impl Store {
         while let Some((cf, key, value)) = records.next_record()? {
             batch.put_cf(self.snapshot_cf(cf)?, key, value);
             if batch.size_in_bytes() >= self.inner.snapshot_install_batch_bytes {
+                // Tests slow installs down here to stop a node mid-install.
+                fail::fail_point!("snapshot-install-batch");
                 self.write(std::mem::take(&mut batch), false)?;
             }
         }

@@ -102,3 +102,20 @@ pub async fn connect(addr: &str) -> Result<AdminClient<Channel>, TransportError>
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES))
 }
+
+/// One shard's step, asked of the node at `addr` (that shard's leader) by
+/// another node of the cluster: the call carries this node's cluster id.
+pub async fn change_shard(
+    addr: &str,
+    identity: &crate::ClusterIdentity,
+    request: ChangeShardRequest,
+) -> Result<ChangeReply, String> {
+    let mut client = connect(addr).await.map_err(|e| e.to_string())?;
+    let mut request = Request::new(request);
+    identity.tag(&mut request);
+    client
+        .change_shard(request)
+        .await
+        .map(Response::into_inner)
+        .map_err(|status| status.message().to_string())
+}

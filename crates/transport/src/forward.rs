@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::directory::PeerDirectory;
+use crate::identity::ClusterIdentity;
 use crate::pb::forward_client::ForwardClient as Client;
 use crate::pb::{ForwardReply, ForwardRequest, forward_reply};
 use crate::server::FORWARD_IN_FLIGHT;
@@ -88,6 +89,7 @@ impl Stream {
 struct Peer {
     node: u64,
     channel: Channel,
+    identity: ClusterIdentity,
     /// Held across queueing a request, so requests go out in call order.
     stream: tokio::sync::Mutex<Option<Stream>>,
     /// One permit per request sent and not yet answered (released when the
@@ -103,9 +105,11 @@ impl Peer {
         let mut client = Client::new(self.channel.clone())
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let (node, waiting) = (self.node, pending.clone());
+        let (node, waiting, identity) = (self.node, pending.clone(), self.identity.clone());
         tokio::spawn(async move {
-            let why = match client.pipeline(ReceiverStream::new(rx)).await {
+            let mut request = tonic::Request::new(ReceiverStream::new(rx));
+            identity.tag(&mut request);
+            let why = match client.pipeline(request).await {
                 Ok(response) => {
                     let mut replies = response.into_inner();
                     loop {
@@ -145,13 +149,15 @@ impl Peer {
 #[derive(Clone)]
 pub struct ForwardClient {
     directory: PeerDirectory,
+    identity: ClusterIdentity,
     peers: Arc<parking_lot::RwLock<BTreeMap<u64, Arc<Peer>>>>,
 }
 
 impl ForwardClient {
-    pub fn new(directory: PeerDirectory) -> ForwardClient {
+    pub fn new(directory: PeerDirectory, identity: ClusterIdentity) -> ForwardClient {
         ForwardClient {
             directory,
+            identity,
             peers: Arc::default(),
         }
     }
@@ -172,6 +178,7 @@ impl ForwardClient {
         let peer = Arc::new(Peer {
             node,
             channel: endpoint.connect_lazy(),
+            identity: self.identity.clone(),
             stream: tokio::sync::Mutex::new(None),
             in_flight: Arc::new(tokio::sync::Semaphore::new(FORWARD_IN_FLIGHT)),
         });

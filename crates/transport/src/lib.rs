@@ -11,6 +11,11 @@
 //!   many messages were refused; and the forwarding service.
 //! - [`directory`]: where each peer is reachable (dynamic: nodes join).
 //! - [`admin`]: the cluster administration service behind `elastickv ctl`.
+//! - [`founding`]: creating a cluster (probes between founding nodes).
+//! - [`identity`]: the cluster id every node-to-node call carries, and the
+//!   check that refuses calls from another cluster.
+//! - [`acceptor`]: the raft address's listener, handed from the founding
+//!   server to the full one.
 //! - [`forward`]: the client that sends write commands to the node that
 //!   leads their shard, in order, over one stream per peer.
 //! - [`snapshot`]: shard snapshots for followers behind the log, streamed
@@ -23,9 +28,12 @@
 //! a single raft message never exceeds MaxSizePerMsg (<= 32 MiB) plus one
 //! entry, which the node keeps under [`MAX_ENTRY_BYTES`].
 
+pub mod acceptor;
 pub mod admin;
 pub mod directory;
 pub mod forward;
+pub mod founding;
+pub mod identity;
 pub mod peer;
 pub mod server;
 pub mod snapshot;
@@ -66,8 +74,11 @@ pub enum TransportError {
     Serve(#[from] tonic::transport::Error),
 }
 
+pub use acceptor::Acceptor;
 pub use directory::PeerDirectory;
 pub use forward::{ForwardClient, ForwardOutcome};
+pub use founding::FoundingHandler;
+pub use identity::{ClusterIdentity, format_cluster_id};
 pub use server::{ForwardHandler, OutcomeFuture, StepFn, serve};
 pub use snapshot::{SnapshotSink, spawn_sender as spawn_snapshot_sender};
 /// For implementing [`ForwardHandler`].

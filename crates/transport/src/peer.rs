@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::ClusterIdentity;
 use crate::pb::raft_transport_client::RaftTransportClient;
 use crate::pb::{RaftBatch, RaftEnvelope};
 use crate::{BATCH_TARGET_BYTES, MAX_MESSAGE_BYTES};
@@ -27,8 +28,9 @@ pub const IN_FLIGHT_BATCHES: usize = 2;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// Connection failures are logged on the first and then every this many.
-const CONNECT_LOG_EVERY: u64 = 50;
+/// While a peer cannot be reached, that is logged on the first failure and
+/// then at most this often.
+const UNREACHABLE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// Longest wait for a connection (TCP and HTTP/2 handshake) or for the
 /// peer to accept the stream.
@@ -51,15 +53,17 @@ pub fn spawn(
     local_id: u64,
     peer: Arc<PeerOutbox>,
     addr: String,
+    identity: ClusterIdentity,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(run(local_id, peer, addr, shutdown))
+    tokio::spawn(run(local_id, peer, addr, identity, shutdown))
 }
 
 async fn run(
     local_id: u64,
     peer: Arc<PeerOutbox>,
     addr: String,
+    identity: ClusterIdentity,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let node = peer.node();
@@ -72,6 +76,8 @@ async fn run(
     };
     let mut backoff = BACKOFF_MIN;
     let mut failures = 0u64;
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut last_warned: Option<std::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -86,24 +92,58 @@ async fn run(
         // A TCP connection is not enough: only a stream the peer accepted
         // resets the backoff (a proxy or a half-dead peer may accept
         // connections and close them at once).
+        let accepted = |failures: u64, since: Option<std::time::Instant>| {
+            if failures > 0 {
+                tracing::info!(
+                    peer = node,
+                    addr = %addr,
+                    failures,
+                    unreachable_ms = since.map_or(0, |s| s.elapsed().as_millis() as u64),
+                    "raft stream to peer established"
+                );
+            }
+        };
         let failure = match channel {
-            Ok(channel) => match stream(local_id, &peer, channel, &mut shutdown).await {
-                StreamEnd::Closed(reason) => {
-                    tracing::info!(peer = node, addr = %addr, reason = %reason, "raft stream to peer closed; reconnecting");
-                    failures = 0;
-                    backoff = BACKOFF_MIN;
-                    None
+            Ok(channel) => {
+                let on_accept = || accepted(failures, failing_since);
+                match stream(
+                    local_id,
+                    &peer,
+                    channel,
+                    &identity,
+                    &mut shutdown,
+                    on_accept,
+                )
+                .await
+                {
+                    StreamEnd::Closed(reason) => {
+                        tracing::info!(peer = node, addr = %addr, reason = %reason, "raft stream to peer closed; reconnecting");
+                        failures = 0;
+                        failing_since = None;
+                        last_warned = None;
+                        backoff = BACKOFF_MIN;
+                        None
+                    }
+                    StreamEnd::Refused(reason) => Some(reason),
                 }
-                StreamEnd::Refused(reason) => Some(reason),
-            },
+            }
             Err(e) => Some(e),
         };
         if let Some(error) = failure {
             failures += 1;
+            let since = *failing_since.get_or_insert_with(std::time::Instant::now);
             metrics::counter!("elastickv_transport_connect_failures_total", "peer" => node.to_string())
                 .increment(1);
-            if failures == 1 || failures.is_multiple_of(CONNECT_LOG_EVERY) {
-                tracing::warn!(peer = node, addr = %addr, error = %error, failures, "cannot reach raft peer (logged on the first failure and every {CONNECT_LOG_EVERY}th)");
+            if last_warned.is_none_or(|at| at.elapsed() >= UNREACHABLE_LOG_EVERY) {
+                last_warned = Some(std::time::Instant::now());
+                tracing::warn!(
+                    peer = node,
+                    addr = %addr,
+                    error = %error,
+                    failures,
+                    unreachable_ms = since.elapsed().as_millis() as u64,
+                    "cannot reach raft peer (logged on the first failure and every {UNREACHABLE_LOG_EVERY:?})"
+                );
             }
         }
         tokio::select! {
@@ -127,14 +167,18 @@ async fn stream(
     local_id: u64,
     peer: &PeerOutbox,
     channel: Channel,
+    identity: &ClusterIdentity,
     shutdown: &mut watch::Receiver<bool>,
+    on_accept: impl FnOnce(),
 ) -> StreamEnd {
     let node = peer.node();
     let mut client = RaftTransportClient::new(channel)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let (batches, rx) = mpsc::channel::<RaftBatch>(IN_FLIGHT_BATCHES);
-    let call = client.stream(ReceiverStream::new(rx));
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    identity.tag(&mut request);
+    let call = client.stream(request);
     // The call resolves once the peer answers with headers; batches may be
     // queued meanwhile.
     let mut acks = tokio::select! {
@@ -149,12 +193,21 @@ async fn stream(
         },
         _ = shutdown.changed() => return StreamEnd::Closed("shutting down".into()),
     };
+    on_accept();
 
+    // Batches sent and acknowledged: a stream whose acknowledgements stop
+    // while batches wait for them is dead, whatever TCP says.
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut sent = 0u64;
+    let mut seen_acked = 0u64;
+    let mut waiting_since: Option<std::time::Instant> = None;
     let peer_label = node.to_string();
+    let acks_seen = acked.clone();
     let mut ack_reader = tokio::spawn(async move {
         loop {
             match acks.message().await {
                 Ok(Some(ack)) => {
+                    acks_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     if ack.refused > 0 {
                         metrics::counter!("elastickv_transport_refused_by_peer_total", "peer" => peer_label.clone())
                             .increment(u64::from(ack.refused));
@@ -169,6 +222,16 @@ async fn stream(
         if ack_reader.is_finished() {
             break "acknowledgements stopped".to_string();
         }
+        let now_acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+        if now_acked >= sent {
+            waiting_since = None;
+        } else if now_acked > seen_acked {
+            // Progress: the oldest batch waiting was sent after this.
+            waiting_since = Some(std::time::Instant::now());
+        } else if waiting_since.is_some_and(|at| at.elapsed() >= STALL_TIMEOUT) {
+            break format!("no acknowledgement for {STALL_TIMEOUT:?}");
+        }
+        seen_acked = now_acked;
         let drained = peer.drain(BATCH_TARGET_BYTES);
         if drained.is_empty() {
             tokio::select! {
@@ -197,8 +260,11 @@ async fn stream(
         }
         let count = batch.messages.len() as u64;
         tokio::select! {
-            sent = tokio::time::timeout(STALL_TIMEOUT, batches.send(batch)) => match sent {
-                Ok(Ok(())) => {}
+            handed = tokio::time::timeout(STALL_TIMEOUT, batches.send(batch)) => match handed {
+                Ok(Ok(())) => {
+                    sent += 1;
+                    waiting_since.get_or_insert_with(std::time::Instant::now);
+                }
                 Ok(Err(_)) => break "stream closed".to_string(),
                 Err(_) => break format!("no batch taken for {STALL_TIMEOUT:?}"),
             },

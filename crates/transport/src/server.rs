@@ -10,9 +10,9 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use protobuf::Message as _;
 use raft::prelude::Message;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::forward::ForwardOutcome;
@@ -178,17 +178,34 @@ async fn serve_pipeline(
     }
 }
 
-/// Serves the raft transport and forwarding on `listener` until
-/// `shutdown` resolves.
+/// What a node serves to other nodes (and to `elastickv ctl`).
+pub struct Services {
+    pub node_id: u64,
+    pub identity: crate::ClusterIdentity,
+    pub step: StepFn,
+    pub forward: Arc<dyn ForwardHandler>,
+    pub snapshots: Arc<dyn crate::snapshot::SnapshotSink>,
+    pub admin: Arc<dyn crate::admin::AdminHandler>,
+    pub founding: Arc<dyn crate::founding::FoundingHandler>,
+}
+
+/// Serves the raft transport, forwarding, snapshots, administration and
+/// founding on the connections of `acceptor` until `shutdown` resolves.
+/// Calls from another cluster are refused (see [`crate::identity`]).
 pub async fn serve(
-    listener: TcpListener,
-    node_id: u64,
-    step: StepFn,
-    forward: Arc<dyn ForwardHandler>,
-    snapshots: Arc<dyn crate::snapshot::SnapshotSink>,
-    admin: Arc<dyn crate::admin::AdminHandler>,
+    acceptor: &crate::Acceptor,
+    services: Services,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), TransportError> {
+    let Services {
+        node_id,
+        identity,
+        step,
+        forward,
+        snapshots,
+        admin,
+        founding,
+    } = services;
     let admin = AdminServer::new(crate::admin::AdminService { handler: admin })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -204,13 +221,20 @@ pub async fn serve(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Node-to-node services require the caller's cluster id; the
+    // administration service takes calls from `elastickv ctl`, which has
+    // none, and founding calls come before there is one.
+    let checked = |required| identity.interceptor(required);
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(raft)
-        .add_service(forward)
-        .add_service(snapshots)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .add_service(InterceptedService::new(raft, checked(true)))
+        .add_service(InterceptedService::new(forward, checked(true)))
+        .add_service(InterceptedService::new(snapshots, checked(true)))
+        .add_service(InterceptedService::new(admin, checked(false)))
+        .add_service(InterceptedService::new(
+            crate::founding::service(founding),
+            checked(false),
+        ))
+        .serve_with_incoming_shutdown(acceptor.incoming(), shutdown)
         .await?;
     Ok(())
 }
@@ -221,8 +245,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    use tokio::net::TcpListener;
+    use tokio_stream::wrappers::TcpListenerStream;
+
     use super::*;
-    use crate::{ForwardClient, PeerDirectory};
+    use crate::{ClusterIdentity, ForwardClient, PeerDirectory};
 
     /// Counts the commands it was handed; their outcomes wait for `release`.
     struct Stalled {
@@ -261,8 +288,10 @@ mod tests {
                 .add_service(service)
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
-        let client =
-            ForwardClient::new(PeerDirectory::new(BTreeMap::from([(1, addr.to_string())])));
+        let client = ForwardClient::new(
+            PeerDirectory::new(BTreeMap::from([(1, addr.to_string())])),
+            ClusterIdentity::default(),
+        );
         let queued = Arc::new(AtomicUsize::new(0));
         let sender = {
             let (client, queued) = (client.clone(), queued.clone());

@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::MAX_MESSAGE_BYTES;
 use crate::directory::PeerDirectory;
+use crate::identity::ClusterIdentity;
 use crate::pb::snapshot_transport_client::SnapshotTransportClient;
 use crate::pb::snapshot_transport_server::SnapshotTransport;
 use crate::pb::{SnapshotChunk, SnapshotReply};
@@ -43,6 +44,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 pub fn spawn_sender<O: Send + 'static>(
     raft: RaftHandle<O>,
     directory: PeerDirectory,
+    identity: ClusterIdentity,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     // A connection of its own per peer, apart from the raft stream's.
@@ -86,10 +88,10 @@ pub fn spawn_sender<O: Send + 'static>(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let raft = raft.clone();
+            let (raft, identity) = (raft.clone(), identity.clone());
             tokio::spawn(async move {
                 let started = std::time::Instant::now();
-                let outcome = send(channel, job).await;
+                let outcome = send(channel, &identity, job).await;
                 drop(permit);
                 match &outcome {
                     Ok(bytes) => tracing::info!(
@@ -113,7 +115,11 @@ pub fn spawn_sender<O: Send + 'static>(
 }
 
 /// Streams one snapshot; returns the data bytes sent.
-async fn send(channel: Channel, job: SnapshotJob) -> Result<u64, String> {
+async fn send(
+    channel: Channel,
+    identity: &ClusterIdentity,
+    job: SnapshotJob,
+) -> Result<u64, String> {
     let SnapshotJob {
         shard,
         message,
@@ -157,7 +163,9 @@ async fn send(channel: Channel, job: SnapshotJob) -> Result<u64, String> {
     let mut client = SnapshotTransportClient::new(channel)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let reply = client.install(ReceiverStream::new(rx)).await;
+    let mut request = Request::new(ReceiverStream::new(rx));
+    identity.tag(&mut request);
+    let reply = client.install(request).await;
     let total = reader
         .await
         .map_err(|e| format!("snapshot reader failed: {e}"))??;
@@ -173,8 +181,9 @@ async fn send(channel: Channel, job: SnapshotJob) -> Result<u64, String> {
 pub trait SnapshotSink: Send + Sync + 'static {
     /// Starts staging the snapshot `msg` announces for `shard`.
     fn stage(&self, shard: u32, msg: &Message) -> Result<SnapshotStager, String>;
-    /// Hands a staged snapshot's `msg` to the shard's raft.
-    fn deliver(&self, shard: u32, msg: Message) -> Result<(), String>;
+    /// Hands a staged snapshot's `msg` to the shard's raft. `cluster` is
+    /// the sender's cluster id (a node waiting to be added adopts it).
+    fn deliver(&self, shard: u32, msg: Message, cluster: Option<u64>) -> Result<(), String>;
 }
 
 pub(crate) struct SnapshotService {
@@ -183,7 +192,11 @@ pub(crate) struct SnapshotService {
 }
 
 impl SnapshotService {
-    async fn receive(&self, mut inbound: Streaming<SnapshotChunk>) -> Result<(), String> {
+    async fn receive(
+        &self,
+        mut inbound: Streaming<SnapshotChunk>,
+        cluster: Option<u64>,
+    ) -> Result<(), String> {
         let first = inbound
             .message()
             .await
@@ -220,7 +233,7 @@ impl SnapshotService {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
-                return self.sink.deliver(shard, msg);
+                return self.sink.deliver(shard, msg, cluster);
             }
             chunk = inbound
                 .message()
@@ -237,7 +250,8 @@ impl SnapshotTransport for SnapshotService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotReply>, Status> {
-        let reply = match self.receive(request.into_inner()).await {
+        let cluster = ClusterIdentity::of_caller(&request)?;
+        let reply = match self.receive(request.into_inner(), cluster).await {
             Ok(()) => SnapshotReply {
                 accepted: true,
                 error: String::new(),

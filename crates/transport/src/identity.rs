@@ -1,0 +1,232 @@
+//! Which cluster a node belongs to, on the wire.
+//!
+//! A cluster gets a random id when it is created; every node records it
+//! and sends it with every node-to-node call (the `x-elastickv-cluster`
+//! metadata). A node refuses calls from another cluster, and node-to-node
+//! calls that do not say (the administration service, which `elastickv
+//! ctl` calls, does not require it). A node waiting to be added has no id
+//! yet: it adopts (and records) the id of the first node-to-node call it
+//! gets, which comes from the cluster that added it. That alone lets
+//! nothing in: its raft replicas stay empty until a snapshot makes them
+//! learners.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+
+/// The metadata key carrying the caller's cluster id.
+pub const CLUSTER_HEADER: &str = "x-elastickv-cluster";
+
+/// A cluster id as operators see it: 16 hex digits.
+pub fn format_cluster_id(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// Persists an adopted cluster id before it is used.
+pub type RecordId = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
+
+/// This node's cluster id, shared by everything that calls or serves
+/// other nodes. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ClusterIdentity {
+    /// 0 until known.
+    id: Arc<AtomicU64>,
+    /// Set on a node waiting to be added: how to record the id it adopts.
+    record: Option<RecordId>,
+}
+
+impl std::fmt::Debug for ClusterIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterIdentity")
+            .field("id", &self.get().map(format_cluster_id))
+            .finish()
+    }
+}
+
+impl ClusterIdentity {
+    pub fn new(id: Option<u64>) -> ClusterIdentity {
+        ClusterIdentity {
+            id: Arc::new(AtomicU64::new(id.unwrap_or(0))),
+            record: None,
+        }
+    }
+
+    /// An identity not known yet, that adopts the id of the first
+    /// node-to-node call it admits, recorded with `record` first.
+    pub fn adopting(record: RecordId) -> ClusterIdentity {
+        ClusterIdentity {
+            id: Arc::default(),
+            record: Some(record),
+        }
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        Some(self.id.load(Ordering::SeqCst)).filter(|&id| id != 0)
+    }
+
+    /// Records the id once known; an id already set is kept. Returns the
+    /// id in force.
+    pub fn adopt(&self, id: u64) -> u64 {
+        match self
+            .id
+            .compare_exchange(0, id, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => id,
+            Err(current) => current,
+        }
+    }
+
+    /// Marks an outgoing request with this node's cluster id (if known).
+    pub fn tag<T>(&self, request: &mut Request<T>) {
+        if let Some(id) = self.get()
+            && let Ok(value) = MetadataValue::try_from(format_cluster_id(id))
+        {
+            request.metadata_mut().insert(CLUSTER_HEADER, value);
+        }
+    }
+
+    /// The caller's cluster id, if it said.
+    pub fn of_caller<T>(request: &Request<T>) -> Result<Option<u64>, Status> {
+        let Some(value) = request.metadata().get(CLUSTER_HEADER) else {
+            return Ok(None);
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| u64::from_str_radix(text, 16).ok())
+            .filter(|&id| id != 0)
+            .map(Some)
+            .ok_or_else(|| Status::invalid_argument(format!("malformed {CLUSTER_HEADER}")))
+    }
+
+    /// Whether a call may be served: from this node's cluster, or from a
+    /// caller that does not say when `required` is false. A node with no
+    /// id yet accepts every call.
+    pub fn admit<T>(&self, request: &Request<T>, required: bool) -> Result<(), Status> {
+        let caller = Self::of_caller(request)?;
+        let Some(mine) = self.get() else {
+            if let (Some(theirs), Some(record), true) = (caller, &self.record, required) {
+                record(theirs)
+                    .map_err(|e| Status::internal(format!("cannot record the cluster id: {e}")))?;
+                let adopted = self.adopt(theirs);
+                tracing::info!(
+                    cluster_id = %format_cluster_id(adopted),
+                    "this node now belongs to the cluster that added it"
+                );
+                if adopted != theirs {
+                    return self.admit(request, required);
+                }
+            }
+            return Ok(());
+        };
+        match caller {
+            Some(theirs) if theirs == mine => Ok(()),
+            Some(theirs) => {
+                metrics::counter!("elastickv_transport_foreign_cluster_calls_total").increment(1);
+                log_refusal(mine, theirs);
+                Err(Status::failed_precondition(format!(
+                    "this node belongs to cluster {}, the caller to cluster {}",
+                    format_cluster_id(mine),
+                    format_cluster_id(theirs)
+                )))
+            }
+            None if required => Err(Status::failed_precondition(format!(
+                "the caller did not say which cluster it belongs to ({CLUSTER_HEADER}); \
+                 this node belongs to cluster {}",
+                format_cluster_id(mine)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A tonic interceptor admitting calls as [`ClusterIdentity::admit`].
+    pub fn interceptor(
+        &self,
+        required: bool,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+        let identity = self.clone();
+        move |request: Request<()>| {
+            identity.admit(&request, required)?;
+            Ok(request)
+        }
+    }
+}
+
+/// Refused calls from another cluster are logged at most this often.
+const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
+
+fn log_refusal(mine: u64, theirs: u64) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= REFUSAL_LOG_EVERY_MS
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            cluster_id = %format_cluster_id(mine),
+            caller_cluster_id = %format_cluster_id(theirs),
+            "refused a call from another cluster (a peer address points at the wrong node?); \
+             logged at most every {REFUSAL_LOG_EVERY_MS} ms"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_admitted_only_from_the_same_cluster() {
+        let mine = ClusterIdentity::new(Some(0xabc));
+        let theirs = ClusterIdentity::new(Some(0xdef));
+        let unknown = ClusterIdentity::default();
+        let call = |from: &ClusterIdentity| {
+            let mut request = Request::new(());
+            from.tag(&mut request);
+            request
+        };
+        assert!(mine.admit(&call(&mine), true).is_ok());
+        let refused = mine.admit(&call(&theirs), true).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("0000000000000def"), "{refused}");
+        assert!(mine.admit(&call(&unknown), true).is_err());
+        assert!(mine.admit(&call(&unknown), false).is_ok());
+        // A node with no id yet accepts anyone, and adopts an id once.
+        assert!(unknown.admit(&call(&theirs), true).is_ok());
+        assert_eq!(unknown.adopt(0xdef), 0xdef);
+        assert_eq!(unknown.adopt(0x123), 0xdef);
+        // One waiting to be added records and adopts its first caller's.
+        let recorded = Arc::new(AtomicU64::new(0));
+        let joining = ClusterIdentity::adopting({
+            let recorded = recorded.clone();
+            Arc::new(move |id| {
+                recorded.store(id, Ordering::SeqCst);
+                Ok(())
+            })
+        });
+        assert!(
+            joining
+                .admit(&call(&ClusterIdentity::default()), true)
+                .is_ok()
+        );
+        assert_eq!(joining.get(), None);
+        assert!(joining.admit(&call(&theirs), false).is_ok());
+        assert_eq!(joining.get(), None, "only node-to-node calls count");
+        assert!(joining.admit(&call(&theirs), true).is_ok());
+        assert_eq!(
+            (joining.get(), recorded.load(Ordering::SeqCst)),
+            (Some(0xdef), 0xdef)
+        );
+        assert!(joining.admit(&call(&mine), true).is_err());
+        let mut bad = Request::new(());
+        bad.metadata_mut()
+            .insert(CLUSTER_HEADER, MetadataValue::from_static("zz"));
+        assert!(mine.admit(&bad, false).is_err());
+    }
+}
