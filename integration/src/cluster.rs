@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     target: Arc<Mutex<SocketAddr>>,
     blocked: Arc<AtomicBool>,
+    /// Extra latency for every chunk carried, milliseconds.
+    delay_ms: Arc<AtomicU64>,
     stopped: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
 }
@@ -32,15 +34,17 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let blocked = Arc::new(AtomicBool::new(false));
+        let delay_ms = Arc::new(AtomicU64::new(0));
         let stopped = Arc::new(AtomicBool::new(false));
         let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let target = Arc::new(Mutex::new(target));
         {
-            let (blocked, stopped, connections, target) = (
+            let (blocked, stopped, connections, target, delay_ms) = (
                 blocked.clone(),
                 stopped.clone(),
                 connections.clone(),
                 target.clone(),
+                delay_ms.clone(),
             );
             std::thread::spawn(move || {
                 for inbound in listener.incoming() {
@@ -77,8 +81,9 @@ impl Proxy {
                         conns.push(in3);
                         conns.push(out3);
                     }
-                    std::thread::spawn(move || pump(inbound, out2));
-                    std::thread::spawn(move || pump(outbound, in2));
+                    let (there, back) = (delay_ms.clone(), delay_ms.clone());
+                    std::thread::spawn(move || pump(inbound, out2, &there));
+                    std::thread::spawn(move || pump(outbound, in2, &back));
                 }
             });
         }
@@ -86,6 +91,7 @@ impl Proxy {
             addr,
             target,
             blocked,
+            delay_ms,
             stopped,
             connections,
         }
@@ -109,6 +115,12 @@ impl Proxy {
     pub fn unblock(&self) {
         self.blocked.store(false, Ordering::SeqCst);
     }
+
+    /// Delays everything carried from now on by `ms` milliseconds (0: no
+    /// delay).
+    pub fn set_delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Proxy {
@@ -121,12 +133,16 @@ impl Drop for Proxy {
 }
 
 /// Copies bytes one way until either side closes.
-fn pump(mut from: TcpStream, mut to: TcpStream) {
+fn pump(mut from: TcpStream, mut to: TcpStream, delay_ms: &AtomicU64) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
+                let delay = delay_ms.load(Ordering::Relaxed);
+                if delay > 0 {
+                    std::thread::sleep(Duration::from_millis(delay));
+                }
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
@@ -313,6 +329,21 @@ impl Cluster {
             if *from == id || *to == id {
                 proxy.block();
             }
+        }
+    }
+
+    /// Delays everything on the link from node `from` to node `to` by
+    /// `ms` milliseconds (0 restores it).
+    pub fn delay(&self, from: u64, to: u64, ms: u64) {
+        if let Some(proxy) = self.links.get(&(from, to)) {
+            proxy.set_delay(ms);
+        }
+    }
+
+    /// Restores every link's speed.
+    pub fn undelay(&self) {
+        for proxy in self.links.values() {
+            proxy.set_delay(0);
         }
     }
 

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use elastickv_integration::{Cluster, Node, free_port, run_to_exit};
 use redis::Commands;
 
-const SMALL_LOG: [(&str, &str); 3] = [
+const SMALL_LOG: [(&str, &str); 2] = [
     ("ELASTICKV_RAFT_SNAPSHOT_COUNT", "100"),
     ("ELASTICKV_RAFT_LOG_RETAIN_ENTRIES", "20"),
-    ("RUST_LOG", "info,elastickv_raft=debug,raft=debug"),
 ];
 
 fn ctl(node: &Node, args: &[&str]) -> (bool, String) {

@@ -281,27 +281,15 @@ impl AdminHandler for Admin {
 
     async fn remove_node(&self, request: RemoveNodeRequest) -> ChangeReply {
         let node = request.node;
+        // Where the node leads a shard, the Remove step first hands its
+        // leadership to a caught-up follower.
         self.every_shard(|shard| {
-            let mut steps = Vec::new();
-            // Leadership leaves the node before the node leaves the shard.
-            let other = self
-                .shard_status(shard)
-                .and_then(|s| s.voters.into_iter().find(|&v| v != node));
-            if let Some(other) = other {
-                steps.push(ChangeShardRequest {
-                    shard,
-                    kind: Kind::TransferLeader as i32,
-                    node: other,
-                    raft_addr: String::new(),
-                });
-            }
-            steps.push(ChangeShardRequest {
+            vec![ChangeShardRequest {
                 shard,
                 kind: Kind::Remove as i32,
                 node,
                 raft_addr: String::new(),
-            });
-            steps
+            }]
         })
         .await
     }
@@ -398,14 +386,23 @@ impl AdminHandler for Admin {
                     return done(format!("shard {shard}: node {node} is already a voter"));
                 }
                 let started = Instant::now();
-                let caught_up = self
-                    .wait_until(CATCH_UP_TIMEOUT, |admin| {
-                        admin
-                            .shard_status(shard)
-                            .is_some_and(|s| s.role == Role::Leader && s.caught_up.contains(&node))
-                    })
-                    .await;
-                if !caught_up {
+                // Caught up, or this node no longer leads (leadership moved
+                // while the learner caught up): then the new leader is
+                // asked, rather than waiting here for nothing.
+                self.wait_until(CATCH_UP_TIMEOUT, |admin| {
+                    admin
+                        .shard_status(shard)
+                        .is_none_or(|s| s.role != Role::Leader || s.caught_up.contains(&node))
+                })
+                .await;
+                let now = self.shard_status(shard).unwrap_or_default();
+                if now.role != Role::Leader {
+                    return try_again(
+                        format!("not the leader of shard {shard} any more"),
+                        now.leader,
+                    );
+                }
+                if !now.caught_up.contains(&node) {
                     return failed(format!(
                         "shard {shard}: learner {node} did not catch up within {CATCH_UP_TIMEOUT:?}"
                     ));
@@ -427,11 +424,16 @@ impl AdminHandler for Admin {
                     return done(format!("shard {shard}: node {node} is not a member"));
                 }
                 if node == self.node_id {
-                    // Removing the leader itself: hand over first (the
-                    // caller asks again on the new leader).
-                    let other = status.voters.iter().copied().find(|&v| v != node);
-                    if let Some(other) = other {
-                        let _ = self.raft.transfer_leader(shard, other).await;
+                    // Removing the leader itself: hand over to a follower
+                    // that is caught up (and so reachable) first; the
+                    // caller asks again on the new leader.
+                    let to = status
+                        .caught_up
+                        .iter()
+                        .copied()
+                        .find(|&v| v != node && status.voters.contains(&v));
+                    if let Some(to) = to {
+                        let _ = self.raft.transfer_leader(shard, to).await;
                     }
                     return try_again(
                         format!("shard {shard}: leadership is moving off node {node}"),
