@@ -116,15 +116,20 @@ fn nodes_refuse_peers_of_another_cluster() {
     let b = Cluster::start(3, 1, &[], &[]);
     // A's term runs well ahead of B's, and A's node 1 leads: were its
     // messages taken by B's node 3, that node would jump to A's term.
-    for to in [2, 1, 2, 1, 2, 1] {
-        let (ok, output) = a.node(1).ctl(&["transfer-leader", "0", &to.to_string()]);
-        assert!(ok, "{output}");
-    }
-    assert_eq!(a.wait_for_leaders(&a.ids(), Duration::from_secs(20)), [1]);
-    let a_term = a.info_raft(1).unwrap()[0].term;
     write_keys(b.node(1), 0..50);
     let b_term = b.info_raft(3).unwrap()[0].term;
-    assert!(a_term > b_term + 3, "A's term {a_term}, B's {b_term}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let a_term = loop {
+        let leaders = a.wait_for_leaders(&a.ids(), Duration::from_secs(20));
+        let term = a.info_raft(leaders[0]).unwrap()[0].term;
+        if term > b_term + 3 && leaders == [1] {
+            break term;
+        }
+        assert!(Instant::now() < deadline, "A's term stayed at {term}");
+        // Leadership back and forth (the balancer brings it home to node 1).
+        let to = if leaders[0] == 1 { "2" } else { "1" };
+        let _ = a.node(leaders[0]).ctl(&["transfer-leader", "0", to]);
+    };
 
     // A's node 1 now reaches B's node 3 where it expects its own node 3.
     a.retarget(1, 3, b.node(3).raft_port);
