@@ -133,6 +133,38 @@ pub struct NodeConfig {
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
     pub request_timeout_ms: u64,
     pub raft: RaftSection,
+    pub store: StoreSection,
+}
+
+/// RocksDB tuning (`[store]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Memtable size per column family, in bytes: what each column family
+    /// holds in memory before it is written out.
+    pub write_buffer_bytes: u64,
+    /// Block cache shared by the column families, in bytes.
+    pub block_cache_bytes: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let defaults = elastickv_store::StoreOptions::default();
+        StoreSection {
+            write_buffer_bytes: defaults.write_buffer_bytes as u64,
+            block_cache_bytes: defaults.block_cache_bytes as u64,
+        }
+    }
+}
+
+impl StoreSection {
+    pub fn options(&self) -> elastickv_store::StoreOptions {
+        elastickv_store::StoreOptions {
+            write_buffer_bytes: usize::try_from(self.write_buffer_bytes).unwrap_or(usize::MAX),
+            block_cache_bytes: usize::try_from(self.block_cache_bytes).unwrap_or(usize::MAX),
+            ..elastickv_store::StoreOptions::default()
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -151,6 +183,7 @@ impl Default for NodeConfig {
             maxclients: 10_000,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
+            store: StoreSection::default(),
         }
     }
 }
@@ -277,6 +310,18 @@ impl NodeConfig {
             return Err(invalid(
                 "bootstrap",
                 "--bootstrap (create a cluster) and --join (be added to one) exclude each other",
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.store.write_buffer_bytes) {
+            return Err(invalid(
+                "store.write_buffer_bytes",
+                "accepted: 1048576..=1073741824",
+            ));
+        }
+        if !(1 << 20..=1 << 40).contains(&self.store.block_cache_bytes) {
+            return Err(invalid(
+                "store.block_cache_bytes",
+                "accepted: 1048576..=1099511627776",
             ));
         }
         if self.request_timeout_ms == 0 || self.request_timeout_ms > 600_000 {

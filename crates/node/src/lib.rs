@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use elastickv_raft::{EngineConfig, EngineError, RaftHandle};
 use elastickv_resp::Reply;
 use elastickv_router::Router;
-use elastickv_store::{Store, StoreError, StoreOptions};
+use elastickv_store::{Store, StoreError};
 use rand::Rng;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -179,12 +179,11 @@ impl Node {
             source,
         })?;
         let db_path = config.data_dir.join("rocksdb");
-        let store = Store::open(&db_path, &StoreOptions::default()).map_err(|source| {
-            StartError::Store {
+        let store =
+            Store::open(&db_path, &config.store.options()).map_err(|source| StartError::Store {
                 path: config.data_dir.clone(),
                 source,
-            }
-        })?;
+            })?;
 
         let listener = TcpListener::bind(&config.redis_addr)
             .await
