@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod faketime;
+pub mod power;
 pub use cluster::{Cluster, Proxy, ShardInfo};
 
 /// A port nobody listens on right now.
