@@ -2,23 +2,35 @@
 //! with the system C compiler, and tells the tests where it is.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
-fn main() {
+fn main() -> ExitCode {
     let source = "powerloss/fsync_tracker.c";
     println!("cargo:rerun-if-changed={source}");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let Some(out) = std::env::var_os("OUT_DIR").map(PathBuf::from) else {
+        eprintln!("OUT_DIR is not set (not run by cargo?)");
+        return ExitCode::FAILURE;
+    };
     let library = out.join("libfsync_tracker.so");
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&compiler)
-        .args([
-            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
-        ])
+    let built = Command::new(&compiler)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
         .arg(&library)
         .arg(source)
         .arg("-ldl")
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed to build {source}");
-    println!("cargo:rustc-env=FSYNC_TRACKER_LIB={}", library.display());
+        .status();
+    match built {
+        Ok(status) if status.success() => {
+            println!("cargo:rustc-env=FSYNC_TRACKER_LIB={}", library.display());
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("{compiler} failed to build {source}: {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot run the C compiler {compiler}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
