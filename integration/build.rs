@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     let library = out.join("libfsync_tracker.so");
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&compiler)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+        .args([
+            "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o",
+        ])
         .arg(&library)
         .arg(source)
         .arg("-ldl")

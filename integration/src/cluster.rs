@@ -274,10 +274,13 @@ impl Cluster {
                     peers.join(","),
                     "--shards".to_string(),
                     shard_count.clone(),
-                    // The nodes found the cluster together; restarts with
-                    // data ignore the flag.
-                    "--bootstrap".to_string(),
                 ];
+                // The nodes found the cluster together; restarts with data
+                // ignore the flag. (Measurements that compare with a build
+                // from before the flag existed set ELASTICKV_NO_BOOTSTRAP.)
+                if std::env::var_os("ELASTICKV_NO_BOOTSTRAP").is_none() {
+                    all_args.push("--bootstrap".to_string());
+                }
                 all_args.extend(args.iter().map(|a| a.to_string()));
                 Launch {
                     data_dir: dir.path().join(format!("node{id}")),
