@@ -140,65 +140,33 @@ static void note_open(int dirfd, const char *path, int fd, int fresh) {
     }
 }
 
-int open(const char *path, int flags, ...) {
-    REAL(open, open_fn);
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
+/* open and friends: the mode argument is there only with O_CREAT or
+ * O_TMPFILE. `at` is the directory argument's expression (AT_FDCWD for
+ * open and open64), `call` the real call. */
+#define OPEN_WRAPPER(name, fn_type, params, at, call)       \
+    int name params {                                        \
+        REAL(name, fn_type);                                 \
+        mode_t mode = 0;                                     \
+        if (flags & (O_CREAT | O_TMPFILE)) {                 \
+            va_list ap;                                      \
+            va_start(ap, flags);                             \
+            mode = va_arg(ap, mode_t);                       \
+            va_end(ap);                                      \
+        }                                                    \
+        int fresh = starts_new(at, path, flags);             \
+        int fd = call;                                       \
+        note_open(at, path, fd, fresh);                      \
+        return fd;                                           \
     }
-    int fresh = starts_new(AT_FDCWD, path, flags);
-    int fd = real_open(path, flags, mode);
-    note_open(AT_FDCWD, path, fd, fresh);
-    return fd;
-}
 
-int open64(const char *path, int flags, ...) {
-    REAL(open64, open_fn);
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    int fresh = starts_new(AT_FDCWD, path, flags);
-    int fd = real_open64(path, flags, mode);
-    note_open(AT_FDCWD, path, fd, fresh);
-    return fd;
-}
-
-int openat(int dirfd, const char *path, int flags, ...) {
-    REAL(openat, openat_fn);
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    int fresh = starts_new(dirfd, path, flags);
-    int fd = real_openat(dirfd, path, flags, mode);
-    note_open(dirfd, path, fd, fresh);
-    return fd;
-}
-
-int openat64(int dirfd, const char *path, int flags, ...) {
-    REAL(openat64, openat_fn);
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    int fresh = starts_new(dirfd, path, flags);
-    int fd = real_openat64(dirfd, path, flags, mode);
-    note_open(dirfd, path, fd, fresh);
-    return fd;
-}
+OPEN_WRAPPER(open, open_fn, (const char *path, int flags, ...), AT_FDCWD,
+             real_open(path, flags, mode))
+OPEN_WRAPPER(open64, open_fn, (const char *path, int flags, ...), AT_FDCWD,
+             real_open64(path, flags, mode))
+OPEN_WRAPPER(openat, openat_fn, (int dirfd, const char *path, int flags, ...), dirfd,
+             real_openat(dirfd, path, flags, mode))
+OPEN_WRAPPER(openat64, openat_fn, (int dirfd, const char *path, int flags, ...), dirfd,
+             real_openat64(dirfd, path, flags, mode))
 
 int rename(const char *from, const char *to) {
     REAL(rename, rename_fn);

@@ -640,3 +640,32 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     }
     out
 }
+
+/// Writes `key:<i>` = `v<i>` for every `i` of `range` through `node`, in one
+/// pipeline.
+pub fn write_numbered(node: &Node, range: std::ops::Range<u64>) {
+    let mut conn = node.client();
+    let mut pipe = redis::pipe();
+    for i in range {
+        pipe.cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(format!("v{i}"))
+            .ignore();
+    }
+    let _: () = pipe.query(&mut conn).expect("pipelined writes");
+}
+
+/// Checks that `node` serves `key:<i>` = `v<i>` for every `i` of `range`.
+pub fn assert_numbered(node: &Node, range: std::ops::Range<u64>) {
+    let keys: Vec<String> = range.clone().map(|i| format!("key:{i}")).collect();
+    let values: Vec<Option<String>> =
+        redis::Commands::mget(&mut node.client(), &keys).expect("MGET");
+    for (i, value) in range.zip(values) {
+        assert_eq!(
+            value,
+            Some(format!("v{i}")),
+            "key:{i} on port {}",
+            node.port
+        );
+    }
+}

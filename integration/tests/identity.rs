@@ -6,28 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use elastickv_integration::{Cluster, Node};
+use elastickv_integration::{Cluster, Node, assert_numbered, write_numbered};
 use redis::Commands;
-
-fn write_keys(node: &Node, range: std::ops::Range<u64>) {
-    let mut conn = node.client();
-    for i in range {
-        let _: () = conn.set(format!("key:{i}"), format!("v{i}")).unwrap();
-    }
-}
-
-fn assert_keys(node: &Node, range: std::ops::Range<u64>) {
-    let keys: Vec<String> = range.clone().map(|i| format!("key:{i}")).collect();
-    let values: Vec<Option<String>> = node.client().mget(&keys).unwrap();
-    for (i, value) in range.zip(values) {
-        assert_eq!(
-            value,
-            Some(format!("v{i}")),
-            "key:{i} on port {}",
-            node.port
-        );
-    }
-}
 
 /// `args` with `--bootstrap` replaced by `with` (or dropped).
 fn flags_with(node: &Node, with: Option<&str>) -> Vec<String> {
@@ -55,7 +35,7 @@ fn wait_for_log(node: &Node, text: &str, timeout: Duration) {
 #[test]
 fn a_node_whose_disk_was_lost_never_rejoins_as_if_nothing_happened() {
     let mut cluster = Cluster::start(3, 2, &[], &[]);
-    write_keys(cluster.node(1), 0..200);
+    write_numbered(cluster.node(1), 0..200);
     cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(30));
 
     // Node 2's disk is lost.
@@ -89,7 +69,7 @@ fn a_node_whose_disk_was_lost_never_rejoins_as_if_nothing_happened() {
         Duration::from_secs(30),
     );
     // The others keep serving; node 2 serves no stale or empty data.
-    write_keys(cluster.node(1), 200..220);
+    write_numbered(cluster.node(1), 200..220);
     let reply = cluster.node(2).raw().call(&["GET", "key:0"]);
     assert!(
         reply.starts_with(b"-"),
@@ -104,7 +84,7 @@ fn a_node_whose_disk_was_lost_never_rejoins_as_if_nothing_happened() {
     let (ok, output) = cluster.node(1).ctl(&["add-node", "2", &addr]);
     assert!(ok, "{output}");
     cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(60));
-    assert_keys(cluster.node(2), 0..220);
+    assert_numbered(cluster.node(2), 0..220);
 }
 
 /// Two clusters wired to each other by mistake (node 1 of cluster A
@@ -116,7 +96,7 @@ fn nodes_refuse_peers_of_another_cluster() {
     let b = Cluster::start(3, 1, &[], &[]);
     // A's term runs well ahead of B's, and A's node 1 leads: were its
     // messages taken by B's node 3, that node would jump to A's term.
-    write_keys(b.node(1), 0..50);
+    write_numbered(b.node(1), 0..50);
     let b_term = b.info_raft(3).unwrap()[0].term;
     let deadline = Instant::now() + Duration::from_secs(60);
     let a_term = loop {
@@ -134,15 +114,15 @@ fn nodes_refuse_peers_of_another_cluster() {
     // A's node 1 now reaches B's node 3 where it expects its own node 3.
     a.retarget(1, 3, b.node(3).raft_port);
     std::thread::sleep(Duration::from_secs(3));
-    write_keys(a.node(1), 100..150);
-    write_keys(b.node(2), 50..100);
+    write_numbered(a.node(1), 100..150);
+    write_numbered(b.node(2), 50..100);
     b.wait_caught_up(&b.ids(), Duration::from_secs(30));
     let b3 = b.info_raft(3).unwrap()[0].clone();
     assert!(
         b3.term < a_term,
         "B's node 3 took A's term {a_term}: {b3:?}"
     );
-    assert_keys(b.node(3), 0..100);
+    assert_numbered(b.node(3), 0..100);
     // Nothing of A's reached B's node 3.
     let leaked: Vec<Option<String>> = b
         .node(3)
@@ -156,5 +136,5 @@ fn nodes_refuse_peers_of_another_cluster() {
         "refused a call from another cluster",
         Duration::from_secs(10),
     );
-    assert_keys(a.node(2), 100..150);
+    assert_numbered(a.node(2), 100..150);
 }

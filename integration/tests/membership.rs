@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use elastickv_integration::{Cluster, Node, free_port, run_to_exit};
-use redis::Commands;
+use elastickv_integration::{
+    Cluster, Node, assert_numbered, free_port, run_to_exit, write_numbered,
+};
 
 const SMALL_LOG: [(&str, &str); 2] = [
     ("ELASTICKV_RAFT_SNAPSHOT_COUNT", "100"),
@@ -37,35 +38,10 @@ fn wait_members(node: &Node, members: &str, shards: usize) {
     }
 }
 
-fn write_keys(node: &Node, range: std::ops::Range<u64>) {
-    let mut conn = node.client();
-    let mut pipe = redis::pipe();
-    for i in range {
-        pipe.cmd("SET")
-            .arg(format!("key:{i}"))
-            .arg(format!("v{i}"))
-            .ignore();
-    }
-    let _: () = pipe.query(&mut conn).unwrap();
-}
-
-fn assert_keys(node: &Node, range: std::ops::Range<u64>) {
-    let keys: Vec<String> = range.clone().map(|i| format!("key:{i}")).collect();
-    let values: Vec<Option<String>> = node.client().mget(&keys).unwrap();
-    for (i, value) in range.zip(values) {
-        assert_eq!(
-            value,
-            Some(format!("v{i}")),
-            "key:{i} on port {}",
-            node.port
-        );
-    }
-}
-
 #[test]
 fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     let mut cluster = Cluster::start(3, 2, &[], &SMALL_LOG);
-    write_keys(cluster.node(1), 0..1000);
+    write_numbered(cluster.node(1), 0..1000);
 
     // Node 4 starts empty, knowing how to reach the others.
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +84,7 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     assert!(ok, "add-node failed: {output}");
     assert!(output.contains("shard 1: node 4 caught up"), "{output}");
     wait_members(&new_node, "1,2,3,4", 2);
-    assert_keys(&new_node, 0..1000);
+    assert_numbered(&new_node, 0..1000);
     assert!(new_node.log_text().contains("installed snapshot"));
 
     // Node 1 leaves; the others keep serving everything.
@@ -116,10 +92,10 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     assert!(ok, "remove-node failed: {output}");
     cluster.node_mut(1).kill9();
     wait_members(&new_node, "2,3,4", 2);
-    write_keys(cluster.node(2), 1000..1100);
-    write_keys(&new_node, 1100..1200);
+    write_numbered(cluster.node(2), 1000..1100);
+    write_numbered(&new_node, 1100..1200);
     for node in [cluster.node(2), cluster.node(3), &new_node] {
-        assert_keys(node, 0..1200);
+        assert_numbered(node, 0..1200);
     }
 }
 
@@ -195,7 +171,7 @@ fn transfer_leader_reports_promptly_when_the_transferee_cannot_take_over() {
     let target = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
     cluster.cut(target, leader);
     // The leader's view of the target's log falls behind.
-    write_keys(cluster.node(leader), 0..50);
+    write_numbered(cluster.node(leader), 0..50);
     let started = Instant::now();
     let (ok, output) = ctl(
         cluster.node(leader),
@@ -219,7 +195,7 @@ fn transfer_leader_reports_promptly_when_the_transferee_cannot_take_over() {
 #[test]
 fn membership_changes_follow_a_new_leader_after_the_old_one_dies() {
     let mut cluster = Cluster::start(3, 2, &[], &SMALL_LOG);
-    write_keys(cluster.node(1), 0..200);
+    write_numbered(cluster.node(1), 0..200);
     let dir = tempfile::tempdir().unwrap();
     let new_node = start_joining(&cluster, dir.path(), 4, &SMALL_LOG);
     let dead = cluster.leader_of(0, &cluster.ids()).expect("a leader");
@@ -243,7 +219,7 @@ fn membership_changes_follow_a_new_leader_after_the_old_one_dies() {
         .map(|id| id.to_string())
         .collect();
     wait_members(&new_node, &members.join(","), 2);
-    write_keys(&new_node, 200..300);
-    assert_keys(cluster.node(asked), 0..300);
-    assert_keys(&new_node, 0..300);
+    write_numbered(&new_node, 200..300);
+    assert_numbered(cluster.node(asked), 0..300);
+    assert_numbered(&new_node, 0..300);
 }

@@ -46,7 +46,8 @@ pub trait StateMachine: Send + 'static {
     /// Applies one committed entry's payload (never empty), staging its
     /// writes in `batch`. Must be deterministic: every replica applies the
     /// same payloads in the same order and must reach the same state.
-    /// An error is fatal for the shard.
+    /// An error stops the raft thread (every shard of the node): see
+    /// [`crate::EngineError`].
     fn apply(
         &mut self,
         batch: &mut ApplyBatch,

@@ -8,7 +8,8 @@ use std::ops::ControlFlow;
 
 use thiserror::Error;
 
-/// A storage failure. Fatal for the shard that hit it.
+/// A storage failure. Fatal for the node when it happens while applying
+/// the log (see "Storage errors" in the README).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("storage failure: {0}")]
 pub struct StorageError(pub String);

@@ -37,8 +37,9 @@
 //! - A shard's data writes and its applied index are in the same
 //!   `WriteBatch`: after a crash, exactly the entries above the applied
 //!   index are replayed.
-//! - Storage errors are fatal for the shard (as `raft::Storage` errors are
-//!   by design); nothing here retries.
+//! - Storage errors are returned, never retried here; the raft engine
+//!   treats them as fatal for the node (as `raft::Storage` errors are by
+//!   design).
 
 pub mod apply;
 pub mod db;
