@@ -248,6 +248,7 @@ impl AdminHandler for Admin {
             .collect();
         StatusReply {
             node_id: self.node_id,
+            cluster_id: self.cluster.get().unwrap_or(0),
             shards,
             peers,
         }

@@ -58,7 +58,15 @@ pub async fn run(addr: &str, action: Action) -> Result<String, String> {
 
 fn render_status(status: &elastickv_transport::pb::StatusReply) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "node {} (answering)", status.node_id);
+    let cluster = match status.cluster_id {
+        0 => "none yet (waiting to be added)".to_string(),
+        id => elastickv_transport::format_cluster_id(id),
+    };
+    let _ = writeln!(
+        out,
+        "node {} (answering), cluster {cluster}",
+        status.node_id
+    );
     let _ = writeln!(out, "members:");
     for peer in &status.peers {
         let _ = writeln!(out, "  {} {}", peer.node, peer.raft_addr);

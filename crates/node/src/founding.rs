@@ -357,6 +357,7 @@ async fn tell_founders(founding: Arc<Founding>, peers: BTreeMap<u64, String>) {
     let Some(cluster_id) = founding.cluster.get() else {
         return;
     };
+    let mut warned: BTreeMap<u64, Instant> = BTreeMap::new();
     loop {
         let pending = match founding.store.pending_founders() {
             Ok(pending) => pending,
@@ -384,7 +385,17 @@ async fn tell_founders(founding: Arc<Founding>, peers: BTreeMap<u64, String>) {
                     }
                 }
                 Ok(reply) => {
-                    tracing::warn!(node, error = %reply.error, "a founder refused the new cluster")
+                    let due = warned
+                        .get(&node)
+                        .is_none_or(|at| at.elapsed() >= WAITING_LOG_EVERY);
+                    if due {
+                        warned.insert(node, Instant::now());
+                        tracing::warn!(
+                            node,
+                            error = %reply.error,
+                            "a founder refused the new cluster (logged at most every {WAITING_LOG_EVERY:?})"
+                        );
+                    }
                 }
                 Err(e) => tracing::debug!(node, error = %e, "founder not reached yet"),
             }
