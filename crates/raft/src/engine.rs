@@ -165,6 +165,10 @@ impl EngineConfig {
 /// and then once every this many, so a dead peer cannot flood the log.
 const DROP_LOG_EVERY: u64 = 1000;
 
+/// Entries a leader keeps, beyond the usual retention, for live followers
+/// that are catching up (see `ShardEngine::maybe_compact`).
+pub const CATCH_UP_ENTRIES: u64 = 100_000;
+
 /// A replica that lost its data is told so at most this often.
 const LOST_DATA_LOG_EVERY: Duration = Duration::from_secs(30);
 
@@ -799,12 +803,46 @@ impl<SM: StateMachine> ShardEngine<SM> {
     fn maybe_compact(&mut self, log_batch: &mut LogBatch) -> Result<(), EngineError> {
         let applied = self.apply.state().applied_index;
         let truncated = self.raw.store().first_index() - 1;
-        let to = applied.saturating_sub(self.log_retain);
+        let mut to = applied.saturating_sub(self.log_retain);
+        // A live follower still needs the entries after what it has (or
+        // after the snapshot it is being sent). Cutting them sends it
+        // another snapshot, and a follower whose snapshots take longer than
+        // the log lasts would never catch up. They are kept, up to
+        // CATCH_UP_ENTRIES beyond the usual bound; a follower further
+        // behind than that gets a snapshot.
+        if let Some(floor) = self.catch_up_floor() {
+            let limit = applied.saturating_sub(self.log_retain + CATCH_UP_ENTRIES);
+            to = to.min(floor.max(limit));
+        }
         if to >= truncated + self.snapshot_count {
             self.raw.mut_store().compact(to, log_batch)?;
             tracing::debug!(shard_id = self.shard, to, applied, "raft log compacted");
         }
         Ok(())
+    }
+
+    /// On a leader, the lowest index a live follower has (or is being sent
+    /// as a snapshot): entries after it are still needed.
+    fn catch_up_floor(&self) -> Option<u64> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return None;
+        }
+        raft.prs()
+            .iter()
+            .filter(|&(&id, _)| id != raft.id)
+            .filter_map(|(&id, pr)| match pr.state {
+                raft::ProgressState::Snapshot => Some(pr.pending_snapshot),
+                _ if self
+                    .last_heard
+                    .get(&id)
+                    .is_some_and(|at| at.elapsed() < self.election_timeout) =>
+                {
+                    Some(pr.matched)
+                }
+                _ => None,
+            })
+            .min()
     }
 
     /// Replaces this replica's state with the staged snapshot raft handed

@@ -107,3 +107,45 @@ async fn an_isolated_leader_cannot_commit_a_membership_change() {
     assert_ne!(new, old);
     cluster.shutdown();
 }
+
+/// A follower catching up by snapshot while writes outpace the transfers
+/// (each takes 300 ms, during which the leader applies far more entries
+/// than its log keeps). The leader keeps the entries after the snapshot
+/// for the live follower, so one snapshot and the log suffice; otherwise
+/// every snapshot would be out of date on arrival and the follower would
+/// chase them forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_by_snapshot_while_writes_outpace_transfers() {
+    let cluster = std::sync::Arc::new(Cluster::start(3, 1, small_log()));
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    let lagging = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    cluster.filters.lock().unwrap().isolated.insert(lagging);
+    for i in 0..200 {
+        cluster.write(0, &format!("k{i}"), "v", SECONDS(10)).await;
+    }
+    {
+        let mut f = cluster.filters.lock().unwrap();
+        f.snapshot_delay_ms = 300;
+        f.isolated.clear();
+    }
+    // Writes keep coming for 3 s.
+    let started = std::time::Instant::now();
+    let mut i = 200u64;
+    let mut last = 0;
+    while started.elapsed() < SECONDS(3) {
+        last = cluster.write(0, &format!("k{i}"), "v", SECONDS(10)).await.0;
+        i += 1;
+    }
+    cluster.wait_converged(0, last, SECONDS(20)).await;
+    let delivered = cluster.snapshots.delivered.load(Ordering::SeqCst);
+    eprintln!("{i} writes; {delivered} snapshots delivered to the lagging follower");
+    assert!(
+        delivered <= 2,
+        "{delivered} snapshots: the follower chased the log instead of catching up"
+    );
+    assert_eq!(
+        cluster.value(lagging, &format!("k{}", i - 1)).as_deref(),
+        Some(&b"v"[..])
+    );
+    cluster.shutdown();
+}

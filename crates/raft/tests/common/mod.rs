@@ -83,6 +83,8 @@ pub struct Filters {
     /// Snapshot transfers to cut after their first chunk (then the
     /// transfer fails, as a broken connection would).
     pub cut_snapshots: u64,
+    /// How long a snapshot transfer takes, milliseconds.
+    pub snapshot_delay_ms: u64,
 }
 
 /// Snapshot transfers seen by the in-process network.
@@ -319,6 +321,8 @@ impl Cluster {
                             }
                             cut
                         };
+                        let delay = filters.lock().unwrap().snapshot_delay_ms;
+                        std::thread::sleep(Duration::from_millis(delay));
                         let meta = job.message.get_snapshot().get_metadata();
                         let ranges = elastickv_store::ShardRanges {
                             shard,
