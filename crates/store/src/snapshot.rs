@@ -314,8 +314,11 @@ impl Drop for SnapshotStager {
 
 impl SnapshotStager {
     pub fn write(&mut self, chunk: &[u8]) -> Result<()> {
-        // Tests slow staging down here to stop a node mid-transfer.
-        fail::fail_point!("snapshot-stage-chunk");
+        // Tests slow staging down here to stop a node mid-transfer, or fail
+        // it to cut a transfer short.
+        fail::fail_point!("snapshot-stage-chunk", |_| Err(
+            self.io(std::io::Error::other("fail point snapshot-stage-chunk"))
+        ));
         self.hasher.update(chunk);
         self.bytes += chunk.len() as u64;
         let written = match self.file.as_mut() {
@@ -438,7 +441,11 @@ impl Store {
             source: e,
         })?;
         let path = self.staged_path(ranges.shard, index, term);
-        let tmp = path.with_extension("tmp");
+        // A name of its own: two transfers of the same snapshot (a retry,
+        // or two leaders in turn) must not write into one file.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
         let file = File::create(&tmp).map_err(|e| StoreError::Io {
             path: tmp.clone(),
             source: e,
@@ -968,5 +975,40 @@ mod tests {
         );
         assert!(reader.get_meta(150, b"stale").unwrap().is_none());
         assert_eq!(follower.load_apply_state(1).unwrap().applied_index, 10);
+    }
+
+    /// Two transfers of the same snapshot at once (a retry overlapping the
+    /// first, or two leaders in turn) each stage on their own, and either
+    /// finishing leaves the staged snapshot in place.
+    #[test]
+    fn two_transfers_of_one_snapshot_do_not_share_a_file() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = Store::open(&a.path().join("db"), &StoreOptions::default()).unwrap();
+        let ranges = RANGES;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            leader.cf_meta().unwrap(),
+            crate::keys::meta_key(150, b"k"),
+            b"v",
+        );
+        leader.write(batch, false).unwrap();
+        let follower = Store::open(&b.path().join("db"), &StoreOptions::default()).unwrap();
+        let snapshot = leader.shard_snapshot(ranges);
+        let mut first = follower.stage_snapshot(ranges, 10, 3).unwrap();
+        let mut second = follower.stage_snapshot(ranges, 10, 3).unwrap();
+        let mut chunks = Vec::new();
+        let (crc, total) = snapshot
+            .stream(4, |c| {
+                chunks.push(c);
+                true
+            })
+            .unwrap();
+        for c in &chunks {
+            first.write(c).unwrap();
+            second.write(c).unwrap();
+        }
+        first.finish(crc, total).unwrap();
+        second.finish(crc, total).unwrap();
+        assert!(follower.is_staged(1, 10, 3));
     }
 }
