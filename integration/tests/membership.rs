@@ -51,6 +51,10 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
         .chain([format!("4=127.0.0.1:{raft_port}")])
         .collect::<Vec<_>>()
         .join(",");
+    // Its first snapshot transfer breaks (a fail point): the leader must
+    // send another.
+    let mut envs = SMALL_LOG.to_vec();
+    envs.push(("FAILPOINTS", "snapshot-stage-chunk=1*return"));
     let new_node = Node::start_with_raft_port(
         &dir.path().join("node4"),
         &mut |attempt| if attempt == 0 { raft_port } else { free_port() },
@@ -63,7 +67,7 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
             "2",
             "--join",
         ],
-        &SMALL_LOG,
+        &envs,
     );
     // Bad requests are refused with a reason, and change nothing.
     let (ok, output) = ctl(cluster.node(2), &["add-node", "5", "no-port"]);
@@ -86,6 +90,10 @@ fn a_new_node_joins_an_old_one_leaves_and_every_key_stays() {
     wait_members(&new_node, "1,2,3,4", 2);
     assert_numbered(&new_node, 0..1000);
     assert!(new_node.log_text().contains("installed snapshot"));
+    assert!(
+        new_node.log_text().contains("snapshot from a peer refused"),
+        "the fail point did not break the first transfer"
+    );
 
     // Node 1 leaves; the others keep serving everything.
     let (ok, output) = ctl(cluster.node(3), &["remove-node", "1"]);

@@ -613,9 +613,14 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 );
                 continue;
             }
-            if self.is_empty_replica() && !self.empty_replica_accepts(&msg, now) {
-                continue;
-            }
+            let msg = if self.is_empty_replica() {
+                match self.admit_to_empty_replica(msg, now) {
+                    Some(msg) => msg,
+                    None => continue,
+                }
+            } else {
+                msg
+            };
             let offered = (msg.get_msg_type() == MessageType::MsgSnapshot).then(|| {
                 let meta = msg.get_snapshot().get_metadata();
                 (meta.index, meta.term)
@@ -638,23 +643,33 @@ impl<SM: StateMachine> ShardEngine<SM> {
         conf.voters().ids().is_empty() && conf.learners().is_empty()
     }
 
-    /// What an empty replica may step. It knows nothing, so it grants no
-    /// vote and takes no heartbeat (whose commit index it cannot have:
-    /// raft-rs would panic), only appends (which it refuses, asking for a
-    /// snapshot) and a first snapshot. That snapshot must make it a
-    /// learner: a new member is always added as one. One that lists it as
-    /// a voter means this node's data was lost after it became a voter;
-    /// taking it would let the node vote without the promises it made
-    /// (its votes, the entries it acknowledged), so it is refused, and the
-    /// operator is told how to replace the node.
-    fn empty_replica_accepts(&mut self, msg: &Message, now: Instant) -> bool {
+    /// What an empty replica may step, and in what form. It knows nothing,
+    /// so it grants no vote. It takes appends (which it refuses, asking for
+    /// a snapshot), and heartbeats stripped of what it cannot vouch for:
+    /// their commit index (which it cannot have: raft-rs would panic) and
+    /// their read context (its answer must not confirm a leader's
+    /// leadership for a read). Answering heartbeats lets the leader try a
+    /// snapshot again after a failed one.
+    ///
+    /// Its first snapshot must make it a learner: a new member is always
+    /// added as one. One that lists it as a voter means this node's data was
+    /// lost after it became a voter; taking it would let the node vote
+    /// without the promises it made (its votes, the entries it
+    /// acknowledged), so it is refused, and the operator is told how to
+    /// replace the node.
+    fn admit_to_empty_replica(&mut self, mut msg: Message, now: Instant) -> Option<Message> {
         match msg.get_msg_type() {
-            MessageType::MsgAppend => true,
+            MessageType::MsgAppend => Some(msg),
+            MessageType::MsgHeartbeat => {
+                msg.commit = msg.commit.min(self.raw.raft.raft_log.last_index());
+                msg.context = Default::default();
+                Some(msg)
+            }
             MessageType::MsgSnapshot => {
                 let conf = msg.get_snapshot().get_metadata().get_conf_state();
                 let id = self.raw.raft.id;
                 if !conf.voters.contains(&id) && !conf.voters_outgoing.contains(&id) {
-                    return true;
+                    return Some(msg);
                 }
                 let meta = msg.get_snapshot().get_metadata();
                 self.store.discard_staged(self.shard, meta.index, meta.term);
@@ -673,9 +688,9 @@ impl<SM: StateMachine> ShardEngine<SM> {
                          (README: replacing a node whose disk was lost)"
                     );
                 }
-                false
+                None
             }
-            _ => false,
+            _ => None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Log lifecycle on the in-process cluster: compaction while a follower
-//! lags, catching up by snapshot when a transfer is cut midway, and a
-//! membership change proposed by a leader cut off from the majority.
+//! lags, catching up by snapshot when a transfer is cut midway (for a
+//! lagging follower and for a new, empty node), and a membership change
+//! proposed by a leader cut off from the majority.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -62,6 +63,33 @@ async fn a_follower_behind_the_compacted_log_catches_up_by_snapshot_despite_a_cu
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "staged files left: {left:?}");
+    cluster.shutdown();
+}
+
+/// A new, empty node whose first snapshot transfer breaks. raft-rs pauses
+/// a follower after a failed snapshot until that follower answers a
+/// heartbeat, so the empty replica must answer heartbeats (without
+/// claiming a commit index it does not have) or it waits forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_whose_first_snapshot_breaks_still_catches_up() {
+    let mut cluster = Cluster::start(3, 1, small_log());
+    let mut last = 0;
+    for i in 0..100 {
+        last = cluster.write(0, &format!("k{i}"), "v", SECONDS(10)).await.0;
+    }
+    cluster.filters.lock().unwrap().cut_snapshots = 1;
+    cluster.add_learner(4).await;
+    cluster.wait_converged(0, last, SECONDS(20)).await;
+    assert_eq!(cluster.snapshots.cut.load(Ordering::SeqCst), 1);
+    assert!(cluster.snapshots.delivered.load(Ordering::SeqCst) >= 1);
+    for i in 0..100 {
+        assert_eq!(
+            cluster.value(4, &format!("k{i}")).as_deref(),
+            Some(&b"v"[..]),
+            "k{i} on the new node"
+        );
+    }
+    assert_eq!(cluster.node(4).raft.status()[0].learners, vec![4]);
     cluster.shutdown();
 }
 

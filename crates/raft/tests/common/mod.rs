@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elastickv_raft::{EngineConfig, LimitsConfig, RaftHandle, Role, StateMachine, start};
+use elastickv_raft::{
+    EngineConfig, LimitsConfig, MembershipChange, RaftHandle, Role, StateMachine, start,
+};
 use elastickv_store::{ApplyBatch, Store, StoreError, StoreOptions};
 use rand::Rng;
 
@@ -116,6 +118,8 @@ pub struct Cluster {
     limits: LimitsConfig,
     tick: Duration,
     handles: Handles,
+    /// Every node's store, for snapshot deliveries.
+    stores: Arc<Mutex<BTreeMap<u64, Store>>>,
 }
 
 impl Cluster {
@@ -139,21 +143,10 @@ impl Cluster {
             limits,
             tick,
             handles: Arc::default(),
+            stores: Arc::default(),
         };
         for &id in &voters {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
-            let raft = cluster.open_engines(id, &store);
-            cluster.nodes.insert(
-                id,
-                Node {
-                    id,
-                    store,
-                    raft,
-                    stopped: Arc::default(),
-                    _dir: dir,
-                },
-            );
+            cluster.open_node(id, &voters);
         }
         for &id in &voters {
             cluster.wire(id);
@@ -161,7 +154,56 @@ impl Cluster {
         cluster
     }
 
-    fn open_engines(&self, id: u64, store: &Store) -> RaftHandle<Output> {
+    /// A node with a fresh store whose shards start with `initial_voters`
+    /// (none: an empty replica, waiting to be added).
+    fn open_node(&mut self, id: u64, initial_voters: &[u64]) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        self.stores.lock().unwrap().insert(id, store.clone());
+        let raft = self.open_engines(id, &store, initial_voters);
+        self.nodes.insert(
+            id,
+            Node {
+                id,
+                store,
+                raft,
+                stopped: Arc::default(),
+                _dir: dir,
+            },
+        );
+    }
+
+    /// Adds a node with an empty store as a learner of every shard, as
+    /// `elastickv ctl add-node` does: it catches up by snapshot.
+    pub async fn add_learner(&mut self, id: u64) {
+        self.open_node(id, &[]);
+        self.wire(id);
+        let others: Vec<u64> = self.nodes.keys().copied().filter(|&n| n != id).collect();
+        for &from in &others {
+            self.wire_link(from, id);
+        }
+        for shard in 0..self.shards {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let leader = self.wait_leader(shard, Duration::from_secs(10)).await;
+                let change = MembershipChange::AddLearner {
+                    node: id,
+                    raft_addr: String::new(),
+                };
+                if self.nodes[&leader]
+                    .raft
+                    .change_membership(shard, change)
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "node {id} was not added");
+            }
+        }
+    }
+
+    fn open_engines(&self, id: u64, store: &Store, initial_voters: &[u64]) -> RaftHandle<Output> {
         let machines = (0..self.shards)
             .map(|s| {
                 (
@@ -172,13 +214,9 @@ impl Cluster {
                 )
             })
             .collect();
-        let raft = start(
-            &engine_config(id, &self.voters, self.limits, self.tick),
-            store,
-            machines,
-            &|_| None,
-        )
-        .unwrap();
+        let mut config = engine_config(id, &self.voters, self.limits, self.tick);
+        config.initial_voters = initial_voters.to_vec();
+        let raft = start(&config, store, machines, &|_| None).unwrap();
         self.handles.lock().unwrap().insert(id, raft.clone());
         raft
     }
@@ -192,7 +230,7 @@ impl Cluster {
         node.stopped.store(true, Ordering::SeqCst);
         node.raft.shutdown();
         let store = node.store.clone();
-        let raft = self.open_engines(id, &store);
+        let raft = self.open_engines(id, &store, &self.voters);
         let node = self.nodes.get_mut(&id).unwrap();
         node.raft = raft;
         node.stopped = Arc::default();
@@ -202,91 +240,100 @@ impl Cluster {
     /// Delivery tasks from node `from` to every other node, and its
     /// snapshot sender.
     fn wire(&self, from: u64) {
-        let node = &self.nodes[&from];
         for &to in self.nodes.keys() {
-            if from == to {
-                continue;
+            if from != to {
+                self.wire_link(from, to);
             }
-            let Some(peer) = node.raft.outbox().peer(to) else {
-                continue;
+        }
+        self.wire_snapshots(from);
+    }
+
+    /// A delivery task for messages from node `from` to node `to`, once
+    /// `from` has a lane to `to` (a node added later gets one when its
+    /// addition applies).
+    fn wire_link(&self, from: u64, to: u64) {
+        let node = &self.nodes[&from];
+        let outbox = node.raft.outbox();
+        let handles = self.handles.clone();
+        let filters = self.filters.clone();
+        let refused = self.refused_steps.clone();
+        let stopped = node.stopped.clone();
+        tokio::spawn(async move {
+            let peer = loop {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                match outbox.peer(to) {
+                    Some(peer) => break peer,
+                    None => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
             };
-            let handles = self.handles.clone();
-            let filters = self.filters.clone();
-            let refused = self.refused_steps.clone();
-            let stopped = node.stopped.clone();
-            tokio::spawn(async move {
-                loop {
-                    if stopped.load(Ordering::SeqCst) {
-                        return;
+            loop {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let held = {
+                    let f = filters.lock().unwrap();
+                    f.paused.contains(&to) || f.held.contains(&(from, to))
+                };
+                if held {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                let batch = peer.drain(1 << 20);
+                if batch.is_empty() {
+                    tokio::select! {
+                        _ = peer.wait() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                     }
-                    let held = {
+                    continue;
+                }
+                for (shard, msg) in batch {
+                    let (cut, delay) = {
                         let f = filters.lock().unwrap();
-                        f.paused.contains(&to) || f.held.contains(&(from, to))
+                        let mut rng = rand::thread_rng();
+                        let cut = f.isolated.contains(&from)
+                            || f.isolated.contains(&to)
+                            || f.cut.contains(&(from, to))
+                            || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
+                        let delay = f
+                            .link_delay_ms
+                            .get(&(from, to))
+                            .copied()
+                            .or_else(|| f.delay_ms.map(|(lo, hi)| rng.gen_range(lo..=hi)));
+                        (cut, delay)
                     };
-                    if held {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    if cut {
                         continue;
                     }
-                    let batch = peer.drain(1 << 20);
-                    if batch.is_empty() {
-                        tokio::select! {
-                            _ = peer.wait() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                        }
+                    let Some(dest) = handles.lock().unwrap().get(&to).cloned() else {
                         continue;
-                    }
-                    for (shard, msg) in batch {
-                        let (cut, delay) = {
-                            let f = filters.lock().unwrap();
-                            let mut rng = rand::thread_rng();
-                            let cut = f.isolated.contains(&from)
-                                || f.isolated.contains(&to)
-                                || f.cut.contains(&(from, to))
-                                || rng.gen_bool(f.drop_rate.clamp(0.0, 1.0));
-                            let delay = f
-                                .link_delay_ms
-                                .get(&(from, to))
-                                .copied()
-                                .or_else(|| f.delay_ms.map(|(lo, hi)| rng.gen_range(lo..=hi)));
-                            (cut, delay)
-                        };
-                        if cut {
-                            continue;
-                        }
-                        let Some(dest) = handles.lock().unwrap().get(&to).cloned() else {
-                            continue;
-                        };
-                        match delay {
-                            Some(ms) => {
-                                let refused = refused.clone();
-                                tokio::spawn(async move {
-                                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                                    if dest.step(shard, msg).is_err() {
-                                        refused.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                });
-                            }
-                            None => {
+                    };
+                    match delay {
+                        Some(ms) => {
+                            let refused = refused.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
                                 if dest.step(shard, msg).is_err() {
                                     refused.fetch_add(1, Ordering::Relaxed);
                                 }
+                            });
+                        }
+                        None => {
+                            if dest.step(shard, msg).is_err() {
+                                refused.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
                 }
-            });
-        }
-        self.wire_snapshots(from);
+            }
+        });
     }
 
     /// Delivers node `from`'s snapshots to their receivers' stores in
     /// small chunks, through the same filters (and `cut_snapshots`).
     fn wire_snapshots(&self, from: u64) {
-        let stores: BTreeMap<u64, Store> = self
-            .nodes
-            .iter()
-            .map(|(&id, n)| (id, n.store.clone()))
-            .collect();
+        let stores = self.stores.clone();
         let handles = self.handles.clone();
         {
             let node = &self.nodes[&from];
@@ -298,7 +345,9 @@ impl Cluster {
                 while let Ok(job) = jobs.recv_async().await {
                     let (shard, to) = (job.shard, job.to);
                     let dest = handles.lock().unwrap().get(&to).cloned();
-                    let (Some(store), Some(dest)) = (stores.get(&to).cloned(), dest) else {
+                    let (Some(store), Some(dest)) =
+                        (stores.lock().unwrap().get(&to).cloned(), dest)
+                    else {
                         sender.report_snapshot(shard, to, false).await;
                         continue;
                     };
