@@ -1,12 +1,16 @@
 //! Client bytes through the whole request path: the RESP request parser
 //! (fed in chunks of a size the input chooses, as a socket would deliver
-//! them), command parsing, and execution against an in-memory keyspace.
-//! Nothing may panic, and chunking must not change what is parsed.
+//! them), command parsing, and execution against an in-memory keyspace
+//! (writes as log entries, encoded and applied as a replica would).
+//! Nothing may panic, chunking must not change what is parsed, and every
+//! write the parser accepts must make an entry that applies.
 #![no_main]
 
 use bytes::BytesMut;
 use elastickv_redis::keyspace::MemKeyspace;
-use elastickv_redis::{ReadTime, execute_read, execute_write, parse};
+use elastickv_redis::log::LogEntry;
+use elastickv_redis::replicated::apply;
+use elastickv_redis::{Command, ReadTime, execute_read, parse};
 use elastickv_resp::{ParseLimits, RequestParser};
 use libfuzzer_sys::fuzz_target;
 
@@ -46,10 +50,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole_err, pieces_err, "chunking changed the error");
 
     let mut keyspace = MemKeyspace::default();
-    for args in &whole {
+    for (index, args) in (1..).zip(&whole) {
         let Ok(parsed) = parse(args) else { continue };
-        if parsed.spec.is_write() {
-            let _ = execute_write(&parsed.command, &mut keyspace, 1_000_000);
+        if let Command::Write(write) = parsed.command {
+            let mut entry = LogEntry::write(write, 1, index);
+            entry.timestamp_ms = 1_000_000;
+            let applied = apply(&mut keyspace, index, &entry.to_bytes());
+            assert!(applied.is_ok(), "a parsed write did not apply: {applied:?}");
         } else {
             let _ = execute_read(&parsed.command, &keyspace, &ReadTime::at(1_000_000));
         }

@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use elastickv_raft::{ProposeError, RaftHandle, Role};
 use elastickv_redis::keyspace::KeyCounts;
-use elastickv_redis::replicated::{Replicated, decode_reply, encode_reply};
+use elastickv_redis::log::{self, LogEntry};
+use elastickv_redis::replicated::{decode_reply, encode_reply};
 use elastickv_resp::Reply;
 use elastickv_router::{Backend, ReplyFuture, ShardView};
 use elastickv_store::Store;
@@ -229,7 +230,7 @@ impl Backend for NodeBackend {
             let deadline = proposed + self.writes.request_timeout;
             let reply = self
                 .writes
-                .execute(shard, Replicated::tick(0), deadline)
+                .execute(shard, LogEntry::tick(0), deadline)
                 .await;
             if reply.is_error() {
                 return Err(reply);
@@ -258,12 +259,12 @@ impl Backend for NodeBackend {
         }
     }
 
-    async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
+    async fn submit(&self, shard: u32, write: log::Write) -> ReplyFuture {
         let writes = &self.writes;
         let deadline = Instant::now() + writes.request_timeout;
         // One request id for every attempt: whatever happened to an
         // earlier one, the write applies at most once.
-        let entry = writes.retryable(args);
+        let entry = writes.retryable(write);
         if writes.leader_of(shard).0 == Role::Leader {
             // Queued now, before the connection's next command starts, so
             // a pipeline's writes are proposed in order; awaited later.
@@ -318,11 +319,11 @@ impl Backend for NodeBackend {
 }
 
 impl WritePath {
-    /// `args` as an entry with a fresh request id, so that sending it again
-    /// applies it at most once.
-    fn retryable(&self, args: Vec<Bytes>) -> Replicated {
+    /// `write` as an entry with a fresh request id, so that sending it
+    /// again applies it at most once.
+    fn retryable(&self, write: log::Write) -> LogEntry {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Replicated::retryable(args, self.origin, seq)
+        LogEntry::write(write, self.origin, seq)
     }
 }
 
@@ -344,7 +345,7 @@ impl WritePath {
     async fn propose_here(
         &self,
         shard: u32,
-        entry: &Replicated,
+        entry: &LogEntry,
     ) -> Result<impl Future<Output = Result<Reply, ProposeError>> + Send + 'static, Refused> {
         let mut entry = entry.clone();
         entry.timestamp_ms = stamp(&self.raft, &self.clock, shard);
@@ -363,7 +364,7 @@ impl WritePath {
     /// shard, forwarded to the leader otherwise, sent again (with its one
     /// request id, so it applies once) until it is done or `deadline`
     /// passes.
-    async fn execute(&self, shard: u32, entry: Replicated, deadline: Instant) -> Reply {
+    async fn execute(&self, shard: u32, entry: LogEntry, deadline: Instant) -> Reply {
         let mut last_error = None;
         loop {
             let (role, leader) = self.leader_of(shard);
@@ -421,10 +422,15 @@ impl ForwardHandler for ForwardExecutor {
     async fn submit(&self, shard: u32, payload: Bytes) -> OutcomeFuture {
         let finished =
             |outcome: ForwardOutcome| -> OutcomeFuture { Box::pin(std::future::ready(outcome)) };
-        let Some(mut entry) = Replicated::from_bytes(&payload) else {
-            return finished(ForwardOutcome::Reply(encode_reply(&Reply::static_error(
-                "ERR malformed forwarded command",
-            ))));
+        // Checked before it reaches the log: an entry this node could not
+        // apply (say, from a newer version) is refused here, not in apply.
+        let mut entry = match LogEntry::from_bytes(&payload) {
+            Ok(entry) => entry,
+            Err(why) => {
+                return finished(ForwardOutcome::Reply(encode_reply(&Reply::error(format!(
+                    "ERR malformed forwarded command: {why}"
+                )))));
+            }
         };
         match self.raft.shard_status(shard) {
             Some(status) if status.role == Role::Leader => {}

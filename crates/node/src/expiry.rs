@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use elastickv_raft::Role;
-use elastickv_redis::replicated::Replicated;
+use elastickv_redis::log::LogEntry;
 use elastickv_resp::Reply;
 use tokio::sync::watch;
 
@@ -58,7 +58,7 @@ pub async fn run(state: Arc<NodeState>, mut shutdown: watch::Receiver<bool>) {
                     .into_iter()
                     .map(|(at, _, key)| (Bytes::from(key), at))
                     .collect();
-                let payload = Replicated::expiry(now, keys).to_bytes();
+                let payload = LogEntry::expiry(now, keys).to_bytes();
                 match backend.raft.propose(status.shard, payload).await {
                     Ok(Reply::Integer(n)) => {
                         Stats::add(&state.stats.expired_keys, u64::try_from(n).unwrap_or(0));

@@ -1,7 +1,7 @@
 //! A shard's state machine: raft log payloads applied as Redis commands.
 
 use elastickv_raft::StateMachine;
-use elastickv_redis::replicated;
+use elastickv_redis::replicated::{self, ApplyError};
 use elastickv_resp::Reply;
 use elastickv_store::{ApplyBatch, ShardId, ShardRanges, StoreError};
 
@@ -44,10 +44,17 @@ impl StateMachine for ShardMachine {
         let mut keyspace = ApplyKeyspace::new(batch, self.shards);
         let reply = replicated::apply(&mut keyspace, index, data);
         keyspace.finish();
-        reply.map_err(|e| StoreError::Corrupt {
-            what: "shard data",
-            shard,
-            detail: e.to_string(),
+        reply.map_err(|e| match e {
+            ApplyError::Storage(e) => StoreError::Corrupt {
+                what: "shard data",
+                shard,
+                detail: e.to_string(),
+            },
+            unreadable @ ApplyError::Unreadable { .. } => StoreError::Corrupt {
+                what: "raft log",
+                shard,
+                detail: unreadable.to_string(),
+            },
         })
     }
 }

@@ -9,80 +9,9 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::errors;
+use crate::log::{self, TimeUnit};
 use crate::number::{parse_i64, parse_scan_cursor};
 use crate::table::CommandSpec;
-
-/// Unit of an expiry argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeUnit {
-    Seconds,
-    Milliseconds,
-}
-
-/// An expiry option of SET or GETEX.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
-    /// EX / PX: relative to now. Already validated > 0 (and, for seconds,
-    /// not overflowing when converted to milliseconds).
-    In { ms: i64 },
-    /// EXAT / PXAT: absolute unix milliseconds, > 0.
-    At { ms: i64 },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SetCondition {
-    #[default]
-    Always,
-    /// NX
-    IfMissing,
-    /// XX
-    IfExists,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetArgs {
-    pub key: Bytes,
-    pub value: Bytes,
-    pub condition: SetCondition,
-    pub get: bool,
-    pub keep_ttl: bool,
-    pub expiry: Option<Expiry>,
-    /// Reply when the condition blocks the write / when it succeeds
-    /// (SETNX answers 0/1 instead of nil/OK).
-    pub style: SetStyle,
-    /// The command's name, for error messages.
-    pub name: &'static str,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetStyle {
-    /// SET, SETEX, PSETEX: OK or nil.
-    Status,
-    /// SETNX: 1 or 0.
-    Integer,
-}
-
-/// GETEX's option. The expiry value is validated after the key lookup, as
-/// Redis does, so it is kept raw here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GetExOption {
-    None,
-    Persist,
-    Expire {
-        unit: TimeUnit,
-        absolute: bool,
-        raw: Bytes,
-    },
-}
-
-/// EXPIRE's NX/XX/GT/LT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ExpireFlags {
-    pub nx: bool,
-    pub xx: bool,
-    pub gt: bool,
-    pub lt: bool,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanArgs {
@@ -93,7 +22,7 @@ pub struct ScanArgs {
 }
 
 /// A parsed command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     // connection
     Ping(Option<Bytes>),
@@ -128,51 +57,24 @@ pub enum Command {
     // server
     Info(Vec<Bytes>),
     DbSize,
-    FlushDb,
-    FlushAll,
     // strings
     Get(Bytes),
-    Set(SetArgs),
-    GetSet(Bytes, Bytes),
-    GetDel(Bytes),
-    GetEx(Bytes, GetExOption),
     MGet(Vec<Bytes>),
-    MSet(Vec<(Bytes, Bytes)>),
-    MSetNx(Vec<(Bytes, Bytes)>),
-    /// INCR, DECR, INCRBY, DECRBY.
-    IncrBy(Bytes, i64),
-    IncrByFloat(Bytes, Bytes),
-    Append(Bytes, Bytes),
     StrLen(Bytes),
     GetRange(Bytes, i64, i64),
-    SetRange(Bytes, i64, Bytes),
     // keys
-    Del(Vec<Bytes>),
     Exists(Vec<Bytes>),
     Type(Bytes),
     Keys(Bytes),
     Scan(ScanArgs),
-    Rename {
-        from: Bytes,
-        to: Bytes,
-        nx: bool,
-    },
-    Expire {
-        key: Bytes,
-        when: i64,
-        unit: TimeUnit,
-        /// EXPIREAT / PEXPIREAT.
-        absolute: bool,
-        flags: ExpireFlags,
-        name: &'static str,
-    },
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl {
         key: Bytes,
         unit: TimeUnit,
         absolute: bool,
     },
-    Persist(Bytes),
+    /// Every write, in the typed form the raft log carries.
+    Write(log::Write),
 }
 
 pub(crate) type ParseResult = Result<Command, Reply>;
@@ -335,12 +237,28 @@ fn flush_mode(args: &[Bytes]) -> Result<(), Reply> {
     }
 }
 
+fn string_write(command: log::string_write::Command) -> Command {
+    Command::Write(log::Write {
+        family: Some(log::write::Family::Strings(log::StringWrite {
+            command: Some(command),
+        })),
+    })
+}
+
+fn key_write(command: log::key_write::Command) -> Command {
+    Command::Write(log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(command),
+        })),
+    })
+}
+
 pub(crate) fn parse_flushdb(args: &[Bytes]) -> ParseResult {
-    flush_mode(args).map(|()| Command::FlushDb)
+    flush_mode(args).map(|()| key_write(log::key_write::Command::Flush(log::Flush {})))
 }
 
 pub(crate) fn parse_flushall(args: &[Bytes]) -> ParseResult {
-    flush_mode(args).map(|()| Command::FlushAll)
+    parse_flushdb(args)
 }
 
 pub(crate) fn parse_get(args: &[Bytes]) -> ParseResult {
@@ -430,16 +348,18 @@ fn parse_extended(args: &[Bytes], from: usize, of: OptionsOf) -> Result<Extended
 }
 
 /// `getExpireMillisecondsOrReply` up to (not including) adding the clock.
-fn expiry_from(word: ExpireWord, raw: &[u8], command: &str) -> Result<Expiry, Reply> {
+fn expiry_from(word: ExpireWord, raw: &[u8], command: &str) -> Result<log::Expiry, Reply> {
     let value = int(raw)?;
     let seconds = matches!(word, ExpireWord::Ex | ExpireWord::ExAt);
     if value <= 0 || (seconds && value > i64::MAX / 1000) {
         return Err(errors::invalid_expire(command));
     }
     let ms = if seconds { value * 1000 } else { value };
-    Ok(match word {
-        ExpireWord::Ex | ExpireWord::Px => Expiry::In { ms },
-        ExpireWord::ExAt | ExpireWord::PxAt => Expiry::At { ms },
+    Ok(log::Expiry {
+        when: Some(match word {
+            ExpireWord::Ex | ExpireWord::Px => log::expiry::When::InMs(ms),
+            ExpireWord::ExAt | ExpireWord::PxAt => log::expiry::When::AtMs(ms),
+        }),
     })
 }
 
@@ -449,119 +369,153 @@ pub(crate) fn parse_set(args: &[Bytes]) -> ParseResult {
         Some((word, raw)) => Some(expiry_from(*word, raw, "set")?),
         None => None,
     };
-    Ok(Command::Set(SetArgs {
+    let condition = if o.nx {
+        log::set::Condition::IfMissing
+    } else if o.xx {
+        log::set::Condition::IfExists
+    } else {
+        log::set::Condition::Always
+    };
+    Ok(string_write(log::string_write::Command::Set(log::Set {
         key: args[1].clone(),
         value: args[2].clone(),
-        condition: if o.nx {
-            SetCondition::IfMissing
-        } else if o.xx {
-            SetCondition::IfExists
-        } else {
-            SetCondition::Always
-        },
+        condition: condition.into(),
         get: o.get,
         keep_ttl: o.keep_ttl,
         expiry,
-        style: SetStyle::Status,
-        name: "set",
-    }))
+        variant: log::set::Variant::Set.into(),
+    })))
 }
 
 pub(crate) fn parse_setnx(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Set(SetArgs {
+    Ok(string_write(log::string_write::Command::Set(log::Set {
         key: args[1].clone(),
         value: args[2].clone(),
-        condition: SetCondition::IfMissing,
-        get: false,
-        keep_ttl: false,
-        expiry: None,
-        style: SetStyle::Integer,
-        name: "setnx",
-    }))
+        condition: log::set::Condition::IfMissing.into(),
+        variant: log::set::Variant::Setnx.into(),
+        ..Default::default()
+    })))
 }
 
-fn parse_setex_generic(args: &[Bytes], word: ExpireWord, name: &'static str) -> ParseResult {
+fn parse_setex_generic(
+    args: &[Bytes],
+    word: ExpireWord,
+    variant: log::set::Variant,
+) -> ParseResult {
+    let name = if variant == log::set::Variant::Setex {
+        "setex"
+    } else {
+        "psetex"
+    };
     let expiry = expiry_from(word, &args[2], name)?;
-    Ok(Command::Set(SetArgs {
+    Ok(string_write(log::string_write::Command::Set(log::Set {
         key: args[1].clone(),
         value: args[3].clone(),
-        condition: SetCondition::Always,
-        get: false,
-        keep_ttl: false,
         expiry: Some(expiry),
-        style: SetStyle::Status,
-        name,
-    }))
+        variant: variant.into(),
+        ..Default::default()
+    })))
 }
 
 pub(crate) fn parse_setex(args: &[Bytes]) -> ParseResult {
-    parse_setex_generic(args, ExpireWord::Ex, "setex")
+    parse_setex_generic(args, ExpireWord::Ex, log::set::Variant::Setex)
 }
 
 pub(crate) fn parse_psetex(args: &[Bytes]) -> ParseResult {
-    parse_setex_generic(args, ExpireWord::Px, "psetex")
+    parse_setex_generic(args, ExpireWord::Px, log::set::Variant::Psetex)
 }
 
 pub(crate) fn parse_getset(args: &[Bytes]) -> ParseResult {
-    Ok(Command::GetSet(args[1].clone(), args[2].clone()))
+    Ok(string_write(log::string_write::Command::GetSet(
+        log::GetSet {
+            key: args[1].clone(),
+            value: args[2].clone(),
+        },
+    )))
 }
 
 pub(crate) fn parse_getdel(args: &[Bytes]) -> ParseResult {
-    Ok(Command::GetDel(args[1].clone()))
+    Ok(string_write(log::string_write::Command::GetDel(
+        log::GetDel {
+            key: args[1].clone(),
+        },
+    )))
 }
 
 pub(crate) fn parse_getex(args: &[Bytes]) -> ParseResult {
     let o = parse_extended(args, 2, OptionsOf::GetEx)?;
     let option = if o.persist {
-        GetExOption::Persist
-    } else if let Some((word, raw)) = o.expire {
-        GetExOption::Expire {
-            unit: if matches!(word, ExpireWord::Ex | ExpireWord::ExAt) {
+        Some(log::get_ex::Option::Persist(true))
+    } else {
+        o.expire.map(|(word, raw)| {
+            let unit = if matches!(word, ExpireWord::Ex | ExpireWord::ExAt) {
                 TimeUnit::Seconds
             } else {
                 TimeUnit::Milliseconds
-            },
-            absolute: matches!(word, ExpireWord::ExAt | ExpireWord::PxAt),
-            raw,
-        }
-    } else {
-        GetExOption::None
+            };
+            log::get_ex::Option::Expire(log::get_ex::SetExpiry {
+                unit: unit.into(),
+                absolute: matches!(word, ExpireWord::ExAt | ExpireWord::PxAt),
+                raw,
+            })
+        })
     };
-    Ok(Command::GetEx(args[1].clone(), option))
+    Ok(string_write(log::string_write::Command::GetEx(
+        log::GetEx {
+            key: args[1].clone(),
+            option,
+        },
+    )))
 }
 
 pub(crate) fn parse_mget(args: &[Bytes]) -> ParseResult {
     Ok(Command::MGet(args[1..].to_vec()))
 }
 
-fn pairs(args: &[Bytes], name: &str) -> Result<Vec<(Bytes, Bytes)>, Reply> {
+fn pairs(args: &[Bytes], name: &str) -> Result<Vec<log::KeyValue>, Reply> {
     if args.len().is_multiple_of(2) {
         return Err(errors::wrong_args(name));
     }
     Ok(args[1..]
         .chunks_exact(2)
-        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .map(|kv| log::KeyValue {
+            key: kv[0].clone(),
+            value: kv[1].clone(),
+        })
         .collect())
 }
 
 pub(crate) fn parse_mset(args: &[Bytes]) -> ParseResult {
-    pairs(args, "mset").map(Command::MSet)
+    let pairs = pairs(args, "mset")?;
+    Ok(string_write(log::string_write::Command::MSet(log::MSet {
+        pairs,
+    })))
 }
 
 pub(crate) fn parse_msetnx(args: &[Bytes]) -> ParseResult {
-    pairs(args, "msetnx").map(Command::MSetNx)
+    let pairs = pairs(args, "msetnx")?;
+    Ok(string_write(log::string_write::Command::MSetNx(
+        log::MSetNx { pairs },
+    )))
+}
+
+fn incr_by(key: &Bytes, by: i64) -> Command {
+    string_write(log::string_write::Command::IncrBy(log::IncrBy {
+        key: key.clone(),
+        by,
+    }))
 }
 
 pub(crate) fn parse_incr(args: &[Bytes]) -> ParseResult {
-    Ok(Command::IncrBy(args[1].clone(), 1))
+    Ok(incr_by(&args[1], 1))
 }
 
 pub(crate) fn parse_decr(args: &[Bytes]) -> ParseResult {
-    Ok(Command::IncrBy(args[1].clone(), -1))
+    Ok(incr_by(&args[1], -1))
 }
 
 pub(crate) fn parse_incrby(args: &[Bytes]) -> ParseResult {
-    Ok(Command::IncrBy(args[1].clone(), int(&args[2])?))
+    Ok(incr_by(&args[1], int(&args[2])?))
 }
 
 pub(crate) fn parse_decrby(args: &[Bytes]) -> ParseResult {
@@ -569,15 +523,25 @@ pub(crate) fn parse_decrby(args: &[Bytes]) -> ParseResult {
     if by == i64::MIN {
         return Err(Reply::static_error("ERR decrement would overflow"));
     }
-    Ok(Command::IncrBy(args[1].clone(), -by))
+    Ok(incr_by(&args[1], -by))
 }
 
 pub(crate) fn parse_incrbyfloat(args: &[Bytes]) -> ParseResult {
-    Ok(Command::IncrByFloat(args[1].clone(), args[2].clone()))
+    Ok(string_write(log::string_write::Command::IncrByFloat(
+        log::IncrByFloat {
+            key: args[1].clone(),
+            by: args[2].clone(),
+        },
+    )))
 }
 
 pub(crate) fn parse_append(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Append(args[1].clone(), args[2].clone()))
+    Ok(string_write(log::string_write::Command::Append(
+        log::Append {
+            key: args[1].clone(),
+            suffix: args[2].clone(),
+        },
+    )))
 }
 
 pub(crate) fn parse_strlen(args: &[Bytes]) -> ParseResult {
@@ -595,11 +559,26 @@ pub(crate) fn parse_setrange(args: &[Bytes]) -> ParseResult {
     if offset < 0 {
         return Err(Reply::static_error(errors::OFFSET_RANGE));
     }
-    Ok(Command::SetRange(args[1].clone(), offset, args[3].clone()))
+    Ok(string_write(log::string_write::Command::SetRange(
+        log::SetRange {
+            key: args[1].clone(),
+            offset,
+            patch: args[3].clone(),
+        },
+    )))
+}
+
+/// DEL (and UNLINK) of `keys`, all on one shard.
+pub fn del(keys: Vec<Bytes>) -> log::Write {
+    log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(log::key_write::Command::Del(log::Del { keys })),
+        })),
+    }
 }
 
 pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Del(args[1..].to_vec()))
+    Ok(Command::Write(del(args[1..].to_vec())))
 }
 
 pub(crate) fn parse_exists(args: &[Bytes]) -> ParseResult {
@@ -645,38 +624,38 @@ pub(crate) fn parse_scan(args: &[Bytes]) -> ParseResult {
     Ok(Command::Scan(scan))
 }
 
-pub(crate) fn parse_rename(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Rename {
+fn rename(args: &[Bytes], nx: bool) -> Command {
+    key_write(log::key_write::Command::Rename(log::Rename {
         from: args[1].clone(),
         to: args[2].clone(),
-        nx: false,
-    })
+        nx,
+    }))
+}
+
+pub(crate) fn parse_rename(args: &[Bytes]) -> ParseResult {
+    Ok(rename(args, false))
 }
 
 pub(crate) fn parse_renamenx(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Rename {
-        from: args[1].clone(),
-        to: args[2].clone(),
-        nx: true,
-    })
+    Ok(rename(args, true))
 }
 
-fn parse_expire_generic(
-    args: &[Bytes],
-    unit: TimeUnit,
-    absolute: bool,
-    name: &'static str,
-) -> ParseResult {
-    let mut flags = ExpireFlags::default();
+fn parse_expire_generic(args: &[Bytes], unit: TimeUnit, absolute: bool) -> ParseResult {
+    let mut expire = log::Expire {
+        key: args[1].clone(),
+        unit: unit.into(),
+        absolute,
+        ..Default::default()
+    };
     for opt in &args[3..] {
         if eq(opt, "nx") {
-            flags.nx = true;
+            expire.nx = true;
         } else if eq(opt, "xx") {
-            flags.xx = true;
+            expire.xx = true;
         } else if eq(opt, "gt") {
-            flags.gt = true;
+            expire.gt = true;
         } else if eq(opt, "lt") {
-            flags.lt = true;
+            expire.lt = true;
         } else {
             return Err(Reply::error(format!(
                 "ERR Unsupported option {}",
@@ -684,38 +663,31 @@ fn parse_expire_generic(
             )));
         }
     }
-    if flags.nx && (flags.xx || flags.gt || flags.lt) {
+    if expire.nx && (expire.xx || expire.gt || expire.lt) {
         return Err(Reply::static_error(
             "ERR NX and XX, GT or LT options at the same time are not compatible",
         ));
     }
-    if flags.gt && flags.lt {
+    if expire.gt && expire.lt {
         return Err(Reply::static_error(
             "ERR GT and LT options at the same time are not compatible",
         ));
     }
-    let when = int(&args[2])?;
-    Ok(Command::Expire {
-        key: args[1].clone(),
-        when,
-        unit,
-        absolute,
-        flags,
-        name,
-    })
+    expire.when = int(&args[2])?;
+    Ok(key_write(log::key_write::Command::Expire(expire)))
 }
 
 pub(crate) fn parse_expire(args: &[Bytes]) -> ParseResult {
-    parse_expire_generic(args, TimeUnit::Seconds, false, "expire")
+    parse_expire_generic(args, TimeUnit::Seconds, false)
 }
 pub(crate) fn parse_pexpire(args: &[Bytes]) -> ParseResult {
-    parse_expire_generic(args, TimeUnit::Milliseconds, false, "pexpire")
+    parse_expire_generic(args, TimeUnit::Milliseconds, false)
 }
 pub(crate) fn parse_expireat(args: &[Bytes]) -> ParseResult {
-    parse_expire_generic(args, TimeUnit::Seconds, true, "expireat")
+    parse_expire_generic(args, TimeUnit::Seconds, true)
 }
 pub(crate) fn parse_pexpireat(args: &[Bytes]) -> ParseResult {
-    parse_expire_generic(args, TimeUnit::Milliseconds, true, "pexpireat")
+    parse_expire_generic(args, TimeUnit::Milliseconds, true)
 }
 
 fn ttl(args: &[Bytes], unit: TimeUnit, absolute: bool) -> ParseResult {
@@ -740,7 +712,9 @@ pub(crate) fn parse_pexpiretime(args: &[Bytes]) -> ParseResult {
 }
 
 pub(crate) fn parse_persist(args: &[Bytes]) -> ParseResult {
-    Ok(Command::Persist(args[1].clone()))
+    Ok(key_write(log::key_write::Command::Persist(log::Persist {
+        key: args[1].clone(),
+    })))
 }
 
 /// A command name found in the table, with its arguments parsed.
@@ -807,6 +781,15 @@ pub fn parse(args: &[Bytes]) -> Result<Parsed, Reply> {
     parse_args(resolve(args)?, args)
 }
 
+/// Parses a write command into the typed form the log carries; anything
+/// else is refused.
+pub fn parse_write(args: &[Bytes]) -> Result<log::Write, Reply> {
+    match parse(args)?.command {
+        Command::Write(write) => Ok(write),
+        _ => Err(Reply::static_error("ERR not a write command")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,23 +805,36 @@ mod tests {
         })
     }
 
+    /// The SET in `line`.
+    fn set(line: &str) -> log::Set {
+        match p(line) {
+            Ok(Command::Write(log::Write {
+                family:
+                    Some(log::write::Family::Strings(log::StringWrite {
+                        command: Some(log::string_write::Command::Set(set)),
+                    })),
+            })) => set,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn expiry_in(ms: i64) -> Option<log::Expiry> {
+        Some(log::Expiry {
+            when: Some(log::expiry::When::InMs(ms)),
+        })
+    }
+
     #[test]
     fn set_options() {
-        let Command::Set(s) = p("SET k v NX EX 10").unwrap() else {
-            panic!()
-        };
-        assert_eq!(s.condition, SetCondition::IfMissing);
-        assert_eq!(s.expiry, Some(Expiry::In { ms: 10_000 }));
-        let Command::Set(s) = p("set k v px 5 get").unwrap() else {
-            panic!()
-        };
+        let s = set("SET k v NX EX 10");
+        assert_eq!(s.condition(), log::set::Condition::IfMissing);
+        assert_eq!(s.expiry, expiry_in(10_000));
+        let s = set("set k v px 5 get");
         assert!(s.get);
-        assert_eq!(s.expiry, Some(Expiry::In { ms: 5 }));
+        assert_eq!(s.expiry, expiry_in(5));
         // Repeating the same expiry word is allowed; the last one wins.
-        let Command::Set(s) = p("SET k v EX 1 EX 2").unwrap() else {
-            panic!()
-        };
-        assert_eq!(s.expiry, Some(Expiry::In { ms: 2000 }));
+        assert_eq!(set("SET k v EX 1 EX 2").expiry, expiry_in(2000));
+        assert_eq!(set("SETNX k v").variant(), log::set::Variant::Setnx);
         assert_eq!(p("SET k v NX XX").unwrap_err(), "ERR syntax error");
         assert_eq!(p("SET k v EX 1 PX 2").unwrap_err(), "ERR syntax error");
         assert_eq!(p("SET k v KEEPTTL EX 1").unwrap_err(), "ERR syntax error");
@@ -866,17 +862,23 @@ mod tests {
 
     #[test]
     fn getex_options() {
+        let getex = |line: &str| match p(line) {
+            Ok(Command::Write(log::Write {
+                family:
+                    Some(log::write::Family::Strings(log::StringWrite {
+                        command: Some(log::string_write::Command::GetEx(getex)),
+                    })),
+            })) => getex.option,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(getex("GETEX k"), None);
         assert_eq!(
-            p("GETEX k").unwrap(),
-            Command::GetEx("k".into(), GetExOption::None)
-        );
-        assert_eq!(
-            p("GETEX k PERSIST").unwrap(),
-            Command::GetEx("k".into(), GetExOption::Persist)
+            getex("GETEX k PERSIST"),
+            Some(log::get_ex::Option::Persist(true))
         );
         assert!(matches!(
-            p("GETEX k EX abc").unwrap(),
-            Command::GetEx(_, GetExOption::Expire { .. })
+            getex("GETEX k EX abc"),
+            Some(log::get_ex::Option::Expire(_))
         ));
         assert_eq!(p("GETEX k NX").unwrap_err(), "ERR syntax error");
         assert_eq!(p("GETEX k PERSIST EX 1").unwrap_err(), "ERR syntax error");

@@ -11,13 +11,12 @@ use std::ops::ControlFlow;
 use bytes::{Bytes, BytesMut};
 use elastickv_resp::Reply;
 
-use crate::command::{
-    Command, ExpireFlags, Expiry, GetExOption, SetArgs, SetCondition, SetStyle, TimeUnit,
-};
+use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
 use crate::glob;
 use crate::keyspace::{KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError};
+use crate::log::{self, TimeUnit, key_write, string_write, write};
 use crate::number::{self, FloatError, parse_i64};
 use crate::record::{Record, Value};
 
@@ -138,15 +137,40 @@ fn get_range(value: &Bytes, start: i64, end: i64) -> Bytes {
 }
 
 /// Runs a write command at apply time; `now_ms` is the proposer's clock.
+/// A write with no command in it (written by a newer version) answers
+/// with an error here; [`crate::replicated::apply`] refuses such entries
+/// before they get this far.
 pub fn execute_write<K: KeyspaceWrite + ?Sized>(
-    cmd: &Command,
+    cmd: &log::Write,
     ks: &mut K,
     now_ms: u64,
 ) -> ExecResult {
     let mut db = WriteView::new(ks, now_ms);
+    match &cmd.family {
+        Some(write::Family::Strings(w)) => match &w.command {
+            Some(c) => string_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::Keys(w)) => match &w.command {
+            Some(c) => key_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        None => Ok(unknown_write()),
+    }
+}
+
+fn unknown_write() -> Reply {
+    Reply::static_error("ERR unknown replicated write")
+}
+
+fn string_write<K: KeyspaceWrite + ?Sized>(
+    db: &mut WriteView<'_, K>,
+    cmd: &string_write::Command,
+) -> ExecResult {
+    use string_write::Command as C;
     match cmd {
-        Command::Set(args) => set(&mut db, args),
-        Command::GetSet(key, value) => {
+        C::Set(args) => set(db, args),
+        C::GetSet(log::GetSet { key, value }) => {
             let previous = db.lookup(key)?;
             let old = match &previous {
                 Some(r) => match string_value(r) {
@@ -158,7 +182,7 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             db.store(key, &Record::string(value.clone(), None), previous.as_ref())?;
             Ok(old)
         }
-        Command::GetDel(key) => {
+        C::GetDel(log::GetDel { key }) => {
             let Some(previous) = db.lookup(key)? else {
                 return Ok(Reply::Null);
             };
@@ -168,28 +192,28 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             db.remove(key, &previous)?;
             Ok(Reply::Bulk(value))
         }
-        Command::GetEx(key, option) => getex(&mut db, key, option),
-        Command::MSet(pairs) => {
-            for (key, value) in pairs {
+        C::GetEx(args) => getex(db, &args.key, args.option.as_ref()),
+        C::MSet(log::MSet { pairs }) => {
+            for log::KeyValue { key, value } in pairs {
                 let previous = db.lookup(key)?;
                 db.store(key, &Record::string(value.clone(), None), previous.as_ref())?;
             }
             Ok(Reply::ok())
         }
-        Command::MSetNx(pairs) => {
-            for (key, _) in pairs {
-                if db.lookup(key)?.is_some() {
+        C::MSetNx(log::MSetNx { pairs }) => {
+            for pair in pairs {
+                if db.lookup(&pair.key)?.is_some() {
                     return Ok(Reply::Integer(0));
                 }
             }
-            for (key, value) in pairs {
+            for log::KeyValue { key, value } in pairs {
                 let previous = db.lookup(key)?;
                 db.store(key, &Record::string(value.clone(), None), previous.as_ref())?;
             }
             Ok(Reply::Integer(1))
         }
-        Command::IncrBy(key, by) => incr_by(&mut db, key, *by),
-        Command::IncrByFloat(key, by) => {
+        C::IncrBy(log::IncrBy { key, by }) => incr_by(db, key, *by),
+        C::IncrByFloat(log::IncrByFloat { key, by }) => {
             let previous = db.lookup(key)?;
             let current = match &previous {
                 Some(r) => match string_value(r) {
@@ -213,7 +237,7 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             )?;
             Ok(Reply::Bulk(value))
         }
-        Command::Append(key, suffix) => {
+        C::Append(log::Append { key, suffix }) => {
             let previous = db.lookup(key)?;
             let (value, expire_at) = match &previous {
                 None => (suffix.clone(), None),
@@ -234,8 +258,17 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             db.store(key, &Record::string(value, expire_at), previous.as_ref())?;
             Ok(Reply::Integer(len))
         }
-        Command::SetRange(key, offset, patch) => set_range(&mut db, key, *offset, patch),
-        Command::Del(keys) => {
+        C::SetRange(log::SetRange { key, offset, patch }) => set_range(db, key, *offset, patch),
+    }
+}
+
+fn key_write<K: KeyspaceWrite + ?Sized>(
+    db: &mut WriteView<'_, K>,
+    cmd: &key_write::Command,
+) -> ExecResult {
+    use key_write::Command as C;
+    match cmd {
+        C::Del(log::Del { keys }) => {
             let mut deleted = 0;
             for key in keys {
                 if let Some(previous) = db.lookup(key)? {
@@ -245,16 +278,9 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             }
             Ok(Reply::Integer(deleted))
         }
-        Command::Rename { from, to, nx } => rename(&mut db, from, to, *nx),
-        Command::Expire {
-            key,
-            when,
-            unit,
-            absolute,
-            flags,
-            name,
-        } => expire(&mut db, key, *when, *unit, *absolute, *flags, name),
-        Command::Persist(key) => {
+        C::Rename(log::Rename { from, to, nx }) => rename(db, from, to, *nx),
+        C::Expire(args) => expire(db, args),
+        C::Persist(log::Persist { key }) => {
             let Some(previous) = db.lookup(key)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -268,29 +294,38 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             db.store(key, &record, Some(&previous))?;
             Ok(Reply::Integer(1))
         }
-        Command::FlushDb | Command::FlushAll => {
+        C::Flush(log::Flush {}) => {
             db.clear()?;
             Ok(Reply::ok())
         }
-        _ => Ok(Reply::static_error("ERR command is not a write")),
     }
 }
 
-/// Adds the clock to a relative expiry; `None` if the result is invalid
-/// (the `*milliseconds <= 0` check after the addition in Redis).
-fn absolute_expiry(expiry: Expiry, now_ms: u64) -> Option<u64> {
-    let at = match expiry {
-        Expiry::At { ms } => ms,
-        Expiry::In { ms } => ms.checked_add(i64::try_from(now_ms).ok()?)?,
+/// Adds the clock to an expiry; `None` if the result is invalid (the
+/// `*milliseconds <= 0` check after the addition in Redis, or no expiry
+/// in it at all).
+fn absolute_expiry(expiry: &log::Expiry, now_ms: u64) -> Option<u64> {
+    let at = match expiry.when? {
+        log::expiry::When::AtMs(ms) => ms,
+        log::expiry::When::InMs(ms) => ms.checked_add(i64::try_from(now_ms).ok()?)?,
     };
     u64::try_from(at).ok().filter(|&at| at > 0)
 }
 
-fn set<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &SetArgs) -> ExecResult {
-    let expire_at = match args.expiry {
+fn set<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &log::Set) -> ExecResult {
+    use log::set::{Condition, Variant};
+    let variant = args.variant();
+    let name = match variant {
+        Variant::Set => "set",
+        Variant::Setnx => "setnx",
+        Variant::Setex => "setex",
+        Variant::Psetex => "psetex",
+    };
+    let integer_reply = variant == Variant::Setnx;
+    let expire_at = match &args.expiry {
         Some(expiry) => match absolute_expiry(expiry, db.now()) {
             Some(at) => Some(at),
-            None => return Ok(errors::invalid_expire(args.name)),
+            None => return Ok(errors::invalid_expire(name)),
         },
         None => None,
     };
@@ -303,16 +338,16 @@ fn set<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &SetArgs) -> 
         _ => Reply::Null,
     };
     let found = previous.is_some();
-    let blocked = match args.condition {
-        SetCondition::Always => false,
-        SetCondition::IfMissing => found,
-        SetCondition::IfExists => !found,
+    let blocked = match args.condition() {
+        Condition::Always => false,
+        Condition::IfMissing => found,
+        Condition::IfExists => !found,
     };
     if blocked {
-        return Ok(match (args.get, args.style) {
+        return Ok(match (args.get, integer_reply) {
             (true, _) => old_value,
-            (false, SetStyle::Status) => Reply::Null,
-            (false, SetStyle::Integer) => Reply::Integer(0),
+            (false, false) => Reply::Null,
+            (false, true) => Reply::Integer(0),
         });
     }
     let expire_at = if args.keep_ttl {
@@ -325,17 +360,17 @@ fn set<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &SetArgs) -> 
         &Record::string(args.value.clone(), expire_at),
         previous.as_ref(),
     )?;
-    Ok(match (args.get, args.style) {
+    Ok(match (args.get, integer_reply) {
         (true, _) => old_value,
-        (false, SetStyle::Status) => Reply::ok(),
-        (false, SetStyle::Integer) => Reply::Integer(1),
+        (false, false) => Reply::ok(),
+        (false, true) => Reply::Integer(1),
     })
 }
 
 fn getex<K: KeyspaceWrite + ?Sized>(
     db: &mut WriteView<'_, K>,
     key: &Bytes,
-    option: &GetExOption,
+    option: Option<&log::get_ex::Option>,
 ) -> ExecResult {
     let Some(previous) = db.lookup(key)? else {
         return Ok(Reply::Null);
@@ -344,35 +379,30 @@ fn getex<K: KeyspaceWrite + ?Sized>(
         return Ok(wrongtype());
     };
     match option {
-        GetExOption::None => {}
-        GetExOption::Persist => {
-            if previous.expire_at.is_some() {
-                let record = Record::string(value.clone(), None);
-                db.store(key, &record, Some(&previous))?;
-            }
+        Some(log::get_ex::Option::Persist(_)) if previous.expire_at.is_some() => {
+            let record = Record::string(value.clone(), None);
+            db.store(key, &record, Some(&previous))?;
         }
-        GetExOption::Expire {
-            unit,
-            absolute,
-            raw,
-        } => {
-            let Some(n) = parse_i64(raw) else {
+        None | Some(log::get_ex::Option::Persist(_)) => {}
+        Some(log::get_ex::Option::Expire(expire)) => {
+            let Some(n) = parse_i64(&expire.raw) else {
                 return Ok(Reply::static_error(errors::NOT_INTEGER));
             };
-            let seconds = *unit == TimeUnit::Seconds;
+            let seconds = expire.unit() == TimeUnit::Seconds;
             if n <= 0 || (seconds && n > i64::MAX / 1000) {
                 return Ok(errors::invalid_expire("getex"));
             }
             let ms = if seconds { n * 1000 } else { n };
-            let expiry = if *absolute {
-                Expiry::At { ms }
+            let when = if expire.absolute {
+                log::expiry::When::AtMs(ms)
             } else {
-                Expiry::In { ms }
+                log::expiry::When::InMs(ms)
             };
-            let Some(at) = absolute_expiry(expiry, db.now()) else {
+            let expiry = log::Expiry { when: Some(when) };
+            let Some(at) = absolute_expiry(&expiry, db.now()) else {
                 return Ok(errors::invalid_expire("getex"));
             };
-            if *absolute && at <= db.now() {
+            if expire.absolute && at <= db.now() {
                 db.remove(key, &previous)?;
             } else {
                 db.store(
@@ -483,16 +513,15 @@ fn rename<K: KeyspaceWrite + ?Sized>(
     Ok(done)
 }
 
-fn expire<K: KeyspaceWrite + ?Sized>(
-    db: &mut WriteView<'_, K>,
-    key: &Bytes,
-    when: i64,
-    unit: TimeUnit,
-    absolute: bool,
-    flags: ExpireFlags,
-    name: &str,
-) -> ExecResult {
-    let mut when = when;
+fn expire<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &log::Expire) -> ExecResult {
+    let unit = args.unit();
+    let name = match (unit, args.absolute) {
+        (TimeUnit::Seconds, false) => "expire",
+        (TimeUnit::Milliseconds, false) => "pexpire",
+        (TimeUnit::Seconds, true) => "expireat",
+        (TimeUnit::Milliseconds, true) => "pexpireat",
+    };
+    let mut when = args.when;
     if unit == TimeUnit::Seconds {
         if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return Ok(errors::invalid_expire(name));
@@ -500,32 +529,32 @@ fn expire<K: KeyspaceWrite + ?Sized>(
         when *= 1000;
     }
     let now = i64::try_from(db.now()).unwrap_or(i64::MAX);
-    let base = if absolute { 0 } else { now };
+    let base = if args.absolute { 0 } else { now };
     if when > i64::MAX - base {
         return Ok(errors::invalid_expire(name));
     }
     when += base;
-    let Some(previous) = db.lookup(key)? else {
+    let Some(previous) = db.lookup(&args.key)? else {
         return Ok(Reply::Integer(0));
     };
     let current = previous
         .expire_at
         .map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
-    let refused = (flags.nx && current != -1)
-        || (flags.xx && current == -1)
-        || (flags.gt && (when <= current || current == -1))
-        || (flags.lt && current != -1 && when >= current);
+    let refused = (args.nx && current != -1)
+        || (args.xx && current == -1)
+        || (args.gt && (when <= current || current == -1))
+        || (args.lt && current != -1 && when >= current);
     if refused {
         return Ok(Reply::Integer(0));
     }
     if when <= now {
-        db.remove(key, &previous)?;
+        db.remove(&args.key, &previous)?;
     } else {
         let record = Record {
             expire_at: Some(when as u64),
             value: previous.value.clone(),
         };
-        db.store(key, &record, Some(&previous))?;
+        db.store(&args.key, &record, Some(&previous))?;
     }
     Ok(Reply::Integer(1))
 }
@@ -664,8 +693,8 @@ mod tests {
             Ok(p) => p,
             Err(reply) => return reply,
         };
-        if parsed.spec.is_write() {
-            execute_write(&parsed.command, ks, now).unwrap()
+        if let Command::Write(write) = &parsed.command {
+            execute_write(write, ks, now).unwrap()
         } else {
             execute_read(&parsed.command, ks, &ReadTime::at(now)).unwrap()
         }

@@ -12,7 +12,10 @@
 //!   order.
 //! - [`exec`]: reads ([`execute_read`]) and writes ([`execute_write`]), plus
 //!   the shard-level halves of KEYS, SCAN and active expiry.
-//! - [`replicated`]: the raft log payload and [`replicated::apply`].
+//! - [`log`]: the raft log's entries (typed writes among them), generated
+//!   from `proto/elastickv/v1/log.proto`.
+//! - [`replicated`]: building and applying log entries
+//!   ([`replicated::apply`]).
 //! - [`db`], [`record`], [`keyspace`]: expiry-aware lookups, the stored
 //!   record format, and the storage traits.
 //! - [`introspect`]: COMMAND's replies, generated from the table.
@@ -33,6 +36,11 @@ pub mod exec;
 pub mod glob;
 pub mod introspect;
 pub mod keyspace;
+/// The raft log's entries, generated from `proto/elastickv/v1/log.proto`.
+pub mod log {
+    #![allow(clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/elastickv.log.v1.rs"));
+}
 pub mod number;
 pub mod record;
 pub mod replicated;

@@ -1,11 +1,15 @@
-//! What a shard's raft log carries: a write command as the client sent it
-//! plus the proposer's clock, a batch of keys for active expiry, or just a
-//! clock reading (a tick).
+//! Building and applying a shard's raft log entries ([`LogEntry`], defined
+//! in `proto/elastickv/v1/log.proto`): a typed write command with its
+//! request id and the proposer's clock, a batch of keys for active expiry,
+//! or just a clock reading (a tick).
 //!
-//! Replicas re-parse and execute the command at apply time with the same
-//! "now", so every replica computes the same result and the leader's
-//! result is the client's reply. Encoded with protobuf (prost) so the
-//! format can grow fields without breaking old logs.
+//! Every replica decodes an entry once and executes its typed command with
+//! the same "now", so every replica computes the same result, and the
+//! leader's result is the client's reply. An entry this build cannot read
+//! (a newer [`LOG_VERSION`], a kind or command it does not know, or bytes
+//! that do not decode) is an [`ApplyError::Unreadable`]: applying it
+//! differently from the replicas that can would make their data diverge,
+//! so the node stops instead.
 //!
 //! # Time
 //!
@@ -17,45 +21,26 @@
 //!
 //! # Request records
 //!
-//! A write that may be sent more than once (its first attempt's outcome
-//! unknown) carries a request id: the sender's origin (a random number per
-//! process) and a sequence number. Applying it records its reply, under
-//! the generation of the shard clock it applied at; a second entry with the
-//! same id within [`DEDUP_WINDOW_MS`] of the first is answered from the
-//! record instead of executing again. Records live in the current and the
-//! previous generation, each [`DEDUP_WINDOW_MS`] long, and older ones are
-//! deleted every [`DEDUP_PURGE_EVERY`] entries: by log position and
-//! replicated time only, never by a node's wall clock.
+//! Every client write carries a request id: the sender's origin (a random
+//! number per process) and a sequence number. Applying it records its
+//! reply, under the generation of the shard clock it applied at; a second
+//! entry with the same id within [`DEDUP_WINDOW_MS`] of the first is
+//! answered from the record instead of executing again. Records live in
+//! the current and the previous generation, each [`DEDUP_WINDOW_MS`] long,
+//! and older ones are deleted every [`DEDUP_PURGE_EVERY`] entries: by log
+//! position and replicated time only, never by a node's wall clock.
 
 use bytes::Bytes;
 use elastickv_resp::Reply;
 use prost::Message;
+use thiserror::Error;
 
-use crate::command::parse;
 use crate::exec::{execute_write, expire_due};
 use crate::keyspace::{KeyspaceWrite, StorageError};
+use crate::log::{self, ExpiredKey, ExpiryBatch, LogEntry, RequestId, Tick, log_entry::Body};
 
-#[derive(Clone, PartialEq, Message)]
-pub struct Replicated {
-    /// Unix milliseconds at the proposer: "now" for everything the entry
-    /// does.
-    #[prost(uint64, tag = "1")]
-    pub timestamp_ms: u64,
-    /// A write command's arguments, name first.
-    #[prost(bytes = "bytes", repeated, tag = "2")]
-    pub args: Vec<Bytes>,
-    /// Keys the leader found due for expiry.
-    #[prost(message, repeated, tag = "3")]
-    pub expired: Vec<ExpiredKey>,
-    /// With `request_seq`, the request id of a write that may be sent more
-    /// than once: nonzero origin of the sending process. Tags 4 and 5
-    /// (an earlier request id made of a random number and the sender's
-    /// wall clock) are retired.
-    #[prost(uint64, tag = "6")]
-    pub request_origin: u64,
-    #[prost(uint64, tag = "7")]
-    pub request_seq: u64,
-}
+/// The newest entry format this build writes and reads.
+pub const LOG_VERSION: u32 = 1;
 
 /// How long, in shard-clock time, a request id protects against a
 /// duplicate apply. Resends happen within the request timeout (seconds);
@@ -73,57 +58,72 @@ fn dedup_generation(now_ms: u64) -> u64 {
     now_ms / DEDUP_WINDOW_MS
 }
 
-#[derive(Clone, PartialEq, Message)]
-pub struct ExpiredKey {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub key: Bytes,
-    /// The expiry the leader saw; a key whose expiry changed since is kept.
-    #[prost(uint64, tag = "2")]
-    pub expire_at_ms: u64,
+/// Why an entry was not applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Not an entry this build can apply (see the module docs).
+    #[error("log entry {index} cannot be applied by this version of elastickv: {why}")]
+    Unreadable { index: u64, why: String },
 }
 
-impl Replicated {
-    pub fn command(timestamp_ms: u64, args: Vec<Bytes>) -> Replicated {
-        Replicated {
-            timestamp_ms,
-            args,
-            ..Default::default()
-        }
-    }
-
-    /// A command with a request id, for a write that may be sent more
-    /// than once. `origin` must not be 0.
-    pub fn retryable(args: Vec<Bytes>, origin: u64, seq: u64) -> Replicated {
-        Replicated {
-            args,
-            request_origin: origin,
-            request_seq: seq,
-            ..Default::default()
+impl LogEntry {
+    /// A client write with its request id, stamped later by the leader
+    /// that proposes it. `origin` must not be 0.
+    pub fn write(write: log::Write, origin: u64, seq: u64) -> LogEntry {
+        LogEntry {
+            version: LOG_VERSION,
+            timestamp_ms: 0,
+            request: Some(RequestId { origin, seq }),
+            body: Some(Body::Write(write)),
         }
     }
 
     /// An entry that only carries its proposer's clock: applying it moves
     /// the shard clock forward, and nothing else.
-    pub fn tick(timestamp_ms: u64) -> Replicated {
-        Replicated {
+    pub fn tick(timestamp_ms: u64) -> LogEntry {
+        LogEntry {
+            version: LOG_VERSION,
             timestamp_ms,
-            ..Default::default()
+            request: None,
+            body: Some(Body::Tick(Tick {})),
         }
     }
 
-    pub fn from_bytes(bytes: &[u8]) -> Option<Replicated> {
-        Replicated::decode(bytes).ok()
+    /// Active expiry of `keys`, each with the expiry the leader saw.
+    pub fn expiry(timestamp_ms: u64, keys: Vec<(Bytes, u64)>) -> LogEntry {
+        LogEntry {
+            version: LOG_VERSION,
+            timestamp_ms,
+            request: None,
+            body: Some(Body::Expiry(ExpiryBatch {
+                keys: keys
+                    .into_iter()
+                    .map(|(key, expire_at_ms)| ExpiredKey { key, expire_at_ms })
+                    .collect(),
+            })),
+        }
     }
 
-    pub fn expiry(timestamp_ms: u64, keys: Vec<(Bytes, u64)>) -> Replicated {
-        Replicated {
-            timestamp_ms,
-            expired: keys
-                .into_iter()
-                .map(|(key, expire_at_ms)| ExpiredKey { key, expire_at_ms })
-                .collect(),
-            ..Default::default()
+    /// Decodes an entry this build can apply, or says why it cannot.
+    pub fn from_bytes(bytes: &[u8]) -> Result<LogEntry, String> {
+        let entry = LogEntry::decode(bytes).map_err(|e| format!("undecodable: {e}"))?;
+        if entry.version > LOG_VERSION {
+            return Err(format!(
+                "format version {} (this build knows up to {LOG_VERSION})",
+                entry.version
+            ));
         }
+        let known = match &entry.body {
+            Some(Body::Write(write)) => write_is_known(write),
+            Some(Body::Expiry(_) | Body::Tick(_)) => true,
+            None => false,
+        };
+        if !known {
+            return Err("an entry kind or command this build does not know".into());
+        }
+        Ok(entry)
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -131,34 +131,50 @@ impl Replicated {
     }
 }
 
+/// Whether `write` names a command this build knows (an unknown oneof
+/// variant decodes as `None`).
+fn write_is_known(write: &log::Write) -> bool {
+    use log::write::Family;
+    match &write.family {
+        Some(Family::Strings(w)) => w.command.is_some(),
+        Some(Family::Keys(w)) => w.command.is_some(),
+        None => false,
+    }
+}
+
 /// Applies the log payload at `index` to a shard's keyspace and returns the
 /// reply for the client that proposed it. Deterministic: only the payload,
-/// its index and the keyspace decide the outcome. Only storage failures are
-/// errors.
+/// its index and the keyspace decide the outcome.
 pub fn apply<K: KeyspaceWrite + ?Sized>(
     ks: &mut K,
     index: u64,
     payload: &[u8],
-) -> Result<Reply, StorageError> {
-    let Ok(entry) = Replicated::decode(payload) else {
-        return Ok(Reply::static_error("ERR corrupt replicated command"));
-    };
+) -> Result<Reply, ApplyError> {
+    let entry =
+        LogEntry::from_bytes(payload).map_err(|why| ApplyError::Unreadable { index, why })?;
     let now = entry.timestamp_ms.max(ks.clock_ms());
     ks.set_clock_ms(now);
     let generation = dedup_generation(now);
     if index.is_multiple_of(DEDUP_PURGE_EVERY) {
         ks.dedup_purge(generation.saturating_sub(1))?;
     }
-    if entry.args.is_empty() {
-        let keys: Vec<(Bytes, u64)> = entry
-            .expired
-            .into_iter()
-            .map(|k| (k.key, k.expire_at_ms))
-            .collect();
-        let deleted = expire_due(ks, &keys, now)?;
-        return Ok(Reply::Integer(i64::try_from(deleted).unwrap_or(i64::MAX)));
-    }
-    let request = (entry.request_origin != 0).then_some((entry.request_origin, entry.request_seq));
+    let write = match entry.body {
+        Some(Body::Write(write)) => write,
+        Some(Body::Expiry(batch)) => {
+            let keys: Vec<(Bytes, u64)> = batch
+                .keys
+                .into_iter()
+                .map(|k| (k.key, k.expire_at_ms))
+                .collect();
+            let deleted = expire_due(ks, &keys, now)?;
+            return Ok(Reply::Integer(i64::try_from(deleted).unwrap_or(i64::MAX)));
+        }
+        Some(Body::Tick(_)) | None => return Ok(Reply::ok()),
+    };
+    let request = entry
+        .request
+        .filter(|r| r.origin != 0)
+        .map(|r| (r.origin, r.seq));
     if let Some((origin, seq)) = request {
         for generation in [generation, generation.saturating_sub(1)] {
             let Some(record) = ks.dedup_get(generation, origin, seq)? else {
@@ -171,11 +187,7 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
             }
         }
     }
-    let reply = match parse(&entry.args) {
-        Ok(parsed) if parsed.spec.is_write() => execute_write(&parsed.command, ks, now)?,
-        Ok(_) => Reply::static_error("ERR replicated command is not a write"),
-        Err(reply) => reply,
-    };
+    let reply = execute_write(&write, ks, now)?;
     if let Some((origin, seq)) = request {
         ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
     }
@@ -329,7 +341,25 @@ pub fn decode_reply(bytes: &[u8]) -> Option<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::parse_write;
     use crate::keyspace::MemKeyspace;
+
+    /// The write `line` (words split on spaces) as a log entry stamped
+    /// `timestamp_ms`, without a request id.
+    fn command(timestamp_ms: u64, line: &str) -> LogEntry {
+        let args: Vec<Bytes> = line.split(' ').map(|w| Bytes::from(w.to_owned())).collect();
+        let mut entry = LogEntry::write(parse_write(&args).unwrap(), 0, 0);
+        entry.request = None;
+        entry.timestamp_ms = timestamp_ms;
+        entry
+    }
+
+    /// The write `line` with request id `(origin, seq)`.
+    fn retryable(line: &str, origin: u64, seq: u64) -> LogEntry {
+        let mut entry = command(0, line);
+        entry.request = Some(RequestId { origin, seq });
+        entry
+    }
 
     /// Applies `payloads` in order from index 1.
     fn apply_all(ks: &mut MemKeyspace, payloads: &[Vec<u8>]) -> Vec<Reply> {
@@ -343,19 +373,9 @@ mod tests {
     #[test]
     fn replicas_agree_given_the_same_payloads() {
         let payloads: Vec<Vec<u8>> = vec![
-            Replicated::command(
-                1_000,
-                vec![
-                    "SET".into(),
-                    "k".into(),
-                    "v".into(),
-                    "PX".into(),
-                    "500".into(),
-                ],
-            )
-            .to_bytes(),
-            Replicated::command(1_200, vec!["APPEND".into(), "k".into(), "w".into()]).to_bytes(),
-            Replicated::expiry(1_600, vec![(Bytes::from_static(b"k"), 1_500)]).to_bytes(),
+            command(1_000, "SET k v PX 500").to_bytes(),
+            command(1_200, "APPEND k w").to_bytes(),
+            LogEntry::expiry(1_600, vec![(Bytes::from_static(b"k"), 1_500)]).to_bytes(),
         ];
         let mut a = MemKeyspace::default();
         let mut b = MemKeyspace::default();
@@ -376,32 +396,12 @@ mod tests {
     fn the_shard_clock_never_goes_backward() {
         let mut ks = MemKeyspace::default();
         let payloads: Vec<Vec<u8>> = vec![
-            Replicated::command(
-                10_000,
-                vec![
-                    "SET".into(),
-                    "k".into(),
-                    "1".into(),
-                    "PX".into(),
-                    "100".into(),
-                ],
-            )
-            .to_bytes(),
+            command(10_000, "SET k 1 PX 100").to_bytes(),
             // Another proposer, 5 s ahead: the key is due.
-            Replicated::tick(15_000).to_bytes(),
+            LogEntry::tick(15_000).to_bytes(),
             // A proposer 5 s behind the first one.
-            Replicated::command(5_000, vec!["INCR".into(), "k".into()]).to_bytes(),
-            Replicated::command(
-                5_001,
-                vec![
-                    "SET".into(),
-                    "t".into(),
-                    "v".into(),
-                    "PX".into(),
-                    "100".into(),
-                ],
-            )
-            .to_bytes(),
+            command(5_000, "INCR k").to_bytes(),
+            command(5_001, "SET t v PX 100").to_bytes(),
         ];
         let replies = apply_all(&mut ks, &payloads);
         assert_eq!(replies[2], Reply::Integer(1), "INCR starts from nothing");
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn a_retried_request_is_applied_once() {
         let mut ks = MemKeyspace::default();
-        let mut incr = Replicated::retryable(vec!["INCR".into(), "n".into()], 42, 1);
+        let mut incr = retryable("INCR n", 42, 1);
         incr.timestamp_ms = 2_000;
         let first = apply(&mut ks, 1, &incr.to_bytes()).unwrap();
         // A resend, proposed by a node whose clock is far behind.
@@ -446,13 +446,13 @@ mod tests {
         let again = apply(&mut ks, 2, &incr.to_bytes()).unwrap();
         assert_eq!((first, again), (Reply::Integer(1), Reply::Integer(1)));
         // A different id executes; so does the same seq from another origin.
-        let mut other = Replicated::retryable(vec!["INCR".into(), "n".into()], 42, 2);
+        let mut other = retryable("INCR n", 42, 2);
         other.timestamp_ms = 3_000;
         assert_eq!(
             apply(&mut ks, 3, &other.to_bytes()).unwrap(),
             Reply::Integer(2)
         );
-        let mut elsewhere = Replicated::retryable(vec!["INCR".into(), "n".into()], 43, 1);
+        let mut elsewhere = retryable("INCR n", 43, 1);
         elsewhere.timestamp_ms = 3_000;
         assert_eq!(
             apply(&mut ks, 4, &elsewhere.to_bytes()).unwrap(),
@@ -476,24 +476,56 @@ mod tests {
     #[test]
     fn old_request_records_are_purged_by_log_position_and_shard_clock() {
         let mut ks = MemKeyspace::default();
-        let mut set = Replicated::retryable(vec!["SET".into(), "k".into(), "v".into()], 7, 1);
+        let mut set = retryable("SET k v", 7, 1);
         set.timestamp_ms = 1_000;
         apply(&mut ks, 1, &set.to_bytes()).unwrap();
         assert_eq!(ks.dedup.len(), 1);
         // Two generations later, but not at a purge position: kept.
-        let later = Replicated::tick(3 * DEDUP_WINDOW_MS).to_bytes();
+        let later = LogEntry::tick(3 * DEDUP_WINDOW_MS).to_bytes();
         apply(&mut ks, 2, &later).unwrap();
         assert_eq!(ks.dedup.len(), 1);
         apply(&mut ks, DEDUP_PURGE_EVERY, &later).unwrap();
         assert!(ks.dedup.is_empty());
     }
 
+    /// Bytes that are not an entry, or an entry from a newer version, are
+    /// refused as a whole: never half applied, never answered differently
+    /// on different replicas.
     #[test]
-    fn garbage_is_answered_not_applied() {
+    fn unreadable_entries_are_refused_not_applied() {
         let mut ks = MemKeyspace::default();
-        assert!(apply(&mut ks, 1, &[0xff, 0xff, 0xff]).unwrap().is_error());
-        let read = Replicated::command(0, vec!["GET".into(), "k".into()]).to_bytes();
-        assert!(apply(&mut ks, 2, &read).unwrap().is_error());
+        let garbage = apply(&mut ks, 1, &[0xff, 0xff, 0xff]);
+        assert!(matches!(
+            garbage,
+            Err(ApplyError::Unreadable { index: 1, .. })
+        ));
+        let mut newer = command(0, "SET k v");
+        newer.version = LOG_VERSION + 1;
+        let newer = apply(&mut ks, 2, &newer.to_bytes());
+        assert!(matches!(
+            newer,
+            Err(ApplyError::Unreadable { index: 2, .. })
+        ));
+        // A write whose command this build does not know decodes with an
+        // empty oneof.
+        let mut unknown = command(0, "SET k v");
+        unknown.body = Some(Body::Write(log::Write {
+            family: Some(log::write::Family::Strings(log::StringWrite {
+                command: None,
+            })),
+        }));
+        let unknown = apply(&mut ks, 3, &unknown.to_bytes());
+        assert!(matches!(
+            unknown,
+            Err(ApplyError::Unreadable { index: 3, .. })
+        ));
         assert!(ks.records.is_empty());
+        assert_eq!(ks.clock_ms, 0);
+    }
+
+    #[test]
+    fn a_read_is_not_a_loggable_write() {
+        let args: Vec<Bytes> = vec!["GET".into(), "k".into()];
+        assert!(parse_write(&args).is_err());
     }
 }

@@ -32,7 +32,7 @@ use elastickv_redis::command::{Command, Parsed};
 use elastickv_redis::exec::{self, ScanStep};
 use elastickv_redis::keyspace::StorageError;
 use elastickv_redis::keyspace::{KeyCounts, KeyspaceRead, KeyspaceScan};
-use elastickv_redis::{ReadTime, Route, errors};
+use elastickv_redis::{ReadTime, Route, command, errors, log};
 use elastickv_resp::Reply;
 use futures::future::join_all;
 
@@ -72,10 +72,10 @@ pub trait Backend: Send + Sync + 'static {
     /// The key counts of `shard`, as of its last apply.
     fn key_counts(&self, shard: u32) -> KeyCounts;
 
-    /// Queues the write command `args` on `shard`'s log and returns a
-    /// future of the reply produced by applying it. Submissions made one
-    /// after another are queued in that order.
-    fn submit(&self, shard: u32, args: Vec<Bytes>) -> impl Future<Output = ReplyFuture> + Send;
+    /// Queues `write` on `shard`'s log and returns a future of the reply
+    /// produced by applying it. Submissions made one after another are
+    /// queued in that order.
+    fn submit(&self, shard: u32, write: log::Write) -> impl Future<Output = ReplyFuture> + Send;
 }
 
 /// The completion of a started command.
@@ -133,11 +133,12 @@ impl<B: Backend> Router<B> {
                     return ready(Reply::static_error(errors::SYNTAX));
                 };
                 let shard = shard_for_key(key, self.shards);
-                if parsed.spec.is_write() {
-                    self.backend.submit(shard, args).await
-                } else {
-                    let this = self.clone();
-                    Box::pin(async move { this.read_on(shard, &parsed.command).await })
+                match parsed.command {
+                    Command::Write(write) => self.backend.submit(shard, write).await,
+                    command => {
+                        let this = self.clone();
+                        Box::pin(async move { this.read_on(shard, &command).await })
+                    }
                 }
             }
             Route::SameShard => {
@@ -150,7 +151,10 @@ impl<B: Backend> Router<B> {
                 if shards.any(|s| s != first) {
                     return ready(Reply::static_error(errors::CROSSSLOT));
                 }
-                self.backend.submit(first, args).await
+                match parsed.command {
+                    Command::Write(write) => self.backend.submit(first, write).await,
+                    _ => ready(Reply::static_error("ERR command is not a write")),
+                }
             }
             Route::FanOut => self.fan_out(parsed, args).await,
             Route::AllShards => match parsed.command {
@@ -158,11 +162,11 @@ impl<B: Backend> Router<B> {
                     let this = self.clone();
                     Box::pin(async move { this.keys(&pattern).await })
                 }
-                _ => {
+                Command::Write(write) => {
                     // FLUSHDB / FLUSHALL: every shard clears itself.
                     let mut pending = Vec::with_capacity(self.shards as usize);
                     for shard in 0..self.shards {
-                        pending.push(self.backend.submit(shard, args.clone()).await);
+                        pending.push(self.backend.submit(shard, write.clone()).await);
                     }
                     Box::pin(async move {
                         join_all(pending)
@@ -172,6 +176,7 @@ impl<B: Backend> Router<B> {
                             .unwrap_or(Reply::OK)
                     })
                 }
+                _ => ready(Reply::static_error("ERR command is not routed to shards")),
             },
             Route::Scan => {
                 let this = self.clone();
@@ -249,11 +254,13 @@ impl<B: Backend> Router<B> {
         }
         if groups.len() == 1 {
             let shard = groups[0].0;
-            if parsed.spec.is_write() {
-                return self.backend.submit(shard, args).await;
-            }
-            let this = self.clone();
-            return Box::pin(async move { this.read_on(shard, &parsed.command).await });
+            return match parsed.command {
+                Command::Write(write) => self.backend.submit(shard, write).await,
+                command => {
+                    let this = self.clone();
+                    Box::pin(async move { this.read_on(shard, &command).await })
+                }
+            };
         }
         let sub_args = |positions: &[usize]| -> Vec<Bytes> {
             std::iter::once(args[0].clone())
@@ -261,9 +268,11 @@ impl<B: Backend> Router<B> {
                 .collect()
         };
         if parsed.spec.is_write() {
+            // DEL and UNLINK: each shard deletes its own keys.
             let mut pending = Vec::with_capacity(groups.len());
             for (shard, positions) in &groups {
-                pending.push(self.backend.submit(*shard, sub_args(positions)).await);
+                let keys = positions.iter().map(|&p| args[p].clone()).collect();
+                pending.push(self.backend.submit(*shard, command::del(keys)).await);
             }
             return Box::pin(async move { sum_integers(join_all(pending).await) });
         }

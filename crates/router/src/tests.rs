@@ -7,7 +7,8 @@ use bytes::Bytes;
 use elastickv_redis::keyspace::{
     KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError,
 };
-use elastickv_redis::replicated::{Replicated, apply};
+use elastickv_redis::log::{self, LogEntry};
+use elastickv_redis::replicated::apply;
 use elastickv_resp::Reply;
 
 use super::*;
@@ -88,7 +89,7 @@ impl KeyspaceWrite for SlotKeyspace {
 }
 
 impl SlotKeyspace {
-    fn apply(&mut self, entry: Replicated) -> Reply {
+    fn apply(&mut self, entry: LogEntry) -> Reply {
         self.applied += 1;
         let index = self.applied;
         apply(self, index, &entry.to_bytes()).unwrap()
@@ -97,7 +98,7 @@ impl SlotKeyspace {
 
 struct MemBackend {
     shards: Vec<Mutex<SlotKeyspace>>,
-    proposals: Mutex<Vec<(u32, Vec<Bytes>)>>,
+    proposals: Mutex<Vec<(u32, log::Write)>>,
     /// This node's wall clock, and the leader's (which stamps entries).
     local_ms: std::sync::atomic::AtomicU64,
     leader_ms: std::sync::atomic::AtomicU64,
@@ -138,7 +139,7 @@ impl Backend for MemBackend {
         use std::sync::atomic::Ordering::SeqCst;
         self.clock_advances.fetch_add(1, SeqCst);
         let mut ks = self.shards[shard as usize].lock().unwrap();
-        ks.apply(Replicated::tick(self.leader_ms.load(SeqCst)));
+        ks.apply(LogEntry::tick(self.leader_ms.load(SeqCst)));
         Ok(ks.clock_ms)
     }
     fn with_view<T>(&self, shard: u32, _snapshot: bool, f: impl FnOnce(&dyn ShardView) -> T) -> T {
@@ -148,13 +149,12 @@ impl Backend for MemBackend {
     fn key_counts(&self, shard: u32) -> KeyCounts {
         self.shards[shard as usize].lock().unwrap().counts
     }
-    async fn submit(&self, shard: u32, args: Vec<Bytes>) -> ReplyFuture {
-        self.proposals.lock().unwrap().push((shard, args.clone()));
-        let stamp = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
-        let reply = self.shards[shard as usize]
-            .lock()
-            .unwrap()
-            .apply(Replicated::command(stamp, args));
+    async fn submit(&self, shard: u32, write: log::Write) -> ReplyFuture {
+        self.proposals.lock().unwrap().push((shard, write.clone()));
+        let mut entry = LogEntry::write(write, 0, 0);
+        entry.request = None;
+        entry.timestamp_ms = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
+        let reply = self.shards[shard as usize].lock().unwrap().apply(entry);
         Box::pin(std::future::ready(reply))
     }
 }
@@ -284,7 +284,14 @@ async fn flush_clears_every_shard() {
     let proposals = router.backend().proposals.lock().unwrap();
     let flushes: HashSet<u32> = proposals
         .iter()
-        .filter(|(_, args)| args[0].as_ref() == b"FLUSHALL")
+        .filter(|(_, write)| {
+            matches!(
+                &write.family,
+                Some(log::write::Family::Keys(log::KeyWrite {
+                    command: Some(log::key_write::Command::Flush(_))
+                }))
+            )
+        })
         .map(|(s, _)| *s)
         .collect();
     assert_eq!(flushes.len(), 3);

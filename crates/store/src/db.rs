@@ -36,8 +36,9 @@ fn peer_key(node: u64) -> Vec<u8> {
 }
 
 /// On-disk format this build writes and reads. 2: the shard clock in the
-/// apply state, request records by generation.
-pub const FORMAT_VERSION: u64 = 2;
+/// apply state, request records by generation. 3: raft log entries are
+/// typed `LogEntry` messages (`proto/elastickv/v1/log.proto`).
+pub const FORMAT_VERSION: u64 = 3;
 
 /// RocksDB tuning the node exposes.
 #[derive(Debug, Clone)]
@@ -405,6 +406,39 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory written by an older build (format 2: raft log entries
+    /// before they were typed) is refused with one line saying what to do,
+    /// before anything reads its log.
+    #[test]
+    fn a_directory_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = NodeIdentity {
+            node_id: 1,
+            shards: 4,
+        };
+        {
+            let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+            store.record_joining(id).unwrap();
+            let cf = store.cf(CF_DEFAULT).unwrap();
+            store
+                .db()
+                .put_cf(cf, NODE_FORMAT_KEY, 2u64.to_be_bytes())
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), &StoreOptions::default()).unwrap();
+        let err = store.membership(id).unwrap_err();
+        assert!(matches!(
+            err,
+            StoreError::UnsupportedFormat {
+                found: 2,
+                supported: FORMAT_VERSION
+            }
+        ));
+        let line = err.to_string();
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("data directory format 2 is not supported"));
+    }
 
     #[test]
     fn identity_is_recorded_then_enforced() {
