@@ -313,6 +313,10 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     drops: std::collections::HashMap<u64, u64>,
     /// When the lost-data refusal was last logged.
     lost_data_logged: Option<Instant>,
+    /// On a leader: followers probed because they answered as if they had
+    /// lost their log (see `probe_if_amnesiac`), until they answer
+    /// otherwise.
+    amnesia_probed: std::collections::HashSet<u64>,
     status: Arc<Mutex<ShardStatus>>,
 }
 
@@ -409,6 +413,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             log_retain: limits.log_retain_entries.value,
             drops: std::collections::HashMap::new(),
             lost_data_logged: None,
+            amnesia_probed: std::collections::HashSet::new(),
             status,
         };
         engine.publish_status();
@@ -625,14 +630,57 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 let meta = msg.get_snapshot().get_metadata();
                 (meta.index, meta.term)
             });
+            let heartbeat_answer = (msg.get_msg_type() == MessageType::MsgHeartbeatResponse)
+                .then_some((msg.from, msg.commit));
             if let Err(e) = self.raw.step(msg) {
                 tracing::debug!(shard_id = self.shard, error = %e, "raft message ignored");
             }
             if let Some((index, term)) = offered {
                 self.keep_staged_if_taken(index, term);
             }
+            if let Some((from, commit)) = heartbeat_answer {
+                self.probe_if_amnesiac(from, commit);
+            }
         }
         any
+    }
+
+    /// On a leader, after a heartbeat answer from `from` reporting
+    /// `commit`. A follower that acknowledged entries and now reports
+    /// commit 0 has lost its log (a wiped disk: it came back as an empty
+    /// replica). raft-rs sends a follower entries only when it believes the
+    /// follower lacks some, so on an idle shard this one would hear nothing
+    /// but heartbeats. Probing it once makes raft-rs find the gap and offer
+    /// the snapshot that the empty replica refuses, with the ERROR telling
+    /// the operator what to do (see `admit_to_empty_replica`). Once per
+    /// episode: writes to the shard go on probing it as raft-rs does.
+    fn probe_if_amnesiac(&mut self, from: u64, commit: u64) {
+        if commit > 0 {
+            self.amnesia_probed.remove(&from);
+            return;
+        }
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Leader || self.amnesia_probed.contains(&from) {
+            return;
+        }
+        let local_id = raft.id;
+        let Some(pr) = raft.mut_prs().get_mut(from) else {
+            return;
+        };
+        let acknowledged = pr.matched;
+        if acknowledged == 0 || pr.state == raft::ProgressState::Snapshot {
+            return;
+        }
+        pr.become_probe();
+        self.amnesia_probed.insert(from);
+        tracing::warn!(
+            shard_id = self.shard,
+            local_id,
+            peer = from,
+            acknowledged,
+            "a follower answered as if it had lost its log; probing it"
+        );
+        raft.send_append(from);
     }
 
     /// A replica that has no configuration yet: it never was bootstrapped

@@ -93,6 +93,37 @@ async fn a_new_node_whose_first_snapshot_breaks_still_catches_up() {
     cluster.shutdown();
 }
 
+/// A voter whose data was lost comes back empty while the shard is idle:
+/// its heartbeat answers (commit 0) are all the leader hears. The leader
+/// must probe it then, not at the next write: the snapshot that reaches it
+/// is what makes it refuse to serve as the voter it was and tell the
+/// operator (an idle shard once left it silent indefinitely).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_whose_data_was_lost_is_probed_without_waiting_for_a_write() {
+    let mut cluster = Cluster::start(3, 1, small_log());
+    let mut last = 0;
+    for i in 0..100 {
+        last = cluster.write(0, &format!("k{i}"), "v", SECONDS(10)).await.0;
+    }
+    cluster.wait_converged(0, last, SECONDS(20)).await;
+    let leader = cluster.wait_leader(0, SECONDS(10)).await;
+    let lost = *cluster.nodes.keys().find(|&&id| id != leader).unwrap();
+    let before = cluster.snapshots.delivered.load(Ordering::SeqCst);
+    cluster.wipe(lost);
+    let deadline = std::time::Instant::now() + SECONDS(10);
+    while cluster.snapshots.delivered.load(Ordering::SeqCst) == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot offered to the wiped node {lost} in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // It refused it: still empty, still no configuration.
+    let status = &cluster.node(lost).raft.status()[0];
+    assert_eq!((status.applied, status.voters.len()), (0, 0), "{status:?}");
+    cluster.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_cannot_commit_a_membership_change() {
     let cluster = Cluster::start(3, 1, LimitsConfig::default());

@@ -237,6 +237,17 @@ impl Cluster {
         self.wire(id);
     }
 
+    /// Node `id` loses its disk: it restarts on an empty store with no
+    /// configuration (as `--join` would start it), while the others still
+    /// count it as a voter.
+    pub fn wipe(&mut self, id: u64) {
+        let node = self.nodes.get(&id).unwrap();
+        node.stopped.store(true, Ordering::SeqCst);
+        node.raft.shutdown();
+        self.open_node(id, &[]);
+        self.wire(id);
+    }
+
     /// Delivery tasks from node `from` to every other node, and its
     /// snapshot sender.
     fn wire(&self, from: u64) {
