@@ -69,7 +69,7 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
 
 /// `COMMAND`: every command.
 pub fn all_commands() -> Reply {
-    Reply::Array(COMMANDS.iter().map(command_info).collect())
+    Reply::Array(COMMANDS.iter().map(|spec| command_info(spec)).collect())
 }
 
 /// `COMMAND COUNT`.
@@ -105,7 +105,7 @@ fn find(name: &[u8]) -> Option<&'static CommandSpec> {
 /// `COMMAND LIST`: every name, subcommands included.
 pub fn command_list() -> Reply {
     let mut names = Vec::new();
-    for spec in COMMANDS {
+    for spec in COMMANDS.iter() {
         names.push(bulk(spec.name));
         names.extend(spec.subcommands.iter().map(|s| bulk(s.name)));
     }

@@ -6,12 +6,14 @@
 //!
 //! # Layout
 //!
-//! - [`table`]: the single command table (name, arity, flags, key specs,
-//!   routing, parser).
+//! - [`cmd`]: the commands, one module per family (connection, server,
+//!   strings, keys): table entries, parsers, execution.
+//! - [`table`]: the command table (name, arity, flags, key specs, routing,
+//!   parser), gathered from the families.
 //! - [`command`]: typed [`Command`]s and [`parse`], with Redis's error
 //!   order.
-//! - [`exec`]: reads ([`execute_read`]) and writes ([`execute_write`]), plus
-//!   the shard-level halves of KEYS, SCAN and active expiry.
+//! - [`exec`]: reads ([`execute_read`]) and writes ([`execute_write`])
+//!   dispatched to the families.
 //! - [`log`]: the raft log's entries (typed writes among them), generated
 //!   from `proto/elastickv/v1/log.proto`.
 //! - [`replicated`]: building and applying log entries
@@ -29,6 +31,7 @@
 //! - Replies and errors are byte-identical to Redis 7.0's for the same
 //!   state and input.
 
+pub mod cmd;
 pub mod command;
 pub mod db;
 pub mod errors;

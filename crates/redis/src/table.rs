@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 
 use bytes::Bytes;
 
-use crate::command::{self as c, ParseResult};
+use crate::cmd;
+use crate::command::ParseResult;
 
 /// How a command reaches data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +101,9 @@ impl CommandSpec {
     }
 }
 
-const NONE: &[&str] = &[];
+pub(crate) const NONE: &[&str] = &[];
 
-const fn ks(
+pub(crate) const fn ks(
     flags: &'static [&'static str],
     begin_index: i64,
     last_key: i64,
@@ -117,22 +118,23 @@ const fn ks(
     }
 }
 
-const RO_ACCESS: &[KeySpec] = &[ks(&["RO", "access"], 1, 0, 1)];
-const RO: &[KeySpec] = &[ks(&["RO"], 1, 0, 1)];
-const RW_ACCESS_UPDATE: &[KeySpec] = &[ks(&["RW", "access", "update"], 1, 0, 1)];
-const RW_UPDATE: &[KeySpec] = &[ks(&["RW", "update"], 1, 0, 1)];
-const OW_UPDATE: &[KeySpec] = &[ks(&["OW", "update"], 1, 0, 1)];
+pub(crate) const RO_ACCESS: &[KeySpec] = &[ks(&["RO", "access"], 1, 0, 1)];
+pub(crate) const RO: &[KeySpec] = &[ks(&["RO"], 1, 0, 1)];
+pub(crate) const RW_ACCESS_UPDATE: &[KeySpec] = &[ks(&["RW", "access", "update"], 1, 0, 1)];
+pub(crate) const RW_UPDATE: &[KeySpec] = &[ks(&["RW", "update"], 1, 0, 1)];
+pub(crate) const OW_UPDATE: &[KeySpec] = &[ks(&["OW", "update"], 1, 0, 1)];
 
-const READ_STRING_FAST: &[&str] = &["@read", "@string", "@fast"];
-const WRITE_STRING_FAST: &[&str] = &["@write", "@string", "@fast"];
-const WRITE_STRING_SLOW: &[&str] = &["@write", "@string", "@slow"];
-const KEYSPACE_READ_FAST: &[&str] = &["@keyspace", "@read", "@fast"];
-const KEYSPACE_WRITE_FAST: &[&str] = &["@keyspace", "@write", "@fast"];
-const FAST_CONNECTION: &[&str] = &["@fast", "@connection"];
-const SLOW_CONNECTION: &[&str] = &["@slow", "@connection"];
-const ADMIN_SLOW_DANGEROUS: &[&str] = &["@admin", "@slow", "@dangerous"];
-const ADMIN_SLOW_DANGEROUS_CONNECTION: &[&str] = &["@admin", "@slow", "@dangerous", "@connection"];
-const NO_AUTH_CONNECTION: &[&str] = &[
+pub(crate) const READ_STRING_FAST: &[&str] = &["@read", "@string", "@fast"];
+pub(crate) const WRITE_STRING_FAST: &[&str] = &["@write", "@string", "@fast"];
+pub(crate) const WRITE_STRING_SLOW: &[&str] = &["@write", "@string", "@slow"];
+pub(crate) const KEYSPACE_READ_FAST: &[&str] = &["@keyspace", "@read", "@fast"];
+pub(crate) const KEYSPACE_WRITE_FAST: &[&str] = &["@keyspace", "@write", "@fast"];
+pub(crate) const FAST_CONNECTION: &[&str] = &["@fast", "@connection"];
+pub(crate) const SLOW_CONNECTION: &[&str] = &["@slow", "@connection"];
+pub(crate) const ADMIN_SLOW_DANGEROUS: &[&str] = &["@admin", "@slow", "@dangerous"];
+pub(crate) const ADMIN_SLOW_DANGEROUS_CONNECTION: &[&str] =
+    &["@admin", "@slow", "@dangerous", "@connection"];
+pub(crate) const NO_AUTH_CONNECTION: &[&str] = &[
     "noscript",
     "loading",
     "stale",
@@ -140,14 +142,15 @@ const NO_AUTH_CONNECTION: &[&str] = &[
     "no_auth",
     "allow_busy",
 ];
-const CLIENT_FLAGS: &[&str] = &["noscript", "loading", "stale"];
-const ADMIN_CLIENT_FLAGS: &[&str] = &["admin", "noscript", "loading", "stale"];
-const LOADING_STALE: &[&str] = &["loading", "stale"];
-const ORDER_TIP: &[&str] = &["nondeterministic_output_order"];
-const MULTI_SHARD_SUM: &[&str] = &["request_policy:multi_shard", "response_policy:agg_sum"];
+pub(crate) const CLIENT_FLAGS: &[&str] = &["noscript", "loading", "stale"];
+pub(crate) const ADMIN_CLIENT_FLAGS: &[&str] = &["admin", "noscript", "loading", "stale"];
+pub(crate) const LOADING_STALE: &[&str] = &["loading", "stale"];
+pub(crate) const ORDER_TIP: &[&str] = &["nondeterministic_output_order"];
+pub(crate) const MULTI_SHARD_SUM: &[&str] =
+    &["request_policy:multi_shard", "response_policy:agg_sum"];
 
 /// A keyless command.
-const fn local(
+pub(crate) const fn local(
     name: &'static str,
     arity: i32,
     flags: &'static [&'static str],
@@ -173,7 +176,7 @@ const fn local(
 }
 
 /// A command on one key at argument 1.
-const fn keyed(
+pub(crate) const fn keyed(
     name: &'static str,
     arity: i32,
     flags: &'static [&'static str],
@@ -197,663 +200,21 @@ const fn keyed(
     }
 }
 
-/// Every command, in the order COMMAND lists them.
-pub static COMMANDS: &[CommandSpec] = &[
-    // connection
-    local(
-        "ping",
-        -1,
-        &["fast"],
-        FAST_CONNECTION,
-        &["request_policy:all_shards", "response_policy:all_succeeded"],
-        Route::Local,
-        c::parse_ping,
-    ),
-    local(
-        "echo",
-        2,
-        &["loading", "stale", "fast"],
-        FAST_CONNECTION,
-        NONE,
-        Route::Local,
-        c::parse_echo,
-    ),
-    local(
-        "quit",
-        -1,
-        NO_AUTH_CONNECTION,
-        FAST_CONNECTION,
-        NONE,
-        Route::Local,
-        c::parse_quit,
-    ),
-    local(
-        "hello",
-        -1,
-        NO_AUTH_CONNECTION,
-        FAST_CONNECTION,
-        NONE,
-        Route::Local,
-        c::parse_hello,
-    ),
-    local(
-        "select",
-        2,
-        &["loading", "stale", "fast"],
-        FAST_CONNECTION,
-        NONE,
-        Route::Local,
-        c::parse_select,
-    ),
-    local(
-        "auth",
-        -2,
-        NO_AUTH_CONNECTION,
-        FAST_CONNECTION,
-        NONE,
-        Route::Local,
-        c::parse_auth,
-    ),
-    CommandSpec {
-        name: "client",
-        arity: -2,
-        flags: NONE,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        acl: &["@slow"],
-        tips: NONE,
-        key_specs: &[],
-        subcommands: &[
-            local(
-                "client|id",
-                2,
-                CLIENT_FLAGS,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_client_id,
-            ),
-            local(
-                "client|getname",
-                2,
-                CLIENT_FLAGS,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_client_getname,
-            ),
-            local(
-                "client|setname",
-                3,
-                CLIENT_FLAGS,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_client_setname,
-            ),
-            local(
-                "client|info",
-                2,
-                CLIENT_FLAGS,
-                SLOW_CONNECTION,
-                &["nondeterministic_output"],
-                Route::Local,
-                c::parse_client_info,
-            ),
-            local(
-                "client|list",
-                -2,
-                ADMIN_CLIENT_FLAGS,
-                ADMIN_SLOW_DANGEROUS_CONNECTION,
-                &["nondeterministic_output"],
-                Route::Local,
-                c::parse_client_list,
-            ),
-            local(
-                "client|help",
-                2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_client_help,
-            ),
-        ],
-        route: Route::Local,
-        parse: None,
-    },
-    CommandSpec {
-        name: "command",
-        arity: -1,
-        flags: LOADING_STALE,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        acl: SLOW_CONNECTION,
-        tips: ORDER_TIP,
-        key_specs: &[],
-        subcommands: &[
-            local(
-                "command|count",
-                2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_command_count,
-            ),
-            local(
-                "command|docs",
-                -2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                ORDER_TIP,
-                Route::Local,
-                c::parse_command_docs,
-            ),
-            local(
-                "command|info",
-                -2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                ORDER_TIP,
-                Route::Local,
-                c::parse_command_info,
-            ),
-            local(
-                "command|list",
-                -2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                ORDER_TIP,
-                Route::Local,
-                c::parse_command_list,
-            ),
-            local(
-                "command|help",
-                2,
-                LOADING_STALE,
-                SLOW_CONNECTION,
-                NONE,
-                Route::Local,
-                c::parse_command_help,
-            ),
-        ],
-        route: Route::Local,
-        parse: Some(c::parse_command),
-    },
-    CommandSpec {
-        name: "config",
-        arity: -2,
-        flags: NONE,
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        acl: &["@slow"],
-        tips: NONE,
-        key_specs: &[],
-        subcommands: &[
-            local(
-                "config|get",
-                -3,
-                ADMIN_CLIENT_FLAGS,
-                ADMIN_SLOW_DANGEROUS,
-                NONE,
-                Route::Server,
-                c::parse_config_get,
-            ),
-            local(
-                "config|set",
-                -4,
-                ADMIN_CLIENT_FLAGS,
-                ADMIN_SLOW_DANGEROUS,
-                &["request_policy:all_nodes", "response_policy:all_succeeded"],
-                Route::Server,
-                c::parse_config_set,
-            ),
-            local(
-                "config|resetstat",
-                2,
-                ADMIN_CLIENT_FLAGS,
-                ADMIN_SLOW_DANGEROUS,
-                NONE,
-                Route::Server,
-                c::parse_config_resetstat,
-            ),
-            local(
-                "config|help",
-                2,
-                LOADING_STALE,
-                &["@slow"],
-                NONE,
-                Route::Server,
-                c::parse_config_help,
-            ),
-        ],
-        route: Route::Server,
-        parse: None,
-    },
-    // server
-    local(
-        "info",
-        -1,
-        LOADING_STALE,
-        &["@slow", "@dangerous"],
-        &[
-            "nondeterministic_output",
-            "request_policy:all_shards",
-            "response_policy:special",
-        ],
-        Route::Server,
-        c::parse_info,
-    ),
-    local(
-        "dbsize",
-        1,
-        &["readonly", "fast"],
-        KEYSPACE_READ_FAST,
-        &["request_policy:all_shards", "response_policy:agg_sum"],
-        Route::Server,
-        c::parse_dbsize,
-    ),
-    local(
-        "flushdb",
-        -1,
-        &["write"],
-        &["@keyspace", "@write", "@slow", "@dangerous"],
-        &["request_policy:all_shards", "response_policy:all_succeeded"],
-        Route::AllShards,
-        c::parse_flushdb,
-    ),
-    local(
-        "flushall",
-        -1,
-        &["write"],
-        &["@keyspace", "@write", "@slow", "@dangerous"],
-        &["request_policy:all_shards", "response_policy:all_succeeded"],
-        Route::AllShards,
-        c::parse_flushall,
-    ),
-    // strings
-    keyed(
-        "get",
-        2,
-        &["readonly", "fast"],
-        READ_STRING_FAST,
-        RO_ACCESS,
-        c::parse_get,
-    ),
-    keyed(
-        "set",
-        -3,
-        &["write", "denyoom"],
-        WRITE_STRING_SLOW,
-        &[KeySpec {
-            notes: Some("RW and ACCESS due to the optional `GET` argument"),
-            flags: &["RW", "access", "update", "variable_flags"],
-            begin_index: 1,
-            last_key: 0,
-            key_step: 1,
-        }],
-        c::parse_set,
-    ),
-    keyed(
-        "setnx",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        &[ks(&["OW", "insert"], 1, 0, 1)],
-        c::parse_setnx,
-    ),
-    keyed(
-        "setex",
-        4,
-        &["write", "denyoom"],
-        WRITE_STRING_SLOW,
-        OW_UPDATE,
-        c::parse_setex,
-    ),
-    keyed(
-        "psetex",
-        4,
-        &["write", "denyoom"],
-        WRITE_STRING_SLOW,
-        OW_UPDATE,
-        c::parse_psetex,
-    ),
-    keyed(
-        "getset",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_getset,
-    ),
-    keyed(
-        "getdel",
-        2,
-        &["write", "fast"],
-        WRITE_STRING_FAST,
-        &[ks(&["RW", "access", "delete"], 1, 0, 1)],
-        c::parse_getdel,
-    ),
-    keyed(
-        "getex",
-        -2,
-        &["write", "fast"],
-        WRITE_STRING_FAST,
-        &[KeySpec {
-            notes: Some("RW and UPDATE because it changes the TTL"),
-            flags: &["RW", "access", "update"],
-            begin_index: 1,
-            last_key: 0,
-            key_step: 1,
-        }],
-        c::parse_getex,
-    ),
-    CommandSpec {
-        name: "mget",
-        arity: -2,
-        flags: &["readonly", "fast"],
-        first_key: 1,
-        last_key: -1,
-        step: 1,
-        acl: READ_STRING_FAST,
-        tips: &["request_policy:multi_shard"],
-        key_specs: &[ks(&["RO", "access"], 1, -1, 1)],
-        subcommands: &[],
-        route: Route::FanOut,
-        parse: Some(c::parse_mget),
-    },
-    CommandSpec {
-        name: "mset",
-        arity: -3,
-        flags: &["write", "denyoom"],
-        first_key: 1,
-        last_key: -1,
-        step: 2,
-        acl: WRITE_STRING_SLOW,
-        tips: &[
-            "request_policy:multi_shard",
-            "response_policy:all_succeeded",
-        ],
-        key_specs: &[ks(&["OW", "update"], 1, -1, 2)],
-        subcommands: &[],
-        route: Route::SameShard,
-        parse: Some(c::parse_mset),
-    },
-    CommandSpec {
-        name: "msetnx",
-        arity: -3,
-        flags: &["write", "denyoom"],
-        first_key: 1,
-        last_key: -1,
-        step: 2,
-        acl: WRITE_STRING_SLOW,
-        tips: &["request_policy:multi_shard", "response_policy:agg_min"],
-        key_specs: &[ks(&["OW", "insert"], 1, -1, 2)],
-        subcommands: &[],
-        route: Route::SameShard,
-        parse: Some(c::parse_msetnx),
-    },
-    keyed(
-        "incr",
-        2,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_incr,
-    ),
-    keyed(
-        "decr",
-        2,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_decr,
-    ),
-    keyed(
-        "incrby",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_incrby,
-    ),
-    keyed(
-        "decrby",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_decrby,
-    ),
-    keyed(
-        "incrbyfloat",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        RW_ACCESS_UPDATE,
-        c::parse_incrbyfloat,
-    ),
-    keyed(
-        "append",
-        3,
-        &["write", "denyoom", "fast"],
-        WRITE_STRING_FAST,
-        &[ks(&["RW", "insert"], 1, 0, 1)],
-        c::parse_append,
-    ),
-    keyed(
-        "strlen",
-        2,
-        &["readonly", "fast"],
-        READ_STRING_FAST,
-        RO,
-        c::parse_strlen,
-    ),
-    keyed(
-        "getrange",
-        4,
-        &["readonly"],
-        &["@read", "@string", "@slow"],
-        RO_ACCESS,
-        c::parse_getrange,
-    ),
-    keyed(
-        "setrange",
-        4,
-        &["write", "denyoom"],
-        WRITE_STRING_SLOW,
-        RW_UPDATE,
-        c::parse_setrange,
-    ),
-    // keys
-    CommandSpec {
-        name: "del",
-        arity: -2,
-        flags: &["write"],
-        first_key: 1,
-        last_key: -1,
-        step: 1,
-        acl: &["@keyspace", "@write", "@slow"],
-        tips: MULTI_SHARD_SUM,
-        key_specs: &[ks(&["RM", "delete"], 1, -1, 1)],
-        subcommands: &[],
-        route: Route::FanOut,
-        parse: Some(c::parse_del),
-    },
-    CommandSpec {
-        name: "unlink",
-        arity: -2,
-        flags: &["write", "fast"],
-        first_key: 1,
-        last_key: -1,
-        step: 1,
-        acl: KEYSPACE_WRITE_FAST,
-        tips: MULTI_SHARD_SUM,
-        key_specs: &[ks(&["RM", "delete"], 1, -1, 1)],
-        subcommands: &[],
-        route: Route::FanOut,
-        parse: Some(c::parse_del),
-    },
-    CommandSpec {
-        name: "exists",
-        arity: -2,
-        flags: &["readonly", "fast"],
-        first_key: 1,
-        last_key: -1,
-        step: 1,
-        acl: KEYSPACE_READ_FAST,
-        tips: MULTI_SHARD_SUM,
-        key_specs: &[ks(&["RO"], 1, -1, 1)],
-        subcommands: &[],
-        route: Route::FanOut,
-        parse: Some(c::parse_exists),
-    },
-    keyed(
-        "type",
-        2,
-        &["readonly", "fast"],
-        KEYSPACE_READ_FAST,
-        RO,
-        c::parse_type,
-    ),
-    local(
-        "keys",
-        2,
-        &["readonly"],
-        &["@keyspace", "@read", "@slow", "@dangerous"],
-        &["request_policy:all_shards", "nondeterministic_output_order"],
-        Route::AllShards,
-        c::parse_keys,
-    ),
-    local(
-        "scan",
-        -2,
-        &["readonly"],
-        &["@keyspace", "@read", "@slow"],
-        &["nondeterministic_output", "request_policy:special"],
-        Route::Scan,
-        c::parse_scan,
-    ),
-    CommandSpec {
-        name: "rename",
-        arity: 3,
-        flags: &["write"],
-        first_key: 1,
-        last_key: 2,
-        step: 1,
-        acl: &["@keyspace", "@write", "@slow"],
-        tips: NONE,
-        key_specs: &[
-            ks(&["RW", "access", "delete"], 1, 0, 1),
-            ks(&["OW", "update"], 2, 0, 1),
-        ],
-        subcommands: &[],
-        route: Route::SameShard,
-        parse: Some(c::parse_rename),
-    },
-    CommandSpec {
-        name: "renamenx",
-        arity: 3,
-        flags: &["write", "fast"],
-        first_key: 1,
-        last_key: 2,
-        step: 1,
-        acl: KEYSPACE_WRITE_FAST,
-        tips: NONE,
-        key_specs: &[
-            ks(&["RW", "access", "delete"], 1, 0, 1),
-            ks(&["OW", "insert"], 2, 0, 1),
-        ],
-        subcommands: &[],
-        route: Route::SameShard,
-        parse: Some(c::parse_renamenx),
-    },
-    keyed(
-        "expire",
-        -3,
-        &["write", "fast"],
-        KEYSPACE_WRITE_FAST,
-        RW_UPDATE,
-        c::parse_expire,
-    ),
-    keyed(
-        "pexpire",
-        -3,
-        &["write", "fast"],
-        KEYSPACE_WRITE_FAST,
-        RW_UPDATE,
-        c::parse_pexpire,
-    ),
-    keyed(
-        "expireat",
-        -3,
-        &["write", "fast"],
-        KEYSPACE_WRITE_FAST,
-        RW_UPDATE,
-        c::parse_expireat,
-    ),
-    keyed(
-        "pexpireat",
-        -3,
-        &["write", "fast"],
-        KEYSPACE_WRITE_FAST,
-        RW_UPDATE,
-        c::parse_pexpireat,
-    ),
-    CommandSpec {
-        tips: &["nondeterministic_output"],
-        ..keyed(
-            "ttl",
-            2,
-            &["readonly", "fast"],
-            KEYSPACE_READ_FAST,
-            RO_ACCESS,
-            c::parse_ttl,
-        )
-    },
-    CommandSpec {
-        tips: &["nondeterministic_output"],
-        ..keyed(
-            "pttl",
-            2,
-            &["readonly", "fast"],
-            KEYSPACE_READ_FAST,
-            RO_ACCESS,
-            c::parse_pttl,
-        )
-    },
-    keyed(
-        "expiretime",
-        2,
-        &["readonly", "fast"],
-        KEYSPACE_READ_FAST,
-        RO_ACCESS,
-        c::parse_expiretime,
-    ),
-    keyed(
-        "pexpiretime",
-        2,
-        &["readonly", "fast"],
-        KEYSPACE_READ_FAST,
-        RO_ACCESS,
-        c::parse_pexpiretime,
-    ),
-    keyed(
-        "persist",
-        2,
-        &["write", "fast"],
-        KEYSPACE_WRITE_FAST,
-        RW_UPDATE,
-        c::parse_persist,
-    ),
-];
+/// Every command, family by family, in the order COMMAND lists them.
+pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
+    [
+        cmd::connection::COMMANDS,
+        cmd::server::COMMANDS,
+        cmd::strings::COMMANDS,
+        cmd::keys::COMMANDS,
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+});
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static CommandSpec>> =
-    LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, spec)).collect());
+    LazyLock::new(|| COMMANDS.iter().map(|&spec| (spec.name, spec)).collect());
 
 /// Finds a top-level command by name, ignoring case.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
@@ -874,7 +235,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_lower_case() {
         let mut seen = std::collections::HashSet::new();
-        for spec in COMMANDS {
+        for spec in COMMANDS.iter() {
             assert!(seen.insert(spec.name), "duplicate {}", spec.name);
             assert_eq!(spec.name, spec.name.to_lowercase());
             for sub in spec.subcommands {

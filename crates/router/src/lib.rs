@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use elastickv_redis::cmd::{keys, strings};
 use elastickv_redis::command::{Command, Parsed};
 use elastickv_redis::exec::{self, ScanStep};
 use elastickv_redis::keyspace::StorageError;
@@ -200,7 +201,8 @@ impl<B: Backend> Router<B> {
 
     async fn read_on(&self, shard: u32, command: &Command) -> Reply {
         let snapshot = match command {
-            Command::MGet(keys) | Command::Exists(keys) => keys.len() > 1,
+            Command::StringRead(strings::Read::MGet(keys))
+            | Command::KeyRead(keys::Read::Exists(keys)) => keys.len() > 1,
             _ => false,
         };
         self.read_with(shard, snapshot, |view, time| {
@@ -297,7 +299,7 @@ impl<B: Backend> Router<B> {
             }))
             .await;
             match parsed.command {
-                Command::MGet(_) => {
+                Command::StringRead(strings::Read::MGet(_)) => {
                     let mut merged = vec![Reply::Null; total_keys];
                     for ((_, positions, _), reply) in subs.iter().zip(replies) {
                         let Reply::Array(values) = reply else {

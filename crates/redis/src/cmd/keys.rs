@@ -1,0 +1,695 @@
+//! The keyspace: DEL/UNLINK, EXISTS, TYPE, KEYS, SCAN, RENAME, the
+//! EXPIRE and TTL families, PERSIST, FLUSHDB/FLUSHALL, and active expiry.
+//! Reads run at a point in time; writes are the `KeyWrite` messages of the
+//! raft log, executed at apply.
+
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use elastickv_resp::Reply;
+
+use crate::command::{Command, ParseResult, eq, int};
+use crate::db::{ReadTime, ReadView, WriteView};
+use crate::errors;
+use crate::exec::ExecResult;
+use crate::glob;
+use crate::keyspace::{KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError};
+use crate::log::{self, TimeUnit, key_write};
+use crate::number::parse_scan_cursor;
+use crate::record::Record;
+use crate::table::*;
+
+/// The keyspace commands' table entries.
+pub(crate) static COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "del",
+        arity: -2,
+        flags: &["write"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: &["@keyspace", "@write", "@slow"],
+        tips: MULTI_SHARD_SUM,
+        key_specs: &[ks(&["RM", "delete"], 1, -1, 1)],
+        subcommands: &[],
+        route: Route::FanOut,
+        parse: Some(parse_del),
+    },
+    CommandSpec {
+        name: "unlink",
+        arity: -2,
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: KEYSPACE_WRITE_FAST,
+        tips: MULTI_SHARD_SUM,
+        key_specs: &[ks(&["RM", "delete"], 1, -1, 1)],
+        subcommands: &[],
+        route: Route::FanOut,
+        parse: Some(parse_del),
+    },
+    CommandSpec {
+        name: "exists",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: KEYSPACE_READ_FAST,
+        tips: MULTI_SHARD_SUM,
+        key_specs: &[ks(&["RO"], 1, -1, 1)],
+        subcommands: &[],
+        route: Route::FanOut,
+        parse: Some(parse_exists),
+    },
+    keyed(
+        "type",
+        2,
+        &["readonly", "fast"],
+        KEYSPACE_READ_FAST,
+        RO,
+        parse_type,
+    ),
+    local(
+        "keys",
+        2,
+        &["readonly"],
+        &["@keyspace", "@read", "@slow", "@dangerous"],
+        &["request_policy:all_shards", "nondeterministic_output_order"],
+        Route::AllShards,
+        parse_keys,
+    ),
+    local(
+        "scan",
+        -2,
+        &["readonly"],
+        &["@keyspace", "@read", "@slow"],
+        &["nondeterministic_output", "request_policy:special"],
+        Route::Scan,
+        parse_scan,
+    ),
+    CommandSpec {
+        name: "rename",
+        arity: 3,
+        flags: &["write"],
+        first_key: 1,
+        last_key: 2,
+        step: 1,
+        acl: &["@keyspace", "@write", "@slow"],
+        tips: NONE,
+        key_specs: &[
+            ks(&["RW", "access", "delete"], 1, 0, 1),
+            ks(&["OW", "update"], 2, 0, 1),
+        ],
+        subcommands: &[],
+        route: Route::SameShard,
+        parse: Some(parse_rename),
+    },
+    CommandSpec {
+        name: "renamenx",
+        arity: 3,
+        flags: &["write", "fast"],
+        first_key: 1,
+        last_key: 2,
+        step: 1,
+        acl: KEYSPACE_WRITE_FAST,
+        tips: NONE,
+        key_specs: &[
+            ks(&["RW", "access", "delete"], 1, 0, 1),
+            ks(&["OW", "insert"], 2, 0, 1),
+        ],
+        subcommands: &[],
+        route: Route::SameShard,
+        parse: Some(parse_renamenx),
+    },
+    keyed(
+        "expire",
+        -3,
+        &["write", "fast"],
+        KEYSPACE_WRITE_FAST,
+        RW_UPDATE,
+        parse_expire,
+    ),
+    keyed(
+        "pexpire",
+        -3,
+        &["write", "fast"],
+        KEYSPACE_WRITE_FAST,
+        RW_UPDATE,
+        parse_pexpire,
+    ),
+    keyed(
+        "expireat",
+        -3,
+        &["write", "fast"],
+        KEYSPACE_WRITE_FAST,
+        RW_UPDATE,
+        parse_expireat,
+    ),
+    keyed(
+        "pexpireat",
+        -3,
+        &["write", "fast"],
+        KEYSPACE_WRITE_FAST,
+        RW_UPDATE,
+        parse_pexpireat,
+    ),
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..keyed(
+            "ttl",
+            2,
+            &["readonly", "fast"],
+            KEYSPACE_READ_FAST,
+            RO_ACCESS,
+            parse_ttl,
+        )
+    },
+    CommandSpec {
+        tips: &["nondeterministic_output"],
+        ..keyed(
+            "pttl",
+            2,
+            &["readonly", "fast"],
+            KEYSPACE_READ_FAST,
+            RO_ACCESS,
+            parse_pttl,
+        )
+    },
+    keyed(
+        "expiretime",
+        2,
+        &["readonly", "fast"],
+        KEYSPACE_READ_FAST,
+        RO_ACCESS,
+        parse_expiretime,
+    ),
+    keyed(
+        "pexpiretime",
+        2,
+        &["readonly", "fast"],
+        KEYSPACE_READ_FAST,
+        RO_ACCESS,
+        parse_pexpiretime,
+    ),
+    keyed(
+        "persist",
+        2,
+        &["write", "fast"],
+        KEYSPACE_WRITE_FAST,
+        RW_UPDATE,
+        parse_persist,
+    ),
+    local(
+        "flushdb",
+        -1,
+        &["write"],
+        &["@keyspace", "@write", "@slow", "@dangerous"],
+        &["request_policy:all_shards", "response_policy:all_succeeded"],
+        Route::AllShards,
+        parse_flushdb,
+    ),
+    local(
+        "flushall",
+        -1,
+        &["write"],
+        &["@keyspace", "@write", "@slow", "@dangerous"],
+        &["request_policy:all_shards", "response_policy:all_succeeded"],
+        Route::AllShards,
+        parse_flushall,
+    ),
+];
+
+/// A keyspace read on one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    Exists(Vec<Bytes>),
+    Type(Bytes),
+    /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
+    Ttl {
+        key: Bytes,
+        unit: TimeUnit,
+        absolute: bool,
+    },
+}
+
+/// Runs a keyspace read.
+pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
+    cmd: &Read,
+    db: &ReadView<'_, K>,
+) -> ExecResult {
+    Ok(match cmd {
+        Read::Exists(keys) => {
+            let mut count = 0;
+            for key in keys {
+                if db.lookup(key)?.is_some() {
+                    count += 1;
+                }
+            }
+            Reply::Integer(count)
+        }
+        Read::Type(key) => match db.lookup(key)? {
+            None => Reply::simple("none"),
+            Some(r) => Reply::simple(r.value.value_type().name()),
+        },
+        Read::Ttl {
+            key,
+            unit,
+            absolute,
+        } => match db.lookup(key)? {
+            None => Reply::Integer(-2),
+            Some(r) => match r.expire_at {
+                None => Reply::Integer(-1),
+                Some(at) => {
+                    let now = i64::try_from(db.time().ttl_now(at)).unwrap_or(i64::MAX);
+                    let at = i64::try_from(at).unwrap_or(i64::MAX);
+                    let ttl = if *absolute { at } else { (at - now).max(0) };
+                    Reply::Integer(match unit {
+                        TimeUnit::Milliseconds => ttl,
+                        // Rounded to the nearest second without overflowing
+                        // near i64::MAX (Redis's result there is the exact
+                        // quotient).
+                        TimeUnit::Seconds => ((i128::from(ttl) + 500) / 1000) as i64,
+                    })
+                }
+            },
+        },
+    })
+}
+
+fn key_write(command: log::key_write::Command) -> Command {
+    Command::Write(log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(command),
+        })),
+    })
+}
+
+fn flush_mode(args: &[Bytes]) -> Result<(), Reply> {
+    match args.len() {
+        1 => Ok(()),
+        2 if eq(&args[1], "async") || eq(&args[1], "sync") => Ok(()),
+        _ => Err(Reply::static_error(errors::SYNTAX)),
+    }
+}
+
+pub(crate) fn parse_flushdb(args: &[Bytes]) -> ParseResult {
+    flush_mode(args).map(|()| key_write(log::key_write::Command::Flush(log::Flush {})))
+}
+
+pub(crate) fn parse_flushall(args: &[Bytes]) -> ParseResult {
+    parse_flushdb(args)
+}
+
+/// DEL (and UNLINK) of `keys`, all on one shard.
+pub fn del(keys: Vec<Bytes>) -> log::Write {
+    log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(log::key_write::Command::Del(log::Del { keys })),
+        })),
+    }
+}
+
+pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
+    Ok(Command::Write(del(args[1..].to_vec())))
+}
+
+pub(crate) fn parse_exists(args: &[Bytes]) -> ParseResult {
+    Ok(Command::KeyRead(Read::Exists(args[1..].to_vec())))
+}
+
+pub(crate) fn parse_type(args: &[Bytes]) -> ParseResult {
+    Ok(Command::KeyRead(Read::Type(args[1].clone())))
+}
+
+pub(crate) fn parse_keys(args: &[Bytes]) -> ParseResult {
+    Ok(Command::Keys(args[1].clone()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanArgs {
+    pub cursor: u64,
+    pub pattern: Option<Bytes>,
+    pub count: u64,
+    pub type_name: Option<Bytes>,
+}
+
+pub(crate) fn parse_scan(args: &[Bytes]) -> ParseResult {
+    let cursor =
+        parse_scan_cursor(&args[1]).ok_or_else(|| Reply::static_error("ERR invalid cursor"))?;
+    let mut scan = ScanArgs {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_name: None,
+    };
+    let mut i = 2;
+    while i < args.len() {
+        let remaining = args.len() - i;
+        if eq(&args[i], "count") && remaining >= 2 {
+            let count = int(&args[i + 1])?;
+            if count < 1 {
+                return Err(Reply::static_error(errors::SYNTAX));
+            }
+            scan.count = count as u64;
+        } else if eq(&args[i], "match") && remaining >= 2 {
+            let pattern = &args[i + 1];
+            scan.pattern = (pattern.as_ref() != b"*").then(|| pattern.clone());
+        } else if eq(&args[i], "type") && remaining >= 2 {
+            scan.type_name = Some(args[i + 1].clone());
+        } else {
+            return Err(Reply::static_error(errors::SYNTAX));
+        }
+        i += 2;
+    }
+    Ok(Command::Scan(scan))
+}
+
+fn rename_command(args: &[Bytes], nx: bool) -> Command {
+    key_write(log::key_write::Command::Rename(log::Rename {
+        from: args[1].clone(),
+        to: args[2].clone(),
+        nx,
+    }))
+}
+
+pub(crate) fn parse_rename(args: &[Bytes]) -> ParseResult {
+    Ok(rename_command(args, false))
+}
+
+pub(crate) fn parse_renamenx(args: &[Bytes]) -> ParseResult {
+    Ok(rename_command(args, true))
+}
+
+fn parse_expire_generic(args: &[Bytes], unit: TimeUnit, absolute: bool) -> ParseResult {
+    let mut expire = log::Expire {
+        key: args[1].clone(),
+        unit: unit.into(),
+        absolute,
+        ..Default::default()
+    };
+    for opt in &args[3..] {
+        if eq(opt, "nx") {
+            expire.nx = true;
+        } else if eq(opt, "xx") {
+            expire.xx = true;
+        } else if eq(opt, "gt") {
+            expire.gt = true;
+        } else if eq(opt, "lt") {
+            expire.lt = true;
+        } else {
+            return Err(Reply::error(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            )));
+        }
+    }
+    if expire.nx && (expire.xx || expire.gt || expire.lt) {
+        return Err(Reply::static_error(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if expire.gt && expire.lt {
+        return Err(Reply::static_error(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    expire.when = int(&args[2])?;
+    Ok(key_write(log::key_write::Command::Expire(expire)))
+}
+
+pub(crate) fn parse_expire(args: &[Bytes]) -> ParseResult {
+    parse_expire_generic(args, TimeUnit::Seconds, false)
+}
+
+pub(crate) fn parse_pexpire(args: &[Bytes]) -> ParseResult {
+    parse_expire_generic(args, TimeUnit::Milliseconds, false)
+}
+
+pub(crate) fn parse_expireat(args: &[Bytes]) -> ParseResult {
+    parse_expire_generic(args, TimeUnit::Seconds, true)
+}
+
+pub(crate) fn parse_pexpireat(args: &[Bytes]) -> ParseResult {
+    parse_expire_generic(args, TimeUnit::Milliseconds, true)
+}
+
+fn ttl(args: &[Bytes], unit: TimeUnit, absolute: bool) -> ParseResult {
+    Ok(Command::KeyRead(Read::Ttl {
+        key: args[1].clone(),
+        unit,
+        absolute,
+    }))
+}
+
+pub(crate) fn parse_ttl(args: &[Bytes]) -> ParseResult {
+    ttl(args, TimeUnit::Seconds, false)
+}
+
+pub(crate) fn parse_pttl(args: &[Bytes]) -> ParseResult {
+    ttl(args, TimeUnit::Milliseconds, false)
+}
+
+pub(crate) fn parse_expiretime(args: &[Bytes]) -> ParseResult {
+    ttl(args, TimeUnit::Seconds, true)
+}
+
+pub(crate) fn parse_pexpiretime(args: &[Bytes]) -> ParseResult {
+    ttl(args, TimeUnit::Milliseconds, true)
+}
+
+pub(crate) fn parse_persist(args: &[Bytes]) -> ParseResult {
+    Ok(key_write(log::key_write::Command::Persist(log::Persist {
+        key: args[1].clone(),
+    })))
+}
+
+/// Runs a keyspace write at apply time.
+pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
+    db: &mut WriteView<'_, K>,
+    cmd: &key_write::Command,
+) -> ExecResult {
+    use key_write::Command as C;
+    match cmd {
+        C::Del(log::Del { keys }) => {
+            let mut deleted = 0;
+            for key in keys {
+                if let Some(previous) = db.lookup(key)? {
+                    db.remove(key, &previous)?;
+                    deleted += 1;
+                }
+            }
+            Ok(Reply::Integer(deleted))
+        }
+        C::Rename(log::Rename { from, to, nx }) => rename(db, from, to, *nx),
+        C::Expire(args) => expire(db, args),
+        C::Persist(log::Persist { key }) => {
+            let Some(previous) = db.lookup(key)? else {
+                return Ok(Reply::Integer(0));
+            };
+            if previous.expire_at.is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            let record = Record {
+                expire_at: None,
+                value: previous.value.clone(),
+            };
+            db.store(key, &record, Some(&previous))?;
+            Ok(Reply::Integer(1))
+        }
+        C::Flush(log::Flush {}) => {
+            db.clear()?;
+            Ok(Reply::ok())
+        }
+    }
+}
+
+fn rename<K: KeyspaceWrite + ?Sized>(
+    db: &mut WriteView<'_, K>,
+    from: &Bytes,
+    to: &Bytes,
+    nx: bool,
+) -> ExecResult {
+    let Some(source) = db.lookup(from)? else {
+        return Ok(Reply::static_error(errors::NO_SUCH_KEY));
+    };
+    let done = if nx { Reply::Integer(1) } else { Reply::ok() };
+    if from == to {
+        return Ok(if nx { Reply::Integer(0) } else { Reply::ok() });
+    }
+    if let Some(target) = db.lookup(to)? {
+        if nx {
+            return Ok(Reply::Integer(0));
+        }
+        db.remove(to, &target)?;
+    }
+    db.store(to, &source, None)?;
+    db.remove(from, &source)?;
+    Ok(done)
+}
+
+fn expire<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &log::Expire) -> ExecResult {
+    let unit = args.unit();
+    let name = match (unit, args.absolute) {
+        (TimeUnit::Seconds, false) => "expire",
+        (TimeUnit::Milliseconds, false) => "pexpire",
+        (TimeUnit::Seconds, true) => "expireat",
+        (TimeUnit::Milliseconds, true) => "pexpireat",
+    };
+    let mut when = args.when;
+    if unit == TimeUnit::Seconds {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
+            return Ok(errors::invalid_expire(name));
+        }
+        when *= 1000;
+    }
+    let now = i64::try_from(db.now()).unwrap_or(i64::MAX);
+    let base = if args.absolute { 0 } else { now };
+    if when > i64::MAX - base {
+        return Ok(errors::invalid_expire(name));
+    }
+    when += base;
+    let Some(previous) = db.lookup(&args.key)? else {
+        return Ok(Reply::Integer(0));
+    };
+    let current = previous
+        .expire_at
+        .map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX));
+    let refused = (args.nx && current != -1)
+        || (args.xx && current == -1)
+        || (args.gt && (when <= current || current == -1))
+        || (args.lt && current != -1 && when >= current);
+    if refused {
+        return Ok(Reply::Integer(0));
+    }
+    if when <= now {
+        db.remove(&args.key, &previous)?;
+    } else {
+        let record = Record {
+            expire_at: Some(when as u64),
+            value: previous.value.clone(),
+        };
+        db.store(&args.key, &record, Some(&previous))?;
+    }
+    Ok(Reply::Integer(1))
+}
+
+/// Active expiry: deletes the keys whose expiry is due at `now_ms`.
+/// `keys` pairs each key with the expiry the proposer saw; a key whose
+/// expiry changed since is left alone. Returns how many were deleted.
+pub fn expire_due<K: KeyspaceWrite + ?Sized>(
+    ks: &mut K,
+    keys: &[(Bytes, u64)],
+    now_ms: u64,
+) -> Result<u64, StorageError> {
+    let mut db = WriteView::new(ks, now_ms);
+    let mut deleted = 0;
+    for (key, at) in keys {
+        if db.remove_if_expired(key, *at)? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// KEYS on one shard's slots `from_slot..end_slot`: live keys matching
+/// `pattern`.
+pub fn keys_in<K: KeyspaceScan + ?Sized>(
+    ks: &K,
+    from_slot: u32,
+    end_slot: u32,
+    pattern: &[u8],
+    time: &ReadTime,
+) -> Result<Vec<Bytes>, StorageError> {
+    let all = pattern == b"*";
+    let mut out = Vec::new();
+    let mut failure = None;
+    ks.scan(
+        from_slot,
+        end_slot,
+        &mut |_, key, raw| match Record::peek(raw) {
+            Ok((_, expire_at)) => {
+                let expired = expire_at.is_some_and(|at| time.is_expired(at));
+                if !expired && (all || glob::matches(pattern, key)) {
+                    out.push(Bytes::copy_from_slice(key));
+                }
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failure = Some(StorageError(format!(
+                    "key {:?}: {e}",
+                    String::from_utf8_lossy(key)
+                )));
+                ControlFlow::Break(())
+            }
+        },
+    )?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// One step of SCAN within one shard's slot range.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ScanStep {
+    pub keys: Vec<Bytes>,
+    /// Keys looked at (matching or not): SCAN's COUNT bounds this.
+    pub examined: u64,
+    /// The slot to continue from, or `None` when the range is exhausted.
+    pub next_slot: Option<u32>,
+}
+
+/// Scans whole slots from `from_slot` until at least `budget` keys were
+/// examined, never stopping inside a slot: a key present for the whole
+/// iteration is then returned exactly once per full scan.
+pub fn scan_slots<K: KeyspaceScan + ?Sized>(
+    ks: &K,
+    from_slot: u32,
+    end_slot: u32,
+    budget: u64,
+    pattern: Option<&[u8]>,
+    type_name: Option<&[u8]>,
+    time: &ReadTime,
+) -> Result<ScanStep, StorageError> {
+    let mut step = ScanStep::default();
+    let mut current_slot: Option<u32> = None;
+    let mut failure = None;
+    ks.scan(from_slot, end_slot, &mut |slot, key, raw| {
+        let slot = u32::from(slot);
+        if current_slot != Some(slot) {
+            if step.examined >= budget {
+                step.next_slot = Some(slot);
+                return ControlFlow::Break(());
+            }
+            current_slot = Some(slot);
+        }
+        step.examined += 1;
+        let (value_type, expire_at) = match Record::peek(raw) {
+            Ok(header) => header,
+            Err(e) => {
+                failure = Some(StorageError(format!(
+                    "key {:?}: {e}",
+                    String::from_utf8_lossy(key)
+                )));
+                return ControlFlow::Break(());
+            }
+        };
+        if expire_at.is_some_and(|at| time.is_expired(at)) {
+            return ControlFlow::Continue(());
+        }
+        let type_ok =
+            type_name.is_none_or(|t| t.eq_ignore_ascii_case(value_type.name().as_bytes()));
+        let pattern_ok = pattern.is_none_or(|p| glob::matches(p, key));
+        if !type_ok || !pattern_ok {
+            return ControlFlow::Continue(());
+        }
+        step.keys.push(Bytes::copy_from_slice(key));
+        ControlFlow::Continue(())
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(step),
+    }
+}

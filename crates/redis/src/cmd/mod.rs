@@ -1,0 +1,11 @@
+//! Commands by family, the way Redis groups them: each module holds its
+//! family's table entries (`COMMANDS`, gathered into [`crate::table`]), the
+//! parsers that turn argument vectors into typed commands, and their
+//! execution over one shard's keyspace. Adding a command touches its
+//! family's module, and for a write also its message in
+//! `proto/elastickv/v1/log.proto`.
+
+pub mod connection;
+pub mod keys;
+pub mod server;
+pub mod strings;
