@@ -99,6 +99,41 @@ pub fn split_expire_key(key: &[u8]) -> Option<(u64, Slot, &[u8])> {
     ))
 }
 
+/// The prefix of every `sub` key of version `version` of `user_key`'s
+/// collection: slot, the user key's length (u32, big-endian), the user key,
+/// the version. The length keeps a key that is a prefix of another (`a`
+/// and `ab`) from sharing sub-key ranges with it.
+pub fn sub_prefix(slot: Slot, user_key: &[u8], version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(14 + user_key.len());
+    key.extend_from_slice(&slot.to_be_bytes());
+    // User keys are at most 512 MB (the bulk string limit), so the length
+    // fits; a longer one would be refused long before it got here.
+    key.extend_from_slice(
+        &u32::try_from(user_key.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    key.extend_from_slice(user_key);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// The `sub` key of `sub` (a field, member, element position or index
+/// entry, as the command layer encodes it) in version `version` of
+/// `user_key`'s collection.
+pub fn sub_key(slot: Slot, user_key: &[u8], version: u64, sub: &[u8]) -> Vec<u8> {
+    let mut key = sub_prefix(slot, user_key, version);
+    key.extend_from_slice(sub);
+    key
+}
+
+/// The exclusive end of version `version`'s sub-keys: where the next
+/// version's begin. Versions stay far below `u64::MAX` (the command layer
+/// derives them from log indexes).
+pub fn sub_version_end(slot: Slot, user_key: &[u8], version: u64) -> Vec<u8> {
+    sub_prefix(slot, user_key, version.saturating_add(1))
+}
+
 /// Length of a `dedup` key.
 pub const DEDUP_KEY_LEN: usize = 28;
 
