@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod diff;
 pub mod faketime;
 pub mod power;
 pub use cluster::{Cluster, Proxy, ShardInfo};
@@ -516,14 +517,31 @@ impl RedisOracle {
                 .spawn()
                 .expect("redis-server is not installed (scripts/test installs it)");
             if try_wait_ready(port, &mut child, &log).is_ok() {
-                return RedisOracle {
+                let oracle = RedisOracle {
                     child,
                     port,
                     _dir: dir,
                 };
+                oracle.check_version();
+                return oracle;
             }
         }
         panic!("redis-server did not start");
+    }
+
+    /// Replies are compared with Redis 7.0's: another version answers
+    /// some commands differently, which would read as elastickv's bugs.
+    fn check_version(&self) {
+        let info = self.raw().call(&["INFO", "server"]);
+        let info = String::from_utf8_lossy(&info);
+        let version = info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("unknown");
+        assert!(
+            version.starts_with("7.0."),
+            "the differential tests need redis-server 7.0.x as their oracle; this one is {version}"
+        );
     }
 
     pub fn raw(&self) -> RawClient {

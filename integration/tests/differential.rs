@@ -8,68 +8,10 @@
 //! cross-shard ones with CROSSSLOT by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use elastickv_integration::{Node, RawClient, RedisOracle};
+use elastickv_integration::diff::{comparable, compare, run_script, show};
+use elastickv_integration::{Node, RedisOracle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// Compares one command's replies. KEYS replies are compared as sets
-/// (Redis's order is its hash table's).
-fn compare(redis: &mut RawClient, ekv: &mut RawClient, cmd: &[Vec<u8>], history: &[String]) {
-    let expected = redis.call(cmd);
-    let got = ekv.call(cmd);
-    let is_keys = cmd[0].eq_ignore_ascii_case(b"keys");
-    let (expected_cmp, got_cmp) = if is_keys {
-        (sorted_lines(&expected), sorted_lines(&got))
-    } else {
-        (expected.clone(), got.clone())
-    };
-    if expected_cmp != got_cmp {
-        let recent: Vec<&String> = history.iter().rev().take(15).rev().collect();
-        panic!(
-            "reply mismatch for {}\n  redis:     {:?}\n  elastickv: {:?}\n  preceding commands: {:#?}",
-            show(cmd),
-            String::from_utf8_lossy(&expected),
-            String::from_utf8_lossy(&got),
-            recent
-        );
-    }
-}
-
-/// A KEYS reply with its elements in sorted order.
-fn sorted_lines(reply: &[u8]) -> Vec<u8> {
-    let mut lines = reply.split(|&b| b == b'\n');
-    let head = lines.next().unwrap_or_default().to_vec();
-    let rest: Vec<&[u8]> = lines.collect();
-    // Each element is a "$len" line and a payload line.
-    let mut elements: Vec<Vec<u8>> = rest.chunks(2).map(|c| c.join(&b'\n')).collect();
-    elements.sort();
-    let mut out = head;
-    for e in elements {
-        out.push(b'\n');
-        out.extend(e);
-    }
-    out
-}
-
-fn show(cmd: &[Vec<u8>]) -> String {
-    cmd.iter()
-        .map(|a| format!("{:?}", String::from_utf8_lossy(a)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn words(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ').map(|w| w.as_bytes().to_vec()).collect()
-}
-
-fn run_script(redis: &mut RawClient, ekv: &mut RawClient, lines: &[&str]) {
-    let mut history = Vec::new();
-    for line in lines {
-        let cmd = words(line);
-        compare(redis, ekv, &cmd, &history);
-        history.push(line.to_string());
-    }
-}
 
 fn pair(shards: &str) -> (tempfile::TempDir, Node, RedisOracle) {
     let dir = tempfile::tempdir().unwrap();
@@ -574,16 +516,12 @@ fn pipelines_match_redis() {
         }
         for cmd in &cmds {
             let (expected, got) = (r.read_reply(), e.read_reply());
-            if cmd[0].eq_ignore_ascii_case(b"keys") {
-                assert_eq!(sorted_lines(&expected), sorted_lines(&got), "{}", show(cmd));
-            } else {
-                assert_eq!(
-                    String::from_utf8_lossy(&expected),
-                    String::from_utf8_lossy(&got),
-                    "pipelined {}",
-                    show(cmd)
-                );
-            }
+            assert_eq!(
+                String::from_utf8_lossy(&comparable(cmd, &expected)),
+                String::from_utf8_lossy(&comparable(cmd, &got)),
+                "pipelined {}",
+                show(cmd)
+            );
         }
     }
 }

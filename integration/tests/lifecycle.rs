@@ -80,6 +80,23 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
     write_keys(cluster.node(1), "before", 0..200, 100);
     cluster.node_mut(3).kill9();
     write_keys(cluster.node(1), "during", 0..3000, 100);
+    // Collections travel in the snapshot too: a hash written while node 3
+    // was away, one deleted and one overwritten by a string.
+    let mut conn = cluster.node(1).client();
+    for i in 0..50 {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("hash:{}", i % 5))
+            .arg(format!("f{i}"))
+            .arg(i)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = redis::cmd("DEL").arg("hash:3").query(&mut conn).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("hash:4")
+        .arg("s")
+        .query(&mut conn)
+        .unwrap();
     // The leaders compact far past what node 3 has. Not at once: a leader
     // keeps the entries of a follower it heard from within an election
     // timeout (it may be catching up), and the writes can finish sooner.
@@ -114,7 +131,29 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
     let size: i64 = redis::cmd("DBSIZE")
         .query(&mut cluster.node(3).client())
         .unwrap();
-    assert_eq!(size, 3200);
+    assert_eq!(size, 3204);
+    let mut caught_up = cluster.node(3).client();
+    for h in 0..3 {
+        let fields: std::collections::BTreeMap<String, i64> = redis::cmd("HGETALL")
+            .arg(format!("hash:{h}"))
+            .query(&mut caught_up)
+            .unwrap();
+        let expected: std::collections::BTreeMap<String, i64> = (0..50)
+            .filter(|i| i % 5 == h)
+            .map(|i| (format!("f{i}"), i))
+            .collect();
+        assert_eq!(fields, expected, "hash:{h} on node 3");
+    }
+    let gone: i64 = redis::cmd("EXISTS")
+        .arg("hash:3")
+        .query(&mut caught_up)
+        .unwrap();
+    assert_eq!(gone, 0);
+    let kind: String = redis::cmd("TYPE")
+        .arg("hash:4")
+        .query(&mut caught_up)
+        .unwrap();
+    assert_eq!(kind, "string");
     // And it keeps following: new writes reach it.
     write_keys(cluster.node(2), "after", 0..100, 10);
     cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(30));

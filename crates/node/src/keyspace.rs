@@ -4,7 +4,8 @@
 use std::ops::ControlFlow;
 
 use elastickv_redis::keyspace::{
-    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, ScanVisitor, StorageError,
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, ScanVisitor, StorageError, SubRange,
+    SubVisitor,
 };
 use elastickv_router::{slot_for_key, slot_range};
 use elastickv_store::{ApplyBatch, DataReader, StoreError};
@@ -13,15 +14,18 @@ fn storage(e: StoreError) -> StorageError {
     StorageError(e.to_string())
 }
 
-/// One shard's keys during apply.
+/// One shard's keys during apply of the entry at one log index.
 pub struct ApplyKeyspace<'a> {
     batch: &'a mut ApplyBatch,
     shards: u32,
     counts: KeyCounts,
+    /// Versions handed out so far by this entry.
+    versions: u64,
+    index: u64,
 }
 
 impl<'a> ApplyKeyspace<'a> {
-    pub fn new(batch: &'a mut ApplyBatch, shards: u32) -> Self {
+    pub fn new(batch: &'a mut ApplyBatch, shards: u32, index: u64) -> Self {
         let state = batch.state();
         let counts = KeyCounts {
             keys: state.keys,
@@ -31,6 +35,8 @@ impl<'a> ApplyKeyspace<'a> {
             batch,
             shards,
             counts,
+            versions: 0,
+            index,
         }
     }
 
@@ -46,6 +52,37 @@ impl KeyspaceRead for ApplyKeyspace<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.batch.get_meta(slot_for_key(key), key).map_err(storage)
     }
+
+    fn sub_get(
+        &self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.batch
+            .get_sub(slot_for_key(key), key, version, sub)
+            .map_err(storage)
+    }
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.batch
+            .scan_sub(
+                slot_for_key(key),
+                key,
+                version,
+                range.from,
+                range.to,
+                range.reverse,
+                |sub, value| visit(sub, value).is_continue(),
+            )
+            .map_err(storage)
+    }
 }
 
 impl KeyspaceWrite for ApplyKeyspace<'_> {
@@ -59,6 +96,39 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
         self.batch
             .delete_meta(slot_for_key(key), key)
             .map_err(storage)
+    }
+
+    fn sub_put(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.batch
+            .put_sub(slot_for_key(key), key, version, sub, value)
+            .map_err(storage)
+    }
+
+    fn sub_delete(&mut self, key: &[u8], version: u64, sub: &[u8]) -> Result<(), StorageError> {
+        self.batch
+            .delete_sub(slot_for_key(key), key, version, sub)
+            .map_err(storage)
+    }
+
+    fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError> {
+        self.batch
+            .delete_sub_version(slot_for_key(key), key, version)
+            .map_err(storage)
+    }
+
+    /// The entry's log index, then a counter: unique on the shard and the
+    /// same on every replica. (An entry would have to create 65 536
+    /// collections before two could share a version, and even then only
+    /// keys created by the same entry could.)
+    fn new_version(&mut self) -> u64 {
+        self.versions += 1;
+        (self.index << 16) | (self.versions & 0xffff)
     }
 
     fn index_expire(&mut self, key: &[u8], at_ms: u64) -> Result<(), StorageError> {
@@ -130,6 +200,38 @@ impl KeyspaceRead for ReadView<'_> {
         self.reader
             .get_meta(slot_for_key(key), key)
             .map(|v| v.map(|v| v.to_vec()))
+            .map_err(storage)
+    }
+
+    fn sub_get(
+        &self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.reader
+            .get_sub(slot_for_key(key), key, version, sub)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(storage)
+    }
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.reader
+            .scan_sub(
+                slot_for_key(key),
+                key,
+                version,
+                range.from,
+                range.to,
+                range.reverse,
+                |sub, value| visit(sub, value).is_continue(),
+            )
             .map_err(storage)
     }
 }

@@ -41,7 +41,7 @@ impl StateMachine for ShardMachine {
         data: &[u8],
     ) -> Result<Reply, StoreError> {
         let shard = batch.shard();
-        let mut keyspace = ApplyKeyspace::new(batch, self.shards);
+        let mut keyspace = ApplyKeyspace::new(batch, self.shards, index);
         let reply = replicated::apply(&mut keyspace, index, data);
         keyspace.finish();
         reply.map_err(|e| match e {

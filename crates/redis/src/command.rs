@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{keys, strings};
+use crate::cmd::{hashes, keys, strings};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -54,6 +54,7 @@ pub enum Command {
     // keyed reads, by family
     StringRead(strings::Read),
     KeyRead(keys::Read),
+    HashRead(hashes::Read),
     // reads routed across shards
     Keys(Bytes),
     Scan(ScanArgs),

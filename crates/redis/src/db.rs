@@ -5,8 +5,17 @@
 //! so a write command always starts from "missing" or "live". Storing and
 //! deleting keep the shard's key counts and the expiry index in step.
 
-use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError};
-use crate::record::Record;
+use std::ops::ControlFlow;
+
+use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange, SubVisitor};
+use crate::record::{Collection, Record};
+
+/// Collections with at most this many sub-keys are deleted sub-key by
+/// sub-key; larger ones with one range deletion. Both are bounded work;
+/// point deletions keep the number of range tombstones (which every
+/// lookup near them pays for until compaction) down to the deletions of
+/// large collections.
+pub const POINT_DELETE_MAX: usize = 64;
 
 fn decode(key: &[u8], raw: &[u8]) -> Result<Record, StorageError> {
     Record::decode(raw)
@@ -108,6 +117,27 @@ impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
             None => Ok(None),
         }
     }
+
+    /// Sub-key `sub` of collection `c` stored at `key`.
+    pub fn sub_get(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.ks.sub_get(key, c.version, sub)
+    }
+
+    /// Visits collection `c`'s `(sub, value)` pairs in `range`.
+    pub fn sub_scan(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.ks.sub_scan(key, c.version, range, visit)
+    }
 }
 
 /// A write view at the timestamp of the entry being applied.
@@ -138,14 +168,127 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         Ok(Some(record))
     }
 
+    /// Sub-key `sub` of collection `c` stored at `key`.
+    pub fn sub_get(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.ks.sub_get(key, c.version, sub)
+    }
+
+    /// Visits collection `c`'s `(sub, value)` pairs in `range`.
+    pub fn sub_scan(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.ks.sub_scan(key, c.version, range, visit)
+    }
+
+    pub fn sub_put(
+        &mut self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.ks.sub_put(key, c.version, sub, value)
+    }
+
+    pub fn sub_delete(
+        &mut self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<(), StorageError> {
+        self.ks.sub_delete(key, c.version, sub)
+    }
+
+    /// An empty collection of `kind` with a version of its own (lists
+    /// start in the middle of the index space, so they can grow both
+    /// ways).
+    pub fn new_collection(&mut self, kind: crate::record::ValueType) -> Collection {
+        Collection {
+            kind,
+            version: self.ks.new_version(),
+            size: 0,
+            head: if kind == crate::record::ValueType::List {
+                1 << 63
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Drops every sub-key of collection `c` at `key` (bounded work; see
+    /// [`POINT_DELETE_MAX`]).
+    fn drop_collection(&mut self, key: &[u8], c: &Collection) -> Result<(), StorageError> {
+        let mut subs = Vec::new();
+        let mut large = false;
+        self.ks
+            .sub_scan(key, c.version, SubRange::ALL, &mut |sub, _| {
+                if subs.len() == POINT_DELETE_MAX {
+                    large = true;
+                    return ControlFlow::Break(());
+                }
+                subs.push(sub.to_vec());
+                ControlFlow::Continue(())
+            })?;
+        if large {
+            return self.ks.sub_delete_version(key, c.version);
+        }
+        for sub in subs {
+            self.ks.sub_delete(key, c.version, &sub)?;
+        }
+        Ok(())
+    }
+
+    /// Copies collection `c` at `from` to a new version at `to` (RENAME and
+    /// COPY of a collection: sub-keys are stored under their key, so this
+    /// is linear in its size) and returns the copy's metadata.
+    pub fn copy_collection(
+        &mut self,
+        from: &[u8],
+        c: &Collection,
+        to: &[u8],
+    ) -> Result<Collection, StorageError> {
+        let copy = Collection {
+            version: self.ks.new_version(),
+            ..*c
+        };
+        let mut subs = Vec::new();
+        self.ks
+            .sub_scan(from, c.version, SubRange::ALL, &mut |sub, value| {
+                subs.push((sub.to_vec(), value.to_vec()));
+                ControlFlow::Continue(())
+            })?;
+        for (sub, value) in subs {
+            self.ks.sub_put(to, copy.version, &sub, value)?;
+        }
+        Ok(copy)
+    }
+
     /// Stores `record` under `key`. `previous` must be what
-    /// [`WriteView::lookup`] returned for `key` (nothing changed since).
+    /// [`WriteView::lookup`] returned for `key` (nothing changed since). A
+    /// collection `record` replaces (another value, or another version of
+    /// a collection) loses its sub-keys.
     pub fn store(
         &mut self,
         key: &[u8],
         record: &Record,
         previous: Option<&Record>,
     ) -> Result<(), StorageError> {
+        if let Some(old) = previous.and_then(Record::as_collection)
+            && record
+                .as_collection()
+                .is_none_or(|new| new.version != old.version)
+        {
+            self.drop_collection(key, old)?;
+        }
         let old_expiry = previous.and_then(|p| p.expire_at);
         if old_expiry != record.expire_at {
             if let Some(at) = old_expiry {
@@ -168,8 +311,12 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         Ok(())
     }
 
-    /// Deletes `key`, whose stored record is `previous`.
+    /// Deletes `key`, whose stored record is `previous`, with its
+    /// collection's sub-keys if it is one.
     pub fn remove(&mut self, key: &[u8], previous: &Record) -> Result<(), StorageError> {
+        if let Some(c) = previous.as_collection() {
+            self.drop_collection(key, c)?;
+        }
         if let Some(at) = previous.expire_at {
             self.ks.unindex_expire(key, at)?;
         }

@@ -9,7 +9,7 @@
 
 use elastickv_resp::Reply;
 
-use crate::cmd::{keys, strings};
+use crate::cmd::{hashes, keys, strings};
 use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -39,6 +39,7 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(
     match cmd {
         Command::StringRead(read) => strings::execute_read(read, &db),
         Command::KeyRead(read) => keys::execute_read(read, &db),
+        Command::HashRead(read) => hashes::execute_read(read, &db),
         _ => Ok(Reply::static_error("ERR command is not a keyed read")),
     }
 }
@@ -60,6 +61,10 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
         },
         Some(write::Family::Keys(w)) => match &w.command {
             Some(c) => keys::execute_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::Hashes(w)) => match &w.command {
+            Some(c) => hashes::execute_write(&mut db, c),
             None => Ok(unknown_write()),
         },
         None => Ok(unknown_write()),

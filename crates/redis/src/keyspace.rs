@@ -1,7 +1,8 @@
 //! The storage a command runs against, as the command layer sees it: user
-//! keys mapped to encoded [`Record`](crate::record::Record)s. Implemented by
-//! the node over the store (one shard at a time) and by [`MemKeyspace`] in
-//! tests and fuzzing.
+//! keys mapped to encoded [`Record`](crate::record::Record)s, and a
+//! collection's sub-keys (its fields, members or elements) under (key,
+//! version), ordered by their bytes. Implemented by the node over the
+//! store (one shard at a time) and by [`MemKeyspace`] in tests and fuzzing.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -23,10 +24,50 @@ pub struct KeyCounts {
     pub expires: u64,
 }
 
+/// Visitor of a collection's `(sub, value)` pairs.
+pub type SubVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
+
 /// Read access to one shard's keys.
 pub trait KeyspaceRead {
     /// The encoded record of `key`, expired or not.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Sub-key `sub` of version `version` of `key`'s collection.
+    fn sub_get(
+        &self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Visits the `(sub, value)` pairs of version `version` of `key` whose
+    /// sub is in `from..to` (`to` `None`: to the end), in byte order or in
+    /// reverse, until `visit` breaks.
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError>;
+}
+
+/// Which sub-keys of a collection a scan visits, and in which direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubRange<'a> {
+    pub from: &'a [u8],
+    /// Exclusive; `None`: to the end.
+    pub to: Option<&'a [u8]>,
+    pub reverse: bool,
+}
+
+impl SubRange<'_> {
+    /// Every sub-key, in order.
+    pub const ALL: SubRange<'static> = SubRange {
+        from: &[],
+        to: None,
+        reverse: false,
+    };
 }
 
 /// Visitor of `(slot, key, encoded record)` during a scan.
@@ -48,6 +89,19 @@ pub trait KeyspaceScan {
 pub trait KeyspaceWrite: KeyspaceRead {
     fn put(&mut self, key: &[u8], record: Vec<u8>) -> Result<(), StorageError>;
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError>;
+    fn sub_put(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StorageError>;
+    fn sub_delete(&mut self, key: &[u8], version: u64, sub: &[u8]) -> Result<(), StorageError>;
+    /// Deletes every sub-key of version `version` of `key` at once.
+    fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError>;
+    /// A collection version never handed out before on this shard, the same
+    /// on every replica (derived from the log position being applied).
+    fn new_version(&mut self) -> u64;
     /// Records that `key` expires at `at_ms` (for active expiry).
     fn index_expire(&mut self, key: &[u8], at_ms: u64) -> Result<(), StorageError>;
     fn unindex_expire(&mut self, key: &[u8], at_ms: u64) -> Result<(), StorageError>;
@@ -75,6 +129,9 @@ pub trait KeyspaceWrite: KeyspaceRead {
     fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError>;
 }
 
+/// A sub-key of [`MemKeyspace`]: (key, version, sub).
+pub type SubId = (Vec<u8>, u64, Vec<u8>);
+
 /// An in-memory keyspace: the reference implementation for tests and
 /// fuzzing. Its "slot" is always 0.
 #[derive(Debug, Default, Clone)]
@@ -85,11 +142,69 @@ pub struct MemKeyspace {
     pub clock_ms: u64,
     /// Request records by (generation, origin, seq).
     pub dedup: BTreeMap<(u64, u64, u64), Vec<u8>>,
+    /// Collections' sub-keys.
+    pub subs: BTreeMap<SubId, Vec<u8>>,
+    pub last_version: u64,
 }
 
 impl KeyspaceRead for MemKeyspace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.records.get(key).cloned())
+    }
+
+    fn sub_get(
+        &self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .subs
+            .get(&(key.to_vec(), version, sub.to_vec()))
+            .cloned())
+    }
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        use std::ops::Bound;
+        let lower = Bound::Included((key.to_vec(), version, range.from.to_vec()));
+        let upper = match range.to {
+            Some(to) => Bound::Excluded((key.to_vec(), version, to.to_vec())),
+            None => match version.checked_add(1) {
+                Some(next) => Bound::Excluded((key.to_vec(), next, Vec::new())),
+                None => Bound::Unbounded,
+            },
+        };
+        if range.to.is_some_and(|to| to <= range.from) {
+            return Ok(());
+        }
+        let items = self.subs.range((lower, upper));
+        let mut step = |(id, value): (&SubId, &Vec<u8>)| {
+            let (k, v, sub) = id;
+            if k.as_slice() != key || *v != version {
+                return ControlFlow::Break(());
+            }
+            visit(sub, value)
+        };
+        if range.reverse {
+            for item in items.rev() {
+                if step(item).is_break() {
+                    break;
+                }
+            }
+        } else {
+            for item in items {
+                if step(item).is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -121,6 +236,30 @@ impl KeyspaceWrite for MemKeyspace {
         self.records.remove(key);
         Ok(())
     }
+    fn sub_put(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.subs
+            .insert((key.to_vec(), version, sub.to_vec()), value);
+        Ok(())
+    }
+    fn sub_delete(&mut self, key: &[u8], version: u64, sub: &[u8]) -> Result<(), StorageError> {
+        self.subs.remove(&(key.to_vec(), version, sub.to_vec()));
+        Ok(())
+    }
+    fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError> {
+        self.subs
+            .retain(|(k, v, _), _| !(k.as_slice() == key && *v == version));
+        Ok(())
+    }
+    fn new_version(&mut self) -> u64 {
+        self.last_version += 1;
+        self.last_version
+    }
     fn index_expire(&mut self, key: &[u8], at_ms: u64) -> Result<(), StorageError> {
         self.expire_index.insert((at_ms, key.to_vec()), ());
         Ok(())
@@ -131,6 +270,7 @@ impl KeyspaceWrite for MemKeyspace {
     }
     fn clear(&mut self) -> Result<(), StorageError> {
         self.records.clear();
+        self.subs.clear();
         self.expire_index.clear();
         self.counts = KeyCounts::default();
         Ok(())

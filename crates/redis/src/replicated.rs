@@ -138,6 +138,7 @@ fn write_is_known(write: &log::Write) -> bool {
     match &write.family {
         Some(Family::Strings(w)) => w.command.is_some(),
         Some(Family::Keys(w)) => w.command.is_some(),
+        Some(Family::Hashes(w)) => w.command.is_some(),
         None => false,
     }
 }
@@ -213,7 +214,7 @@ fn decode_record(bytes: &[u8]) -> Option<(u64, Reply)> {
 pub struct ReplyValue {
     #[prost(
         oneof = "reply_value::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
     )]
     pub kind: Option<reply_value::Kind>,
 }
@@ -247,6 +248,8 @@ pub mod reply_value {
         Bool(bool),
         #[prost(bytes = "bytes", tag = "12")]
         Verbatim(Bytes),
+        #[prost(message, tag = "13")]
+        Pairs(super::ReplyList),
     }
 }
 
@@ -271,6 +274,12 @@ fn to_value(reply: &Reply) -> ReplyValue {
         Reply::NullArray => Kind::NullArray(true),
         Reply::Array(items) => Kind::Array(list(items)),
         Reply::Map(pairs) => Kind::Map(ReplyList {
+            items: pairs
+                .iter()
+                .flat_map(|(k, v)| [to_value(k), to_value(v)])
+                .collect(),
+        }),
+        Reply::Pairs(pairs) => Kind::Pairs(ReplyList {
             items: pairs
                 .iter()
                 .flat_map(|(k, v)| [to_value(k), to_value(v)])
@@ -304,18 +313,8 @@ fn from_value(value: ReplyValue) -> Option<Reply> {
         Kind::Null(_) => Reply::Null,
         Kind::NullArray(_) => Reply::NullArray,
         Kind::Array(l) => Reply::Array(list(l)?),
-        Kind::Map(l) => {
-            let items = list(l)?;
-            if items.len() % 2 != 0 {
-                return None;
-            }
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                pairs.push((k, v));
-            }
-            Reply::Map(pairs)
-        }
+        Kind::Map(l) => Reply::Map(pairs(list(l)?)?),
+        Kind::Pairs(l) => Reply::Pairs(pairs(list(l)?)?),
         Kind::Set(l) => Reply::Set(list(l)?),
         Kind::Double(b) => Reply::Double(b),
         Kind::Bool(b) => Reply::Bool(b),
@@ -327,6 +326,19 @@ fn from_value(value: ReplyValue) -> Option<Reply> {
             }
         }
     })
+}
+
+/// Alternating items as pairs; `None` for an odd count.
+fn pairs(items: Vec<Reply>) -> Option<Vec<(Reply, Reply)>> {
+    if !items.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    Some(pairs)
 }
 
 pub fn encode_reply(reply: &Reply) -> Vec<u8> {
@@ -388,6 +400,45 @@ mod tests {
         assert_eq!((a.clock_ms, b.clock_ms), (1_600, 1_600));
     }
 
+    /// Hashes too: the same entries give the same replies, records and
+    /// sub-keys on every replica, including the versions new collections
+    /// get and what deleting and overwriting them leaves behind.
+    #[test]
+    fn replicas_agree_on_hashes() {
+        let lines = [
+            "HSET h a 1 b 2 c 3",
+            "HINCRBY h a 41",
+            "HINCRBYFLOAT h f 0.1",
+            "HDEL h b",
+            "HSETNX h b x",
+            "RENAME h g",
+            "HSET h z 26",
+            "SET h overwritten",
+            "HMSET big f0 0 f1 1 f2 2",
+            "DEL big",
+            "HSET e only 1",
+            "HDEL e only",
+        ];
+        let payloads: Vec<Vec<u8>> = lines
+            .iter()
+            .zip(1_000..)
+            .map(|(line, ts)| command(ts, line).to_bytes())
+            .collect();
+        let mut a = MemKeyspace::default();
+        let mut b = MemKeyspace::default();
+        let replies_a = apply_all(&mut a, &payloads);
+        let replies_b = apply_all(&mut b, &payloads);
+        assert_eq!(replies_a, replies_b);
+        assert_eq!(replies_a[1], Reply::Integer(42));
+        assert_eq!(replies_a[4], Reply::Integer(1));
+        assert_eq!((&a.records, &a.subs), (&b.records, &b.subs));
+        // g holds a, b, c and f; h is a string; big and e are gone, with
+        // every sub-key of theirs.
+        assert_eq!(a.subs.len(), 4);
+        assert_eq!(a.records.len(), 2);
+        assert_eq!(a.counts.keys, 2);
+    }
+
     /// A proposer whose clock is behind the shard's (a new leader with a
     /// slow clock, an NTP step back) cannot move time backward: a key the
     /// shard has seen expire stays expired, and a write starts from
@@ -423,6 +474,10 @@ mod tests {
             Reply::Map(vec![(
                 Reply::bulk("k"),
                 Reply::Set(vec![Reply::Bool(false)]),
+            )]),
+            Reply::Pairs(vec![(
+                Reply::bulk("m"),
+                Reply::Double(Bytes::from_static(b"2")),
             )]),
             Reply::Double(Bytes::from_static(b"1.5")),
             Reply::Verbatim {

@@ -200,6 +200,22 @@ pub(crate) const fn keyed(
     }
 }
 
+/// A command on one key at argument 1, with tips.
+pub(crate) const fn keyed_with_tips(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    acl: &'static [&'static str],
+    tips: &'static [&'static str],
+    key_specs: &'static [KeySpec],
+    parse: fn(&[Bytes]) -> ParseResult,
+) -> CommandSpec {
+    CommandSpec {
+        tips,
+        ..keyed(name, arity, flags, acl, key_specs, parse)
+    }
+}
+
 /// Every command, family by family, in the order COMMAND lists them.
 pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
     [
@@ -207,6 +223,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::server::COMMANDS,
         cmd::strings::COMMANDS,
         cmd::keys::COMMANDS,
+        cmd::hashes::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -39,6 +39,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// Key/value pairs: a flat array in RESP2, `%` in RESP3.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs that may repeat (HRANDFIELD ... WITHVALUES, WITHSCORES): a
+    /// flat array in RESP2, an array of two-element arrays in RESP3.
+    Pairs(Vec<(Reply, Reply)>),
     /// An unordered collection: an array in RESP2, `~` in RESP3.
     Set(Vec<Reply>),
     /// A double already formatted the way Redis formats it (`%.17g`,
@@ -118,6 +121,20 @@ impl Reply {
                 for (key, value) in pairs {
                     key.encode(version, out);
                     value.encode(version, out);
+                }
+            }
+            Reply::Pairs(pairs) => {
+                if resp3 {
+                    integer(out, b'*', pairs.len() as i64);
+                } else {
+                    integer(out, b'*', 2 * pairs.len() as i64);
+                }
+                for (first, second) in pairs {
+                    if resp3 {
+                        integer(out, b'*', 2);
+                    }
+                    first.encode(version, out);
+                    second.encode(version, out);
                 }
             }
             Reply::Set(items) => {

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use elastickv_redis::keyspace::{
-    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError,
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, StorageError, SubRange,
+    SubVisitor,
 };
 use elastickv_redis::log::{self, LogEntry};
 use elastickv_redis::replicated::apply;
@@ -20,6 +21,9 @@ struct SlotKeyspace {
     counts: KeyCounts,
     clock_ms: u64,
     applied: u64,
+    /// Collections' sub-keys (and versions) are kept as the reference
+    /// keyspace keeps them.
+    subs: MemKeyspace,
 }
 
 impl KeyspaceRead for SlotKeyspace {
@@ -28,6 +32,23 @@ impl KeyspaceRead for SlotKeyspace {
             .records
             .get(&(slot_for_key(key), key.to_vec()))
             .cloned())
+    }
+    fn sub_get(
+        &self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        self.subs.sub_get(key, version, sub)
+    }
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        version: u64,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        self.subs.sub_scan(key, version, range, visit)
     }
 }
 
@@ -57,6 +78,24 @@ impl KeyspaceWrite for SlotKeyspace {
         self.records.remove(&(slot_for_key(key), key.to_vec()));
         Ok(())
     }
+    fn sub_put(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        sub: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StorageError> {
+        self.subs.sub_put(key, version, sub, value)
+    }
+    fn sub_delete(&mut self, key: &[u8], version: u64, sub: &[u8]) -> Result<(), StorageError> {
+        self.subs.sub_delete(key, version, sub)
+    }
+    fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError> {
+        self.subs.sub_delete_version(key, version)
+    }
+    fn new_version(&mut self) -> u64 {
+        self.subs.new_version()
+    }
     fn index_expire(&mut self, _: &[u8], _: u64) -> Result<(), StorageError> {
         Ok(())
     }
@@ -65,6 +104,7 @@ impl KeyspaceWrite for SlotKeyspace {
     }
     fn clear(&mut self) -> Result<(), StorageError> {
         self.records.clear();
+        self.subs.subs.clear();
         self.counts = KeyCounts::default();
         Ok(())
     }

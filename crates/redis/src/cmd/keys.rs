@@ -524,7 +524,12 @@ fn rename<K: KeyspaceWrite + ?Sized>(
         }
         db.remove(to, &target)?;
     }
-    db.store(to, &source, None)?;
+    // A collection's sub-keys are stored under its key: they move too.
+    let moved = match source.as_collection() {
+        Some(c) => Record::collection(db.copy_collection(from, c, to)?, source.expire_at),
+        None => source.clone(),
+    };
+    db.store(to, &moved, None)?;
     db.remove(from, &source)?;
     Ok(done)
 }

@@ -6,6 +6,7 @@
 //! `proto/elastickv/v1/log.proto`.
 
 pub mod connection;
+pub mod hashes;
 pub mod keys;
 pub mod server;
 pub mod strings;

@@ -586,6 +586,7 @@ pub const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
 fn string_value(record: &Record) -> Option<&Bytes> {
     match &record.value {
         Value::String(s) => Some(s),
+        Value::Collection(_) => None,
     }
 }
 
