@@ -168,7 +168,8 @@ pub struct ApplyBatch {
     /// Sub-keys written in this batch (`None`: deleted), in key order.
     sub_overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Sub-key ranges deleted in this batch: what the database holds in
-    /// them is gone (later writes are in `sub_overlay`).
+    /// them is gone (later writes are in `sub_overlay`). Compacted once
+    /// the batch is written, to give their space back.
     sub_cleared: Vec<(Vec<u8>, Vec<u8>)>,
     /// Request records written in this batch.
     dedup_overlay: HashMap<[u8; DEDUP_KEY_LEN], Vec<u8>>,
@@ -493,10 +494,13 @@ impl ApplyBatch {
         let batch = std::mem::take(&mut self.batch);
         self.overlay.clear();
         self.sub_overlay.clear();
-        self.sub_cleared.clear();
         self.dedup_overlay.clear();
         self.cleared = false;
-        self.store.write(batch, false)
+        self.store.write(batch, false)?;
+        for (start, end) in self.sub_cleared.drain(..) {
+            self.store.reclaim(start, end);
+        }
+        Ok(())
     }
 }
 

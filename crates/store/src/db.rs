@@ -103,7 +103,14 @@ pub(crate) struct Inner {
     install_gates: parking_lot::Mutex<HashMap<ShardId, Arc<RwLock<()>>>>,
     sync_write: WriteOptions,
     async_write: WriteOptions,
+    /// Sub-key ranges whose collection was deleted with a range deletion,
+    /// for the reclaim thread to compact (see [`Store::reclaim`]).
+    reclaims: std::sync::mpsc::SyncSender<(Vec<u8>, Vec<u8>)>,
 }
+
+/// Deleted ranges queued for compaction at most; more are left to
+/// RocksDB's own compactions.
+const RECLAIM_QUEUE: usize = 1024;
 
 /// The node's RocksDB. Cheap to clone; all clones share one database.
 #[derive(Clone)]
@@ -155,7 +162,8 @@ impl Store {
         }
         let mut sync_write = WriteOptions::default();
         sync_write.set_sync(true);
-        Ok(Store {
+        let (reclaims, queued) = std::sync::mpsc::sync_channel(RECLAIM_QUEUE);
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 // Beside the database directory, inside the node's data
@@ -167,8 +175,47 @@ impl Store {
                 install_gates: parking_lot::Mutex::default(),
                 sync_write,
                 async_write: WriteOptions::default(),
+                reclaims,
             }),
-        })
+        };
+        store.spawn_reclaimer(queued)?;
+        Ok(store)
+    }
+
+    /// Compacts the sub-key ranges of deleted large collections, so their
+    /// disk space comes back soon rather than whenever RocksDB's own
+    /// compactions reach them. Holds only a weak reference: the thread
+    /// ends when the store is dropped (its queue's sender goes with it).
+    fn spawn_reclaimer(&self, queued: std::sync::mpsc::Receiver<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let inner = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("store-reclaim".into())
+            .spawn(move || {
+                while let Ok((start, end)) = queued.recv() {
+                    let Some(inner) = inner.upgrade() else {
+                        return;
+                    };
+                    let store = Store { inner };
+                    if let Ok(cf) = store.cf_sub() {
+                        store.db().compact_range_cf(
+                            cf,
+                            Some(start.as_slice()),
+                            Some(end.as_slice()),
+                        );
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: "(the store-reclaim thread)".into(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Queues a deleted sub-key range for compaction; dropped when the
+    /// queue is full (RocksDB compacts it eventually anyway).
+    pub(crate) fn reclaim(&self, start: Vec<u8>, end: Vec<u8>) {
+        let _ = self.inner.reclaims.try_send((start, end));
     }
 
     /// Checks `identity` against the one recorded in this data directory
