@@ -525,3 +525,68 @@ fn pipelines_match_redis() {
         }
     }
 }
+
+/// What clients read on connect: INFO's sections in Redis's order (plus
+/// elastickv's own `raft`), cluster mode off, and command and error
+/// statistics counted as Redis counts them.
+#[test]
+fn info_sections_and_statistics_match_redis() {
+    let (_dir, node, redis) = pair("4");
+    let (mut r, mut e) = (redis.raw(), node.raw());
+    let headers = |reply: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(reply)
+            .lines()
+            .filter(|l| l.starts_with("# ") && *l != "# Raft")
+            .map(str::to_string)
+            .collect()
+    };
+    for args in [
+        &["INFO"][..],
+        &["INFO", "default"],
+        &["INFO", "all"],
+        &["INFO", "everything"],
+        &["INFO", "cpu", "cluster", "errorstats"],
+        &["INFO", "commandstats"],
+        &["INFO", "modules"],
+        &["INFO", "nosuch"],
+    ] {
+        assert_eq!(headers(&r.call(args)), headers(&e.call(args)), "{args:?}");
+    }
+    let info = String::from_utf8(e.call(&["INFO", "cluster"])).unwrap();
+    assert!(info.contains("cluster_enabled:0\r\n"), "{info}");
+    let cpu = String::from_utf8(e.call(&["INFO", "cpu"])).unwrap();
+    assert!(cpu.contains("used_cpu_user:"), "{cpu}");
+
+    // The same commands, the same statistics (times aside).
+    r.call(&["CONFIG", "RESETSTAT"]);
+    e.call(&["CONFIG", "RESETSTAT"]);
+    for cmd in [
+        &["SET", "k", "v"][..],
+        &["GET", "k"],
+        &["GET"],
+        &["NOSUCH"],
+        &["HSET", "k", "f", "v"],
+        &["SET", "k", "v", "EX", "0"],
+        &["HSET", "h", "f", "v"],
+        &["CLIENT", "ID"],
+    ] {
+        r.call(cmd);
+        e.call(cmd);
+    }
+    let stats = |reply: Vec<u8>| -> std::collections::BTreeSet<String> {
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_") || l.starts_with("errorstat_"))
+            // Drop the timings: calls, rejected and failed calls remain.
+            .map(|l| {
+                l.split(',')
+                    .filter(|f| !f.starts_with("usec"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+    let expected = stats(r.call(&["INFO", "commandstats", "errorstats"]));
+    let got = stats(e.call(&["INFO", "commandstats", "errorstats"]));
+    assert_eq!(got, expected);
+}

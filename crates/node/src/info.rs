@@ -1,6 +1,7 @@
-//! INFO: Redis's sections that apply here (server, clients, memory,
-//! persistence, stats, replication, keyspace) plus `raft`, in Redis's text
-//! format.
+//! INFO: every section Redis 7.0 prints, in its order and text format,
+//! with elastickv's own values where it has them (and Redis's answer for
+//! a server without the feature otherwise: no modules, cluster mode off,
+//! latency tracking off), plus `raft`.
 
 use std::fmt::Write as _;
 
@@ -10,32 +11,43 @@ use elastickv_router::Backend as _;
 use crate::NodeState;
 use crate::stats::Stats;
 
-/// Sections in output order, and whether `INFO` without arguments
-/// includes them.
-const SECTIONS: [(&str, bool); 8] = [
+/// Sections in output order, and whether `INFO` without arguments (or
+/// with `default`) includes them; `all` and `everything` include all.
+const SECTIONS: [(&str, bool); 14] = [
     ("server", true),
     ("clients", true),
     ("memory", true),
     ("persistence", true),
     ("stats", true),
     ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("latencystats", false),
+    ("cluster", true),
     ("keyspace", true),
     ("raft", true),
 ];
 
 /// The INFO text for the requested section names.
 pub fn render(state: &NodeState, requested: &[Bytes]) -> String {
-    let wants = |name: &str| {
-        requested.is_empty()
-            || requested.iter().any(|r| {
-                r.eq_ignore_ascii_case(name.as_bytes())
-                    || r.eq_ignore_ascii_case(b"all")
-                    || r.eq_ignore_ascii_case(b"everything")
-                    || r.eq_ignore_ascii_case(b"default")
-            })
+    let is = |r: &Bytes, word: &str| r.eq_ignore_ascii_case(word.as_bytes());
+    let all = requested
+        .iter()
+        .any(|r| is(r, "all") || is(r, "everything"));
+    let defaults = requested.is_empty() || requested.iter().any(|r| is(r, "default"));
+    let wants = |name: &str, by_default: bool| {
+        all || (defaults && by_default)
+            || requested
+                .iter()
+                .any(|r| is(r, name) || (name == "modules" && is(r, "module_list")))
     };
     let mut out = String::new();
-    for (name, _) in SECTIONS.iter().filter(|(name, _)| wants(name)) {
+    for (name, _) in SECTIONS
+        .iter()
+        .filter(|(name, by_default)| wants(name, *by_default))
+    {
         if !out.is_empty() {
             out.push_str("\r\n");
         }
@@ -48,6 +60,16 @@ pub fn render(state: &NodeState, requested: &[Bytes]) -> String {
             "replication" => {
                 out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n");
             }
+            "cpu" => cpu(&mut out),
+            "modules" => out.push_str("# Modules\r\n"),
+            "commandstats" => commandstats(state, &mut out),
+            "errorstats" => errorstats(state, &mut out),
+            // Per-command latency percentiles are not tracked: Redis's
+            // answer with latency tracking off.
+            "latencystats" => out.push_str("# Latencystats\r\n"),
+            // Clients must not use cluster mode: every node serves every
+            // key (routing is elastickv's business, not the client's).
+            "cluster" => out.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             "keyspace" => keyspace(state, &mut out),
             _ => raft(state, &mut out),
         }
@@ -134,6 +156,73 @@ fn stats(state: &NodeState, out: &mut String) {
         Stats::get(&s.connections_rejected),
     );
     line(out, "expired_keys", Stats::get(&s.expired_keys));
+    line(out, "total_error_replies", Stats::get(&s.error_replies));
+}
+
+/// CPU time of the process and of its main thread, from /proc (zeros where
+/// /proc is unavailable); elastickv starts no child processes.
+fn cpu(out: &mut String) {
+    let times = |path: &str| -> (f64, f64) {
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            return (0.0, 0.0);
+        };
+        // Fields after the command name (which may contain spaces), which
+        // ends at the last ')': state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // /proc reports in clock ticks of 1/100 s (USER_HZ).
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 100.0
+        };
+        (ticks(11), ticks(12))
+    };
+    let (user, sys) = times("/proc/self/stat");
+    let (main_user, main_sys) = times(&format!("/proc/self/task/{}/stat", std::process::id()));
+    out.push_str("# CPU\r\n");
+    let _ = write!(
+        out,
+        "used_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\n\
+         used_cpu_sys_children:0.000000\r\nused_cpu_user_children:0.000000\r\n\
+         used_cpu_sys_main_thread:{main_sys:.6}\r\nused_cpu_user_main_thread:{main_user:.6}\r\n"
+    );
+}
+
+fn commandstats(state: &NodeState, out: &mut String) {
+    out.push_str("# Commandstats\r\n");
+    for (name, c) in state.stats.commands() {
+        let per_call = if c.calls == 0 {
+            0.0
+        } else {
+            c.usec as f64 / c.calls as f64
+        };
+        let _ = write!(
+            out,
+            "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
+            c.calls, c.usec, c.rejected_calls, c.failed_calls
+        );
+    }
+}
+
+fn errorstats(state: &NodeState, out: &mut String) {
+    out.push_str("# Errorstats\r\n");
+    for (code, count) in state.stats.errors() {
+        // Like Redis's getSafeInfoString: no separators inside a field.
+        let code: String = code
+            .chars()
+            .map(|c| {
+                if matches!(c, '#' | ':' | '\r' | '\n') {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let _ = write!(out, "errorstat_{code}:count={count}\r\n");
+    }
 }
 
 fn keyspace(state: &NodeState, out: &mut String) {

@@ -70,7 +70,7 @@ pub struct NodeState {
     pub config: NodeConfig,
     pub router: Router<NodeBackend>,
     pub clients: Clients,
-    pub stats: Stats,
+    pub stats: std::sync::Arc<Stats>,
     pub started: Instant,
     pub run_id: String,
     pub redis_addr: SocketAddr,
@@ -355,7 +355,7 @@ impl Node {
         let state = Arc::new(NodeState {
             router: Router::new(Arc::new(backend)),
             clients: Clients::default(),
-            stats: Stats::default(),
+            stats: std::sync::Arc::default(),
             started: Instant::now(),
             run_id,
             redis_addr,

@@ -187,18 +187,32 @@ async fn run_batch(
         let spec = match resolve(&args) {
             Ok(spec) => spec,
             Err(reply) => {
+                // A known command with the wrong arity is rejected, as in
+                // Redis; an unknown one only counts as an error.
+                match args
+                    .first()
+                    .and_then(|name| elastickv_redis::table::lookup(name))
+                {
+                    Some(known) => state.stats.command_rejected(known.name, &reply),
+                    None => state.stats.count_reply(&reply),
+                }
                 in_flight.push_ready(reply);
                 continue;
             }
         };
         last_command = Some(spec.name);
         if !session.authenticated && !spec.flags.contains(&"no_auth") {
-            in_flight.push_ready(Reply::static_error(errors::NOAUTH));
+            let reply = Reply::static_error(errors::NOAUTH);
+            state.stats.command_rejected(spec.name, &reply);
+            in_flight.push_ready(reply);
             continue;
         }
+        let began = std::time::Instant::now();
         let parsed = match parse_args(spec, &args) {
             Ok(parsed) => parsed,
             Err(reply) => {
+                // Redis finds these inside the command: it ran and failed.
+                state.stats.command_done(spec.name, began.elapsed(), &reply);
                 in_flight.push_ready(reply);
                 continue;
             }
@@ -210,10 +224,12 @@ async fn run_batch(
             in_flight.finish(conn).await;
             match session.execute(state, parsed.command) {
                 Outcome::Reply(reply) => {
+                    state.stats.command_done(spec.name, began.elapsed(), &reply);
                     conn.set_protocol(session.protocol);
                     conn.queue(&reply);
                 }
                 Outcome::Close(reply) => {
+                    state.stats.command_done(spec.name, began.elapsed(), &reply);
                     conn.queue(&reply);
                     return Ok(BatchEnd::Close);
                 }
@@ -228,7 +244,13 @@ async fn run_batch(
                 in_flight.finish(conn).await;
             }
             let started = state.router.start(parsed, args).await;
-            in_flight.replies.push(started);
+            let stats = state.stats.clone();
+            let name = spec.name;
+            in_flight.replies.push(Box::pin(async move {
+                let reply = started.await;
+                stats.command_done(name, began.elapsed(), &reply);
+                reply
+            }));
             in_flight.kind = Some(kind);
         }
         if conn.pending_write_bytes() > WRITE_HIGH_WATER {
