@@ -2,9 +2,53 @@
 //! the way `redis-cli` takes them (quotes and escapes honoured, so empty
 //! strings, spaces and binary bytes reach both servers), and reply
 //! comparison that ignores only what Redis leaves unordered (KEYS, HKEYS,
-//! HVALS and HGETALL list their items in hash-table order).
+//! HVALS, HGETALL, SMEMBERS, SINTER and the like list their items in
+//! hash-table order).
 
-use crate::RawClient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{Node, RawClient, RedisOracle};
+
+/// A node with `shards` shards and a redis-server beside it; the
+/// directory holds the node's data.
+pub fn pair(shards: &str) -> (tempfile::TempDir, Node, RedisOracle) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("data"), &["--shards", shards]);
+    (dir, node, RedisOracle::start())
+}
+
+/// A seeded random command generator.
+pub type Generator = fn(&mut StdRng) -> Vec<Vec<u8>>;
+
+/// `ops` commands from `command` for each seed in `seeds`, sent to both
+/// servers (over RESP3 with `resp3`) and compared; both are flushed
+/// between seeds.
+pub fn random_stream(
+    shards: &str,
+    seeds: std::ops::Range<u64>,
+    ops: usize,
+    resp3: bool,
+    command: Generator,
+) {
+    let (_dir, node, redis) = pair(shards);
+    let (mut r, mut e) = (redis.raw(), node.raw());
+    if resp3 {
+        r.call(&["HELLO", "3"]);
+        e.call(&["HELLO", "3"]);
+    }
+    for seed in seeds {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut history = Vec::new();
+        for _ in 0..ops {
+            let cmd = command(&mut rng);
+            compare(&mut r, &mut e, &cmd, &history);
+            history.push(format!("seed {seed}: {}", show(&cmd)));
+        }
+        r.call(&["FLUSHALL"]);
+        e.call(&["FLUSHALL"]);
+    }
+}
 
 /// Splits a scripted command line like `redis-cli`: words separated by
 /// spaces; `"..."` with `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH` escapes;
@@ -62,7 +106,9 @@ pub fn show(cmd: &[Vec<u8>]) -> String {
 fn unordered_group(cmd: &[Vec<u8>]) -> Option<usize> {
     let name = String::from_utf8_lossy(cmd.first()?).to_ascii_lowercase();
     match name.as_str() {
-        "keys" | "hkeys" | "hvals" => Some(1),
+        "keys" | "hkeys" | "hvals" | "smembers" | "sinter" | "sunion" | "sdiff" => Some(1),
+        // Scripts only ask for a count at least the set's size.
+        "srandmember" | "spop" => Some(1),
         "hgetall" => Some(2),
         // Only asked for the whole hash in scripts (a count at least its
         // size): RESP2's flat field/value list pairs up.
@@ -149,6 +195,9 @@ pub fn comparable(cmd: &[Vec<u8>], reply: &[u8]) -> Vec<u8> {
     if name.as_deref() == Some(b"hscan") {
         return sorted_scan(reply, 2);
     }
+    if name.as_deref() == Some(b"sscan") {
+        return sorted_scan(reply, 1);
+    }
     match unordered_group(cmd) {
         Some(group) => sorted_items(reply, group),
         None => reply.to_vec(),
@@ -180,6 +229,198 @@ pub fn run_script(redis: &mut RawClient, ekv: &mut RawClient, lines: &[&str]) {
         compare(redis, ekv, &cmd, &history);
         history.push(line.to_string());
     }
+}
+
+// Seeded random command generators, one per data type, each over a few
+// keys sharing the `{t}` hash tag (so multi-key commands stay on one
+// shard) and mixing in other types, so WRONGTYPE and overwrites happen.
+
+/// Hashes with strings and keyspace commands.
+pub fn hash_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    const KEYS: &[&str] = &["{t}h0", "{t}h1", "{t}h2", "{t}s"];
+    const FIELDS: &[&str] = &["a", "b", "c", "", "a b", "1", "n"];
+    const VALUES: &[&str] = &[
+        "v",
+        "",
+        "0",
+        "1",
+        "-1",
+        "2.5",
+        "x",
+        "9223372036854775807",
+        "1e3",
+    ];
+    const INTS: &[&str] = &[
+        "0",
+        "1",
+        "-1",
+        "7",
+        "x",
+        "9223372036854775807",
+        "-9223372036854775808",
+    ];
+    let pick = |rng: &mut StdRng, from: &[&str]| from[rng.gen_range(0..from.len())].to_string();
+    let key = |rng: &mut StdRng| pick(rng, KEYS);
+    let field = |rng: &mut StdRng| pick(rng, FIELDS);
+    let value = |rng: &mut StdRng| pick(rng, VALUES);
+    let cmd: Vec<String> = match rng.gen_range(0..22) {
+        0 | 1 => {
+            let mut c = vec!["HSET".into(), key(rng)];
+            for _ in 0..rng.gen_range(1..4) {
+                c.extend([field(rng), value(rng)]);
+            }
+            c
+        }
+        2 => vec!["HSETNX".into(), key(rng), field(rng), value(rng)],
+        3 => vec!["HGET".into(), key(rng), field(rng)],
+        4 => vec!["HMGET".into(), key(rng), field(rng), field(rng)],
+        5 => vec!["HGETALL".into(), key(rng)],
+        6 => vec!["HDEL".into(), key(rng), field(rng), field(rng)],
+        7 => vec!["HEXISTS".into(), key(rng), field(rng)],
+        8 => vec!["HLEN".into(), key(rng)],
+        9 => vec!["HKEYS".into(), key(rng)],
+        10 => vec!["HVALS".into(), key(rng)],
+        11 => vec!["HINCRBY".into(), key(rng), field(rng), pick(rng, INTS)],
+        12 => vec!["HINCRBYFLOAT".into(), key(rng), field(rng), value(rng)],
+        13 => vec!["HSTRLEN".into(), key(rng), field(rng)],
+        14 => vec!["HMSET".into(), key(rng), field(rng), value(rng)],
+        15 => vec!["SET".into(), key(rng), value(rng)],
+        16 => vec!["DEL".into(), key(rng)],
+        17 => vec!["TYPE".into(), key(rng)],
+        18 => vec!["RENAME".into(), key(rng), key(rng)],
+        19 => vec!["HSCAN".into(), key(rng), "0".into()],
+        20 => vec!["EXISTS".into(), key(rng), key(rng)],
+        _ => vec!["DBSIZE".into()],
+    };
+    cmd.into_iter().map(String::into_bytes).collect()
+}
+
+/// Lists with sets, strings and keyspace commands.
+pub fn list_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    const KEYS: &[&str] = &["{t}l0", "{t}l1", "{t}l2", "{t}x"];
+    const ELEMENTS: &[&str] = &["a", "b", "c", "", "1", "a b"];
+    const INDEXES: &[&str] = &["0", "1", "2", "-1", "-2", "5", "-6", "100", "x"];
+    let pick = |rng: &mut StdRng, from: &[&str]| from[rng.gen_range(0..from.len())].to_string();
+    let key = |rng: &mut StdRng| pick(rng, KEYS);
+    let element = |rng: &mut StdRng| pick(rng, ELEMENTS);
+    let index = |rng: &mut StdRng| pick(rng, INDEXES);
+    let end = |rng: &mut StdRng| pick(rng, &["LEFT", "RIGHT"]);
+    let cmd: Vec<String> = match rng.gen_range(0..24) {
+        0..=2 => {
+            let mut c = vec![pick(rng, &["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), key(rng)];
+            for _ in 0..rng.gen_range(1..4) {
+                c.push(element(rng));
+            }
+            c
+        }
+        3 => vec![pick(rng, &["LPOP", "RPOP"]), key(rng)],
+        4 => vec![
+            pick(rng, &["LPOP", "RPOP"]),
+            key(rng),
+            pick(rng, &["0", "1", "2", "10"]),
+        ],
+        5 | 6 => vec!["LRANGE".into(), key(rng), index(rng), index(rng)],
+        7 => vec!["LINDEX".into(), key(rng), index(rng)],
+        8 => vec!["LSET".into(), key(rng), index(rng), element(rng)],
+        9 => vec![
+            "LREM".into(),
+            key(rng),
+            pick(rng, &["0", "1", "-1", "2", "-2"]),
+            element(rng),
+        ],
+        10 => vec!["LTRIM".into(), key(rng), index(rng), index(rng)],
+        11 => vec![
+            "LINSERT".into(),
+            key(rng),
+            pick(rng, &["BEFORE", "AFTER"]),
+            element(rng),
+            element(rng),
+        ],
+        12 => {
+            let mut c = vec!["LPOS".into(), key(rng), element(rng)];
+            if rng.gen_bool(0.5) {
+                c.extend(["RANK".into(), pick(rng, &["1", "2", "-1", "-2"])]);
+            }
+            if rng.gen_bool(0.5) {
+                c.extend(["COUNT".into(), pick(rng, &["0", "1", "2"])]);
+            }
+            if rng.gen_bool(0.3) {
+                c.extend(["MAXLEN".into(), pick(rng, &["0", "1", "3"])]);
+            }
+            c
+        }
+        13 => vec!["LMOVE".into(), key(rng), key(rng), end(rng), end(rng)],
+        14 => vec!["RPOPLPUSH".into(), key(rng), key(rng)],
+        15 => {
+            let mut c = vec!["LMPOP".into(), "2".into(), key(rng), key(rng), end(rng)];
+            if rng.gen_bool(0.5) {
+                c.extend(["COUNT".into(), pick(rng, &["1", "2", "5"])]);
+            }
+            c
+        }
+        16 => vec!["LLEN".into(), key(rng)],
+        17 => vec!["SET".into(), key(rng), "v".into()],
+        18 => vec!["DEL".into(), key(rng)],
+        19 => vec!["TYPE".into(), key(rng)],
+        20 => vec!["RENAME".into(), key(rng), key(rng)],
+        21 => vec!["SADD".into(), key(rng), element(rng)],
+        22 => vec!["EXISTS".into(), key(rng), key(rng)],
+        _ => vec!["LRANGE".into(), key(rng), "0".into(), "-1".into()],
+    };
+    cmd.into_iter().map(String::into_bytes).collect()
+}
+
+/// Sets with hashes, strings and keyspace commands.
+pub fn set_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    const KEYS: &[&str] = &["{t}s0", "{t}s1", "{t}s2", "{t}h", "{t}x"];
+    const MEMBERS: &[&str] = &["a", "b", "c", "", "1", "2", "a b", "-1"];
+    let pick = |rng: &mut StdRng, from: &[&str]| from[rng.gen_range(0..from.len())].to_string();
+    let key = |rng: &mut StdRng| pick(rng, KEYS);
+    let member = |rng: &mut StdRng| pick(rng, MEMBERS);
+    let some_keys = |rng: &mut StdRng| -> Vec<String> {
+        (0..rng.gen_range(1..4)).map(|_| pick(rng, KEYS)).collect()
+    };
+    let cmd: Vec<String> = match rng.gen_range(0..25) {
+        0..=2 => {
+            let mut c = vec!["SADD".into(), key(rng)];
+            for _ in 0..rng.gen_range(1..4) {
+                c.push(member(rng));
+            }
+            c
+        }
+        3 => vec!["SREM".into(), key(rng), member(rng), member(rng)],
+        4 => vec!["SMEMBERS".into(), key(rng)],
+        5 => vec!["SISMEMBER".into(), key(rng), member(rng)],
+        6 => vec!["SMISMEMBER".into(), key(rng), member(rng), member(rng)],
+        7 => vec!["SCARD".into(), key(rng)],
+        8 => vec!["SMOVE".into(), key(rng), key(rng), member(rng)],
+        9 => [vec!["SINTER".to_string()], some_keys(rng)].concat(),
+        23 => {
+            let keys = some_keys(rng);
+            let mut c = vec!["SINTERCARD".to_string(), keys.len().to_string()];
+            c.extend(keys);
+            if rng.gen_bool(0.5) {
+                c.extend(["LIMIT".into(), rng.gen_range(0..3).to_string()]);
+            }
+            c
+        }
+        10 => [vec!["SUNION".to_string()], some_keys(rng)].concat(),
+        11 => [vec!["SDIFF".to_string()], some_keys(rng)].concat(),
+        12 => [vec!["SINTERSTORE".to_string(), key(rng)], some_keys(rng)].concat(),
+        13 => [vec!["SUNIONSTORE".to_string(), key(rng)], some_keys(rng)].concat(),
+        14 => [vec!["SDIFFSTORE".to_string(), key(rng)], some_keys(rng)].concat(),
+        15 => vec!["SSCAN".into(), key(rng), "0".into()],
+        16 => vec!["HSET".into(), key(rng), member(rng), "v".into()],
+        17 => vec!["SET".into(), key(rng), "v".into()],
+        18 => vec!["DEL".into(), key(rng)],
+        19 => vec!["TYPE".into(), key(rng)],
+        20 => vec!["RENAME".into(), key(rng), key(rng)],
+        // Whole-set pops are deterministic: the set goes.
+        21 => vec!["SPOP".into(), key(rng), "100".into()],
+        22 => vec!["SRANDMEMBER".into(), key(rng), "100".into()],
+        _ => vec!["EXISTS".into(), key(rng), key(rng)],
+    };
+    cmd.into_iter().map(String::into_bytes).collect()
 }
 
 #[cfg(test)]

@@ -8,16 +8,9 @@
 //! cross-shard ones with CROSSSLOT by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use elastickv_integration::diff::{comparable, compare, run_script, show};
-use elastickv_integration::{Node, RedisOracle};
+use elastickv_integration::diff::{comparable, compare, pair, run_script, show};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn pair(shards: &str) -> (tempfile::TempDir, Node, RedisOracle) {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&dir.path().join("data"), &["--shards", shards]);
-    (dir, node, RedisOracle::start())
-}
 
 const STRING_SCRIPT: &[&str] = &[
     "GET nosuch",

@@ -122,6 +122,18 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
             .map_err(storage)
     }
 
+    fn sub_delete_range(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StorageError> {
+        self.batch
+            .delete_sub_range(slot_for_key(key), key, version, from, to)
+            .map_err(storage)
+    }
+
     /// The entry's log index, then a counter: unique on the shard and the
     /// same on every replica. (An entry would have to create 65 536
     /// collections before two could share a version, and even then only

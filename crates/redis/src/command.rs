@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{hashes, keys, strings};
+use crate::cmd::{hashes, keys, lists, sets, strings};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -55,6 +55,8 @@ pub enum Command {
     StringRead(strings::Read),
     KeyRead(keys::Read),
     HashRead(hashes::Read),
+    ListRead(lists::Read),
+    SetRead(sets::Read),
     // reads routed across shards
     Keys(Bytes),
     Scan(ScanArgs),
@@ -70,6 +72,17 @@ pub(crate) fn eq(arg: &[u8], word: &str) -> bool {
 
 pub(crate) fn int(arg: &[u8]) -> Result<i64, Reply> {
     parse_i64(arg).ok_or_else(|| Reply::static_error(errors::NOT_INTEGER))
+}
+
+/// Redis's `getPositiveLongFromObjectOrReply` without a message of its
+/// own: a negative number and a non-number get the same error.
+pub(crate) fn positive(arg: &[u8]) -> Result<u64, Reply> {
+    match parse_i64(arg) {
+        Some(n) if n >= 0 => Ok(n.unsigned_abs()),
+        _ => Err(Reply::static_error(
+            "ERR value is out of range, must be positive",
+        )),
+    }
 }
 
 /// A command name found in the table, with its arguments parsed.

@@ -208,6 +208,17 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         self.ks.sub_delete(key, c.version, sub)
     }
 
+    /// Deletes collection `c`'s sub-keys `from..to` at once.
+    pub fn sub_delete_range(
+        &mut self,
+        key: &[u8],
+        c: &Collection,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StorageError> {
+        self.ks.sub_delete_range(key, c.version, from, to)
+    }
+
     /// An empty collection of `kind` with a version of its own (lists
     /// start in the middle of the index space, so they can grow both
     /// ways).

@@ -9,7 +9,7 @@
 
 use elastickv_resp::Reply;
 
-use crate::cmd::{hashes, keys, strings};
+use crate::cmd::{hashes, keys, lists, sets, strings};
 use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -40,6 +40,8 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(
         Command::StringRead(read) => strings::execute_read(read, &db),
         Command::KeyRead(read) => keys::execute_read(read, &db),
         Command::HashRead(read) => hashes::execute_read(read, &db),
+        Command::SetRead(read) => sets::execute_read(read, &db),
+        Command::ListRead(read) => lists::execute_read(read, &db),
         _ => Ok(Reply::static_error("ERR command is not a keyed read")),
     }
 }
@@ -65,6 +67,14 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
         },
         Some(write::Family::Hashes(w)) => match &w.command {
             Some(c) => hashes::execute_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::Lists(w)) => match &w.command {
+            Some(c) => lists::execute_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::Sets(w)) => match &w.command {
+            Some(c) => sets::execute_write(&mut db, c),
             None => Ok(unknown_write()),
         },
         None => Ok(unknown_write()),

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::table::{COMMANDS, CommandSpec, KeySpec, lookup};
+use crate::table::{COMMANDS, CommandSpec, FindKeys, KeySpec, lookup};
 
 fn status(s: &'static str) -> Reply {
     Reply::simple(s)
@@ -34,18 +34,33 @@ fn key_spec(spec: &KeySpec) -> Reply {
             ),
         ]),
     ));
+    let (kind, find) = match spec.find {
+        FindKeys::Range { last_key, key_step } => (
+            "range",
+            vec![
+                (bulk("lastkey"), Reply::Integer(last_key)),
+                (bulk("keystep"), Reply::Integer(key_step)),
+                (bulk("limit"), Reply::Integer(0)),
+            ],
+        ),
+        FindKeys::Keynum {
+            keynum_index,
+            first_key,
+            key_step,
+        } => (
+            "keynum",
+            vec![
+                (bulk("keynumidx"), Reply::Integer(keynum_index)),
+                (bulk("firstkey"), Reply::Integer(first_key)),
+                (bulk("keystep"), Reply::Integer(key_step)),
+            ],
+        ),
+    };
     map.push((
         bulk("find_keys"),
         Reply::Map(vec![
-            (bulk("type"), bulk("range")),
-            (
-                bulk("spec"),
-                Reply::Map(vec![
-                    (bulk("lastkey"), Reply::Integer(spec.last_key)),
-                    (bulk("keystep"), Reply::Integer(spec.key_step)),
-                    (bulk("limit"), Reply::Integer(0)),
-                ]),
-            ),
+            (bulk("type"), bulk(kind)),
+            (bulk("spec"), Reply::Map(find)),
         ]),
     ));
     Reply::Map(map)

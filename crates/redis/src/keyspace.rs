@@ -99,6 +99,15 @@ pub trait KeyspaceWrite: KeyspaceRead {
     fn sub_delete(&mut self, key: &[u8], version: u64, sub: &[u8]) -> Result<(), StorageError>;
     /// Deletes every sub-key of version `version` of `key` at once.
     fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError>;
+    /// Deletes the sub-keys `from..to` of version `version` of `key` at
+    /// once.
+    fn sub_delete_range(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StorageError>;
     /// A collection version never handed out before on this shard, the same
     /// on every replica (derived from the log position being applied).
     fn new_version(&mut self) -> u64;
@@ -254,6 +263,18 @@ impl KeyspaceWrite for MemKeyspace {
     fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError> {
         self.subs
             .retain(|(k, v, _), _| !(k.as_slice() == key && *v == version));
+        Ok(())
+    }
+    fn sub_delete_range(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StorageError> {
+        self.subs.retain(|(k, v, sub), _| {
+            !(k.as_slice() == key && *v == version && sub.as_slice() >= from && sub.as_slice() < to)
+        });
         Ok(())
     }
     fn new_version(&mut self) -> u64 {

@@ -32,15 +32,31 @@ pub enum Route {
     Scan,
 }
 
-/// A key specification, in the `index` / `range` form all of this table's
-/// commands use.
+/// A key specification: keys start at argument `begin_index`, and
+/// `find` says which follow.
 #[derive(Debug)]
 pub struct KeySpec {
     pub notes: Option<&'static str>,
     pub flags: &'static [&'static str],
     pub begin_index: i64,
-    pub last_key: i64,
-    pub key_step: i64,
+    pub find: FindKeys,
+}
+
+/// How the keys after a key spec's beginning are found, as Redis 7.0
+/// describes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindKeys {
+    /// Up to `last_key` (relative to the beginning; negative counts from
+    /// the end), every `key_step`.
+    Range { last_key: i64, key_step: i64 },
+    /// The argument at `keynum_index` (relative to the beginning) says how
+    /// many keys follow, starting at `first_key`, every `key_step`
+    /// (SINTERCARD, ZUNION, LMPOP...).
+    Keynum {
+        keynum_index: i64,
+        first_key: i64,
+        key_step: i64,
+    },
 }
 
 pub struct CommandSpec {
@@ -76,28 +92,62 @@ impl CommandSpec {
         self.name.rsplit('|').next().unwrap_or(self.name)
     }
 
-    /// Argument positions of the keys, from first/last/step.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> + use<> {
-        let first = self.first_key;
+    /// Argument positions of the keys in `args`: from first/last/step, or
+    /// for a command with movable keys from its key specs (a number of
+    /// keys that is not a valid count finds none: parsing refuses it).
+    pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        let argc = args.len();
+        if self.first_key <= 0 {
+            return self
+                .key_specs
+                .iter()
+                .flat_map(|spec| spec.keynum_positions(args))
+                .collect();
+        }
+        let first = self.first_key as usize;
         let step = self.step.max(1) as usize;
         let last = if self.last_key < 0 {
             argc as i64 + i64::from(self.last_key)
         } else {
             i64::from(self.last_key)
         };
-        let (first, last) = if first <= 0 {
-            (1usize, 0usize)
-        } else {
-            (
-                first as usize,
-                usize::try_from(last)
-                    .unwrap_or(0)
-                    .min(argc.saturating_sub(1)),
-            )
-        };
+        let last = usize::try_from(last)
+            .unwrap_or(0)
+            .min(argc.saturating_sub(1));
         (first..=last)
             .step_by(step)
-            .filter(move |&i| i >= 1 && i < argc)
+            .filter(|&i| i >= 1 && i < argc)
+            .collect()
+    }
+}
+
+impl KeySpec {
+    /// The key positions a keynum spec finds in `args` (none for a range
+    /// spec: those are covered by first/last/step).
+    fn keynum_positions(&self, args: &[Bytes]) -> Vec<usize> {
+        let FindKeys::Keynum {
+            keynum_index,
+            first_key,
+            key_step,
+        } = self.find
+        else {
+            return Vec::new();
+        };
+        let at = |offset: i64| usize::try_from(self.begin_index + offset).ok();
+        let Some(count) = at(keynum_index)
+            .and_then(|i| args.get(i))
+            .and_then(|raw| crate::number::parse_i64(raw))
+            .and_then(|n| usize::try_from(n).ok())
+        else {
+            return Vec::new();
+        };
+        let (Some(first), Ok(step)) = (at(first_key), usize::try_from(key_step.max(1))) else {
+            return Vec::new();
+        };
+        (0..count)
+            .map(|k| first + k * step)
+            .take_while(|&i| i < args.len())
+            .collect()
     }
 }
 
@@ -113,8 +163,28 @@ pub(crate) const fn ks(
         notes: None,
         flags,
         begin_index,
-        last_key,
-        key_step,
+        find: FindKeys::Range { last_key, key_step },
+    }
+}
+
+/// A key spec whose number of keys is an argument (see
+/// [`FindKeys::Keynum`]).
+pub(crate) const fn ks_keynum(
+    flags: &'static [&'static str],
+    begin_index: i64,
+    keynum_index: i64,
+    first_key: i64,
+    key_step: i64,
+) -> KeySpec {
+    KeySpec {
+        notes: None,
+        flags,
+        begin_index,
+        find: FindKeys::Keynum {
+            keynum_index,
+            first_key,
+            key_step,
+        },
     }
 }
 
@@ -224,6 +294,8 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::strings::COMMANDS,
         cmd::keys::COMMANDS,
         cmd::hashes::COMMANDS,
+        cmd::lists::COMMANDS,
+        cmd::sets::COMMANDS,
     ]
     .into_iter()
     .flatten()
@@ -270,17 +342,22 @@ mod tests {
 
     #[test]
     fn key_positions() {
-        let pos = |name: &str, argc| {
-            lookup(name.as_bytes())
-                .unwrap()
-                .key_positions(argc)
-                .collect::<Vec<_>>()
+        let pos = |line: &str| {
+            let args: Vec<Bytes> = line
+                .split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect();
+            lookup(&args[0]).unwrap().key_positions(&args)
         };
-        assert_eq!(pos("get", 2), vec![1]);
-        assert_eq!(pos("mset", 5), vec![1, 3]);
-        assert_eq!(pos("del", 4), vec![1, 2, 3]);
-        assert_eq!(pos("rename", 3), vec![1, 2]);
-        assert_eq!(pos("set", 5), vec![1]);
-        assert_eq!(pos("ping", 1), Vec::<usize>::new());
+        assert_eq!(pos("get k"), vec![1]);
+        assert_eq!(pos("mset a 1 b 2"), vec![1, 3]);
+        assert_eq!(pos("del a b c"), vec![1, 2, 3]);
+        assert_eq!(pos("rename a b"), vec![1, 2]);
+        assert_eq!(pos("set k v EX 1"), vec![1]);
+        assert_eq!(pos("ping"), Vec::<usize>::new());
+        // Movable keys: the count comes first.
+        assert_eq!(pos("sintercard 2 a b LIMIT 1"), vec![2, 3]);
+        assert_eq!(pos("sintercard 5 a b"), vec![2, 3]);
+        assert_eq!(pos("sintercard x a b"), Vec::<usize>::new());
     }
 }

@@ -14,8 +14,9 @@
 //!
 //! # Atomicity
 //!
-//! MSET, MSETNX, RENAME and RENAMENX must be atomic, so all their keys must
-//! live on one shard (one raft log). Keys in different slots of the same
+//! MSET, MSETNX, RENAME, RENAMENX, SMOVE, SINTER, SUNIONSTORE and the
+//! like must be atomic, so all their keys must live on one shard (one raft
+//! log; reads see one point in time of it). Keys in different slots of the same
 //! shard are fine; keys on different shards get Redis Cluster's
 //! `-CROSSSLOT` error. DEL, UNLINK, EXISTS and MGET are not atomic across
 //! keys in Redis Cluster either, and fan out.
@@ -154,7 +155,17 @@ impl<B: Backend> Router<B> {
                 }
                 match parsed.command {
                     Command::Write(write) => self.backend.submit(first, write).await,
-                    _ => ready(Reply::static_error("ERR command is not a write")),
+                    // SINTER and the like: one point in time of the shard.
+                    command => {
+                        let this = self.clone();
+                        Box::pin(async move {
+                            this.read_with(first, true, |view, time| {
+                                exec::execute_read(&command, view, time)
+                            })
+                            .await
+                            .unwrap_or_else(|reply| reply)
+                        })
+                    }
                 }
             }
             Route::FanOut => self.fan_out(parsed, args).await,

@@ -43,7 +43,8 @@ pub fn slot_range(shard: u32, shards: u32) -> (u32, u32) {
 pub fn command_keys<'a>(parsed: &Parsed, args: &'a [bytes::Bytes]) -> Vec<(usize, &'a [u8])> {
     parsed
         .spec
-        .key_positions(args.len())
+        .key_positions(args)
+        .into_iter()
         .map(|i| (i, args[i].as_ref()))
         .collect()
 }

@@ -93,6 +93,15 @@ impl KeyspaceWrite for SlotKeyspace {
     fn sub_delete_version(&mut self, key: &[u8], version: u64) -> Result<(), StorageError> {
         self.subs.sub_delete_version(key, version)
     }
+    fn sub_delete_range(
+        &mut self,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<(), StorageError> {
+        self.subs.sub_delete_range(key, version, from, to)
+    }
     fn new_version(&mut self) -> u64 {
         self.subs.new_version()
     }

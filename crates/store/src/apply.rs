@@ -284,6 +284,30 @@ impl ApplyBatch {
             sub_prefix(slot, key, version),
             sub_version_end(slot, key, version),
         );
+        self.delete_sub_keys(start, end)
+    }
+
+    /// Deletes the sub-keys `from..to` of version `version` of `key` with
+    /// one range deletion.
+    pub fn delete_sub_range(
+        &mut self,
+        slot: Slot,
+        key: &[u8],
+        version: u64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<()> {
+        let (start, end) = (
+            sub_key(slot, key, version, from),
+            sub_key(slot, key, version, to),
+        );
+        if start >= end {
+            return Ok(());
+        }
+        self.delete_sub_keys(start, end)
+    }
+
+    fn delete_sub_keys(&mut self, start: Vec<u8>, end: Vec<u8>) -> Result<()> {
         self.batch
             .delete_range_cf(self.store.cf_sub()?, &start, &end);
         let staged: Vec<Vec<u8>> = self

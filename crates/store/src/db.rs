@@ -94,7 +94,9 @@ pub enum Membership {
 const PENDING_FOUNDER_PREFIX: &[u8] = b"pending_founder/";
 
 pub(crate) struct Inner {
-    db: DB,
+    /// Shared with the reclaim thread, which must finish with it before
+    /// the database closes (see [`Reclaimer`]).
+    db: Arc<DB>,
     /// Staged snapshots being received or installed.
     pub(crate) snapshot_dir: std::path::PathBuf,
     pub(crate) snapshot_install_batch_bytes: usize,
@@ -103,9 +105,28 @@ pub(crate) struct Inner {
     install_gates: parking_lot::Mutex<HashMap<ShardId, Arc<RwLock<()>>>>,
     sync_write: WriteOptions,
     async_write: WriteOptions,
-    /// Sub-key ranges whose collection was deleted with a range deletion,
-    /// for the reclaim thread to compact (see [`Store::reclaim`]).
-    reclaims: std::sync::mpsc::SyncSender<(Vec<u8>, Vec<u8>)>,
+    /// The thread compacting the sub-key ranges of deleted collections
+    /// (see [`Store::reclaim`]).
+    reclaimer: parking_lot::Mutex<Option<Reclaimer>>,
+}
+
+/// A thread that compacts the sub-key ranges of deleted large
+/// collections, so their disk space comes back soon rather than whenever
+/// RocksDB's own compactions reach them. It holds the database, not the
+/// store: the store's last handle stops it and waits for it before the
+/// database closes, so no compaction outlives the store (or the process).
+struct Reclaimer {
+    queue: std::sync::mpsc::SyncSender<(Vec<u8>, Vec<u8>)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(Reclaimer { queue, thread }) = self.reclaimer.get_mut().take() {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Deleted ranges queued for compaction at most; more are left to
@@ -116,6 +137,24 @@ const RECLAIM_QUEUE: usize = 1024;
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: Arc<Inner>,
+}
+
+fn spawn_reclaimer(db: Arc<DB>) -> Result<Reclaimer> {
+    let (queue, queued) = std::sync::mpsc::sync_channel::<(Vec<u8>, Vec<u8>)>(RECLAIM_QUEUE);
+    let thread = std::thread::Builder::new()
+        .name("store-reclaim".into())
+        .spawn(move || {
+            while let Ok((start, end)) = queued.recv() {
+                if let Some(cf) = db.cf_handle(CF_SUB) {
+                    db.compact_range_cf(cf, Some(start.as_slice()), Some(end.as_slice()));
+                }
+            }
+        })
+        .map_err(|source| StoreError::Io {
+            path: "(the store-reclaim thread)".into(),
+            source,
+        })?;
+    Ok(Reclaimer { queue, thread })
 }
 
 impl Store {
@@ -162,8 +201,9 @@ impl Store {
         }
         let mut sync_write = WriteOptions::default();
         sync_write.set_sync(true);
-        let (reclaims, queued) = std::sync::mpsc::sync_channel(RECLAIM_QUEUE);
-        let store = Store {
+        let db = Arc::new(db);
+        let reclaimer = spawn_reclaimer(db.clone())?;
+        Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 // Beside the database directory, inside the node's data
@@ -175,47 +215,17 @@ impl Store {
                 install_gates: parking_lot::Mutex::default(),
                 sync_write,
                 async_write: WriteOptions::default(),
-                reclaims,
+                reclaimer: parking_lot::Mutex::new(Some(reclaimer)),
             }),
-        };
-        store.spawn_reclaimer(queued)?;
-        Ok(store)
-    }
-
-    /// Compacts the sub-key ranges of deleted large collections, so their
-    /// disk space comes back soon rather than whenever RocksDB's own
-    /// compactions reach them. Holds only a weak reference: the thread
-    /// ends when the store is dropped (its queue's sender goes with it).
-    fn spawn_reclaimer(&self, queued: std::sync::mpsc::Receiver<(Vec<u8>, Vec<u8>)>) -> Result<()> {
-        let inner = Arc::downgrade(&self.inner);
-        std::thread::Builder::new()
-            .name("store-reclaim".into())
-            .spawn(move || {
-                while let Ok((start, end)) = queued.recv() {
-                    let Some(inner) = inner.upgrade() else {
-                        return;
-                    };
-                    let store = Store { inner };
-                    if let Ok(cf) = store.cf_sub() {
-                        store.db().compact_range_cf(
-                            cf,
-                            Some(start.as_slice()),
-                            Some(end.as_slice()),
-                        );
-                    }
-                }
-            })
-            .map_err(|source| StoreError::Io {
-                path: "(the store-reclaim thread)".into(),
-                source,
-            })?;
-        Ok(())
+        })
     }
 
     /// Queues a deleted sub-key range for compaction; dropped when the
     /// queue is full (RocksDB compacts it eventually anyway).
     pub(crate) fn reclaim(&self, start: Vec<u8>, end: Vec<u8>) {
-        let _ = self.inner.reclaims.try_send((start, end));
+        if let Some(reclaimer) = self.inner.reclaimer.lock().as_ref() {
+            let _ = reclaimer.queue.try_send((start, end));
+        }
     }
 
     /// Checks `identity` against the one recorded in this data directory

@@ -2,26 +2,18 @@
 //! HEXISTS, HLEN, HSTRLEN, HINCRBY, HINCRBYFLOAT, HRANDFIELD, HSCAN.
 //!
 //! A hash is a collection record (version, number of fields) with one
-//! sub-key per field holding its value. A field's sub-key is its 64-bit
-//! FNV-1a hash, then the field: fields come back in hash order (as in
-//! Redis, an order clients cannot rely on), and an HSCAN cursor is simply
-//! the hash to resume from, which needs no state between calls and
-//! returns every field present throughout at least once. Writes are the
-//! `HashWrite` messages of the raft log.
-
-use std::ops::ControlFlow;
+//! sub-key per field holding its value, keyed as [`super::members`]
+//! describes. Writes are the `HashWrite` messages of the raft log.
 
 use bytes::Bytes;
 use elastickv_resp::Reply;
-use rand::Rng;
-use rand::seq::SliceRandom;
 
+use crate::cmd::members::{ScanOptions, all_members, empty_scan, member_sub, random_members, scan};
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, wrongtype};
-use crate::glob;
-use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange};
+use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError};
 use crate::log::{self, hash_write};
 use crate::number::{self, FloatError, parse_i64, parse_scan_cursor};
 use crate::record::{Collection, Record, ValueType};
@@ -33,11 +25,6 @@ const READ_HASH_SLOW: &[&str] = &["@read", "@hash", "@slow"];
 const RW_INSERT: &[KeySpec] = &[ks(&["RW", "insert"], 1, 0, 1)];
 const RW_DELETE: &[KeySpec] = &[ks(&["RW", "delete"], 1, 0, 1)];
 const RANDOM_TIP: &[&str] = &["nondeterministic_output"];
-
-/// Hashes up to this many fields answer HSCAN in one reply with cursor 0,
-/// as Redis does for the compact (listpack) encoding it uses up to
-/// `hash-max-listpack-entries` (128).
-const SCAN_IN_ONE_REPLY: u64 = 128;
 
 /// The hash commands' table entries.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
@@ -359,33 +346,6 @@ pub(crate) fn parse_hscan(args: &[Bytes]) -> ParseResult {
     })
 }
 
-/// The sub-key of `field`: its hash, then itself. The hash is part of the
-/// data directory's format and must never change.
-fn field_sub(field: &[u8]) -> Vec<u8> {
-    let mut sub = field_hash(field).to_be_bytes().to_vec();
-    sub.extend_from_slice(field);
-    sub
-}
-
-fn field_hash(field: &[u8]) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(field);
-    hasher.finish()
-}
-
-/// The field a sub-key holds (see [`field_sub`]).
-fn field_of(sub: &[u8]) -> &[u8] {
-    sub.get(8..).unwrap_or_default()
-}
-
-/// The hash a sub-key starts with.
-fn hash_of_sub(sub: &[u8]) -> u64 {
-    sub.get(..8)
-        .and_then(|h| h.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
-}
-
 /// The live hash at `key`: `Ok(None)` if there is none, `Err(reply)` for
 /// WRONGTYPE.
 fn hash_of(record: Option<Record>) -> Result<Option<Collection>, Reply> {
@@ -396,23 +356,6 @@ fn hash_of(record: Option<Record>) -> Result<Option<Collection>, Reply> {
             _ => Err(wrongtype()),
         },
     }
-}
-
-/// Every `(field, value)` of hash `c` at `key`, in field order.
-fn all_fields<K: KeyspaceRead + ?Sized>(
-    db: &ReadView<'_, K>,
-    key: &[u8],
-    c: &Collection,
-) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
-    let mut out = Vec::with_capacity(usize::try_from(c.size).unwrap_or(0).min(1 << 16));
-    db.sub_scan(key, c, SubRange::ALL, &mut |sub, value| {
-        out.push((
-            Bytes::copy_from_slice(field_of(sub)),
-            Bytes::copy_from_slice(value),
-        ));
-        ControlFlow::Continue(())
-    })?;
-    Ok(out)
 }
 
 /// Runs a hash read.
@@ -438,7 +381,7 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
     };
     let get = |field: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
         match &hash {
-            Some(c) => db.sub_get(key, c, &field_sub(field)),
+            Some(c) => db.sub_get(key, c, &member_sub(field)),
             None => Ok(None),
         }
     };
@@ -464,7 +407,7 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
         Read::HLen(_) => Reply::Integer(hash.map_or(0, |c| size_reply(c.size))),
         Read::HGetAll(_) | Read::HKeys(_) | Read::HVals(_) => {
             let fields = match &hash {
-                Some(c) => all_fields(db, key, c)?,
+                Some(c) => all_members(db, key, c)?,
                 None => Vec::new(),
             };
             match cmd {
@@ -485,15 +428,15 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
         } => match (hash, count) {
             (None, None) => Reply::Null,
             (None, Some(_)) => Reply::Array(Vec::new()),
-            (Some(c), None) => match random_fields(db, key, &c, 1, true)?.pop() {
+            (Some(c), None) => match random_members(db, key, &c, 1, true)?.pop() {
                 Some((field, _)) => Reply::Bulk(field),
                 None => Reply::Null,
             },
             (Some(c), Some(count)) => {
                 let picked = if *count >= 0 {
-                    random_fields(db, key, &c, count.unsigned_abs(), false)?
+                    random_members(db, key, &c, count.unsigned_abs(), false)?
                 } else {
-                    random_fields(db, key, &c, count.unsigned_abs(), true)?
+                    random_members(db, key, &c, count.unsigned_abs(), true)?
                 };
                 if *with_values {
                     Reply::Pairs(
@@ -513,155 +456,17 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
             let Some(c) = hash else {
                 return Ok(empty_scan());
             };
-            let options = match ScanOptions::parse(options) {
+            let options = match ScanOptions::parse(options, false) {
                 Ok(options) => options,
                 Err(reply) => return Ok(reply),
             };
-            scan(db, key, &c, *cursor, &options)?
+            scan(db, key, &c, *cursor, &options, true)?
         }
     })
 }
 
 fn size_reply(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
-}
-
-/// `count` random fields of hash `c`: with `repeat`, drawn independently
-/// (they may repeat, in random order); without, distinct (all of them if
-/// `count` is at least the size). One pass over the hash, holding only
-/// what is returned.
-fn random_fields<K: KeyspaceRead + ?Sized>(
-    db: &ReadView<'_, K>,
-    key: &[u8],
-    c: &Collection,
-    count: u64,
-    repeat: bool,
-) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
-    let size = c.size;
-    if size == 0 || count == 0 {
-        return Ok(Vec::new());
-    }
-    if !repeat && count >= size {
-        return all_fields(db, key, c);
-    }
-    let mut rng = rand::thread_rng();
-    // Positions to pick, sorted, with their multiplicity.
-    let mut positions: Vec<u64> = if repeat {
-        (0..count).map(|_| rng.gen_range(0..size)).collect()
-    } else {
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        let count = usize::try_from(count).unwrap_or(usize::MAX);
-        rand::seq::index::sample(&mut rng, size, count)
-            .into_iter()
-            .map(|i| i as u64)
-            .collect()
-    };
-    positions.sort_unstable();
-    let mut out = Vec::with_capacity(positions.len());
-    let mut next = positions.iter().peekable();
-    let mut at = 0u64;
-    db.sub_scan(key, c, SubRange::ALL, &mut |sub, value| {
-        while next.next_if(|&&p| p == at).is_some() {
-            out.push((
-                Bytes::copy_from_slice(field_of(sub)),
-                Bytes::copy_from_slice(value),
-            ));
-        }
-        at += 1;
-        if next.peek().is_none() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    out.shuffle(&mut rng);
-    Ok(out)
-}
-
-fn empty_scan() -> Reply {
-    Reply::Array(vec![Reply::bulk("0"), Reply::Array(Vec::new())])
-}
-
-/// HSCAN's MATCH and COUNT (`scanGenericCommand`; TYPE is refused).
-struct ScanOptions {
-    pattern: Option<Bytes>,
-    count: u64,
-}
-
-impl ScanOptions {
-    fn parse(args: &[Bytes]) -> Result<ScanOptions, Reply> {
-        let mut options = ScanOptions {
-            pattern: None,
-            count: 10,
-        };
-        let mut i = 0;
-        while i < args.len() {
-            let remaining = args.len() - i;
-            if eq(&args[i], "count") && remaining >= 2 {
-                let count = int(&args[i + 1])?;
-                if count < 1 {
-                    return Err(Reply::static_error(errors::SYNTAX));
-                }
-                options.count = count.unsigned_abs();
-            } else if eq(&args[i], "match") && remaining >= 2 {
-                let pattern = &args[i + 1];
-                options.pattern = (pattern.as_ref() != b"*").then(|| pattern.clone());
-            } else {
-                return Err(Reply::static_error(errors::SYNTAX));
-            }
-            i += 2;
-        }
-        Ok(options)
-    }
-}
-
-fn scan<K: KeyspaceRead + ?Sized>(
-    db: &ReadView<'_, K>,
-    key: &[u8],
-    c: &Collection,
-    cursor: u64,
-    options: &ScanOptions,
-) -> Result<Reply, StorageError> {
-    let whole = c.size <= SCAN_IN_ONE_REPLY;
-    // The cursor is the hash to resume from; 0 starts (and ends) a scan.
-    let from = if whole { 0 } else { cursor }.to_be_bytes();
-    let mut items = Vec::new();
-    let mut seen = 0u64;
-    let mut last_hash = None;
-    let mut next_cursor = 0u64;
-    db.sub_scan(
-        key,
-        c,
-        SubRange {
-            from: &from,
-            ..SubRange::ALL
-        },
-        &mut |sub, value| {
-            let hash = hash_of_sub(sub);
-            // A page ends between two hashes, never inside one: resuming
-            // at a hash returns all of its fields.
-            if !whole && seen >= options.count && last_hash != Some(hash) {
-                next_cursor = hash.max(1);
-                return ControlFlow::Break(());
-            }
-            seen += 1;
-            last_hash = Some(hash);
-            let field = field_of(sub);
-            if options
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob::matches(p, field))
-            {
-                items.push(Reply::Bulk(Bytes::copy_from_slice(field)));
-                items.push(Reply::Bulk(Bytes::copy_from_slice(value)));
-            }
-            ControlFlow::Continue(())
-        },
-    )?;
-    Ok(Reply::Array(vec![
-        Reply::Bulk(Bytes::from(next_cursor.to_string())),
-        Reply::Array(items),
-    ]))
 }
 
 /// Runs a hash write at apply time.
@@ -689,7 +494,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
         };
         let mut deleted = 0;
         for field in &del.fields {
-            let sub = field_sub(field);
+            let sub = member_sub(field);
             if db.sub_get(key, &hash, &sub)?.is_some() {
                 db.sub_delete(key, &hash, &sub)?;
                 hash.size = hash.size.saturating_sub(1);
@@ -711,7 +516,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
         C::HSet(set) => {
             let mut created = 0;
             for log::KeyValue { key: field, value } in &set.fields {
-                let sub = field_sub(field);
+                let sub = member_sub(field);
                 if db.sub_get(key, &hash, &sub)?.is_none() {
                     hash.size += 1;
                     created += 1;
@@ -725,7 +530,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             }
         }
         C::HSetNx(set) => {
-            let sub = field_sub(&set.field);
+            let sub = member_sub(&set.field);
             if db.sub_get(key, &hash, &sub)?.is_some() {
                 Reply::Integer(0)
             } else {
@@ -735,7 +540,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             }
         }
         C::HIncrBy(incr) => {
-            let sub = field_sub(&incr.field);
+            let sub = member_sub(&incr.field);
             let current = db.sub_get(key, &hash, &sub)?;
             let value = match &current {
                 Some(raw) => match parse_i64(raw) {
@@ -754,7 +559,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             Reply::Integer(sum)
         }
         C::HIncrByFloat(incr) => {
-            let sub = field_sub(&incr.field);
+            let sub = member_sub(&incr.field);
             let current = db.sub_get(key, &hash, &sub)?;
             let sum = match number::incr_by_float(current.as_deref(), &incr.by) {
                 Ok(sum) => sum,
@@ -777,20 +582,4 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
         db.store(key, &Record::collection(hash, expire_at), previous.as_ref())?;
     }
     Ok(reply)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_sub_keys_round_trip_and_the_hash_is_stable() {
-        for field in [&b""[..], b"a", b"\0\xff", b"field:1"] {
-            let sub = field_sub(field);
-            assert_eq!(field_of(&sub), field);
-            assert_eq!(hash_of_sub(&sub), field_hash(field));
-        }
-        // FNV-1a 64 of "a": part of the on-disk format.
-        assert_eq!(field_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
 }

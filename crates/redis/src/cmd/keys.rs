@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
+use crate::cmd::members::ScanOptions;
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -338,31 +339,13 @@ pub struct ScanArgs {
 pub(crate) fn parse_scan(args: &[Bytes]) -> ParseResult {
     let cursor =
         parse_scan_cursor(&args[1]).ok_or_else(|| Reply::static_error("ERR invalid cursor"))?;
-    let mut scan = ScanArgs {
+    let options = ScanOptions::parse(&args[2..], true)?;
+    let scan = ScanArgs {
         cursor,
-        pattern: None,
-        count: 10,
-        type_name: None,
+        pattern: options.pattern,
+        count: options.count,
+        type_name: options.type_name,
     };
-    let mut i = 2;
-    while i < args.len() {
-        let remaining = args.len() - i;
-        if eq(&args[i], "count") && remaining >= 2 {
-            let count = int(&args[i + 1])?;
-            if count < 1 {
-                return Err(Reply::static_error(errors::SYNTAX));
-            }
-            scan.count = count as u64;
-        } else if eq(&args[i], "match") && remaining >= 2 {
-            let pattern = &args[i + 1];
-            scan.pattern = (pattern.as_ref() != b"*").then(|| pattern.clone());
-        } else if eq(&args[i], "type") && remaining >= 2 {
-            scan.type_name = Some(args[i + 1].clone());
-        } else {
-            return Err(Reply::static_error(errors::SYNTAX));
-        }
-        i += 2;
-    }
     Ok(Command::Scan(scan))
 }
 

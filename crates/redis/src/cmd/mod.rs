@@ -8,5 +8,8 @@
 pub mod connection;
 pub mod hashes;
 pub mod keys;
+pub mod lists;
+pub(crate) mod members;
 pub mod server;
+pub mod sets;
 pub mod strings;
