@@ -178,6 +178,11 @@ const LIST_SCRIPT: &[&str] = &[
     "LRANGE {t}f 0 -1",
     "TTL {t}f",
     "COMMAND INFO lmpop lmove lpush",
+    "COPY {t}f {t}g",
+    "LRANGE {t}g 0 -1",
+    "RPUSH {t}g 4",
+    "LRANGE {t}f 0 -1",
+    "TOUCH {t}f",
     "DBSIZE",
 ];
 

@@ -64,6 +64,39 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         route: Route::FanOut,
         parse: Some(parse_exists),
     },
+    CommandSpec {
+        name: "touch",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        first_key: 1,
+        last_key: -1,
+        step: 1,
+        acl: KEYSPACE_READ_FAST,
+        tips: MULTI_SHARD_SUM,
+        key_specs: &[ks(&["RO"], 1, -1, 1)],
+        subcommands: &[],
+        route: Route::FanOut,
+        // Counts the keys that exist, as EXISTS does: nothing here tracks
+        // access times for TOUCH to update.
+        parse: Some(parse_exists),
+    },
+    CommandSpec {
+        name: "copy",
+        arity: -3,
+        flags: &["write", "denyoom"],
+        first_key: 1,
+        last_key: 2,
+        step: 1,
+        acl: &["@keyspace", "@write", "@slow"],
+        tips: NONE,
+        key_specs: &[
+            ks(&["RO", "access"], 1, 0, 1),
+            ks(&["OW", "update"], 2, 0, 1),
+        ],
+        subcommands: &[],
+        route: Route::SameShard,
+        parse: Some(parse_copy),
+    },
     keyed(
         "type",
         2,
@@ -316,6 +349,39 @@ pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
     Ok(Command::Write(del(args[1..].to_vec())))
 }
 
+pub(crate) fn parse_copy(args: &[Bytes]) -> ParseResult {
+    let mut replace = false;
+    let mut j = 3;
+    while j < args.len() {
+        if eq(&args[j], "replace") {
+            replace = true;
+        } else if eq(&args[j], "db") && j + 1 < args.len() {
+            // getIntFromObjectOrReply, then selectDb: only database 0.
+            let db = int(&args[j + 1])?;
+            if i32::try_from(db).is_err() {
+                return Err(Reply::static_error(errors::NOT_INTEGER));
+            }
+            if db != 0 {
+                return Err(Reply::static_error(errors::DB_INDEX_RANGE));
+            }
+            j += 1;
+        } else {
+            return Err(Reply::static_error(errors::SYNTAX));
+        }
+        j += 1;
+    }
+    if args[1] == args[2] {
+        return Err(Reply::static_error(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    Ok(key_write(log::key_write::Command::Copy(log::Copy {
+        source: args[1].clone(),
+        destination: args[2].clone(),
+        replace,
+    })))
+}
+
 pub(crate) fn parse_exists(args: &[Bytes]) -> ParseResult {
     Ok(Command::KeyRead(Read::Exists(args[1..].to_vec())))
 }
@@ -466,6 +532,27 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             Ok(Reply::Integer(deleted))
         }
         C::Rename(log::Rename { from, to, nx }) => rename(db, from, to, *nx),
+        C::Copy(copy) => {
+            let Some(source) = db.lookup(&copy.source)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let target = db.lookup(&copy.destination)?;
+            if target.is_some() && !copy.replace {
+                return Ok(Reply::Integer(0));
+            }
+            if let Some(target) = &target {
+                db.remove(&copy.destination, target)?;
+            }
+            let copied = match source.as_collection() {
+                Some(c) => Record::collection(
+                    db.copy_collection(&copy.source, c, &copy.destination)?,
+                    source.expire_at,
+                ),
+                None => source.clone(),
+            };
+            db.store(&copy.destination, &copied, None)?;
+            Ok(Reply::Integer(1))
+        }
         C::Expire(args) => expire(db, args),
         C::Persist(log::Persist { key }) => {
             let Some(previous) = db.lookup(key)? else {
