@@ -101,6 +101,7 @@ impl Session {
                     text: Bytes::from(text),
                 }
             }
+            Command::Help { container, lines } => introspect::help(container, lines),
             Command::ClientHelp => introspect::help(
                 "client",
                 &[

@@ -38,6 +38,12 @@ pub enum Command {
     ClientInfo,
     ClientList,
     ClientHelp,
+    /// A container command's HELP (OBJECT HELP...): its subcommands and
+    /// what they do, answered by the connection.
+    Help {
+        container: &'static str,
+        lines: &'static [&'static str],
+    },
     CommandAll,
     CommandCount,
     CommandInfo(Vec<Bytes>),

@@ -145,7 +145,7 @@ pub fn help(container: &str, lines: &[&str]) -> Reply {
             .map(|l| Reply::Simple(Bytes::from(l.to_string()))),
     );
     out.push(Reply::simple("HELP"));
-    out.push(Reply::simple("    Print this help."));
+    out.push(Reply::simple("    Prints this help."));
     Reply::Array(out)
 }
 

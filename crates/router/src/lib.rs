@@ -131,7 +131,9 @@ impl<B: Backend> Router<B> {
     pub async fn start(&self, parsed: Parsed, args: Vec<Bytes>) -> ReplyFuture {
         match parsed.spec.route {
             Route::Key => {
-                let Some(key) = args.get(1) else {
+                // Argument 1 for most; OBJECT ENCODING and the like name
+                // theirs at 2.
+                let Some(&(_, key)) = slots::command_keys(&parsed, &args).first() else {
                     return ready(Reply::static_error(errors::SYNTAX));
                 };
                 let shard = shard_for_key(key, self.shards);

@@ -14,10 +14,10 @@ use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
 use crate::exec::ExecResult;
 use crate::glob;
-use crate::keyspace::{KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError};
+use crate::keyspace::{KeyspaceRead, KeyspaceScan, KeyspaceWrite, StorageError, SubRange};
 use crate::log::{self, TimeUnit, key_write};
-use crate::number::parse_scan_cursor;
-use crate::record::Record;
+use crate::number::{parse_i64, parse_scan_cursor};
+use crate::record::{Record, Value, ValueType};
 use crate::table::*;
 
 /// The keyspace commands' table entries.
@@ -79,6 +79,35 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         // Counts the keys that exist, as EXISTS does: nothing here tracks
         // access times for TOUCH to update.
         parse: Some(parse_exists),
+    },
+    CommandSpec {
+        name: "object",
+        arity: -2,
+        flags: NONE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["@slow"],
+        tips: NONE,
+        key_specs: &[],
+        subcommands: &[
+            local(
+                "object|help",
+                2,
+                LOADING_STALE,
+                &["@keyspace", "@slow"],
+                NONE,
+                Route::Local,
+                parse_object_help,
+            ),
+            // In the order Redis 7.0's COMMAND INFO lists them.
+            object_subcommand("object|refcount", parse_object_refcount),
+            object_subcommand("object|idletime", parse_object_idletime),
+            object_subcommand("object|encoding", parse_object_encoding),
+            object_subcommand("object|freq", parse_object_freq),
+        ],
+        route: Route::Key,
+        parse: None,
     },
     CommandSpec {
         name: "copy",
@@ -255,17 +284,108 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+/// OBJECT's subcommands on a key (at argument 2).
+const fn object_subcommand(name: &'static str, parse: fn(&[Bytes]) -> ParseResult) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity: 3,
+        flags: &["readonly"],
+        first_key: 2,
+        last_key: 2,
+        step: 1,
+        acl: &["@keyspace", "@read", "@slow"],
+        tips: &["nondeterministic_output"],
+        key_specs: RO_AT_2,
+        subcommands: &[],
+        route: Route::Key,
+        parse: Some(parse),
+    }
+}
+
+const RO_AT_2: &[KeySpec] = &[ks(&["RO"], 2, 0, 1)];
+
+/// What OBJECT tells about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectInfo {
+    Encoding,
+    Freq,
+    IdleTime,
+    RefCount,
+}
+
 /// A keyspace read on one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
     Exists(Vec<Bytes>),
     Type(Bytes),
+    /// OBJECT ENCODING, FREQ, IDLETIME, REFCOUNT.
+    Object(ObjectInfo, Bytes),
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl {
         key: Bytes,
         unit: TimeUnit,
         absolute: bool,
     },
+}
+
+/// The encoding Redis 7.0 would report for the same contents (it also
+/// depends on history there: a string grown by APPEND stays "raw", a hash
+/// once converted stays a "hashtable"; here only the contents count).
+fn encoding<K: KeyspaceRead + ?Sized>(
+    db: &ReadView<'_, K>,
+    key: &[u8],
+    record: &Record,
+) -> Result<&'static str, StorageError> {
+    let c = match &record.value {
+        Value::String(s) => {
+            return Ok(if s.len() <= 20 && parse_i64(s).is_some() {
+                "int"
+            } else if s.len() <= 44 {
+                "embstr"
+            } else {
+                "raw"
+            });
+        }
+        Value::Collection(c) => *c,
+    };
+    // The limits of Redis 7.0's compact encodings (its defaults).
+    type Fits = fn(&[u8], &[u8]) -> bool;
+    let (max_entries, compact, large, fits): (u64, &str, &str, Fits) = match c.kind {
+        ValueType::Hash => (128, "listpack", "hashtable", |member, value| {
+            member.len() <= 64 && value.len() <= 64
+        }),
+        ValueType::Set => (512, "intset", "hashtable", |member, _| {
+            parse_i64(member).is_some()
+        }),
+        ValueType::ZSet => (128, "listpack", "skiplist", |member, _| member.len() <= 64),
+        ValueType::List => return Ok("quicklist"),
+        ValueType::String => return Ok("raw"),
+    };
+    if c.size > max_entries {
+        return Ok(large);
+    }
+    let mut all_fit = true;
+    db.sub_scan(key, &c, SubRange::ALL, &mut |sub, value| {
+        if fits(crate::cmd::members::member_of(sub), value) {
+            ControlFlow::Continue(())
+        } else {
+            all_fit = false;
+            ControlFlow::Break(())
+        }
+    })?;
+    Ok(if all_fit { compact } else { large })
+}
+
+/// Redis shares the integers 0..10000 stored as strings: their refcount
+/// is INT_MAX there.
+fn refcount(record: &Record) -> i64 {
+    match &record.value {
+        Value::String(s) if s.len() <= 20 => match parse_i64(s) {
+            Some(n) if (0..10_000).contains(&n) => i64::from(i32::MAX),
+            _ => 1,
+        },
+        _ => 1,
+    }
 }
 
 /// Runs a keyspace read.
@@ -283,6 +403,18 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
             }
             Reply::Integer(count)
         }
+        Read::Object(info, key) => match db.lookup(key)? {
+            None => Reply::Null,
+            Some(record) => match info {
+                ObjectInfo::Encoding => Reply::bulk(encoding(db, key, &record)?),
+                ObjectInfo::RefCount => Reply::Integer(refcount(&record)),
+                // Access times are not tracked: as for a key just touched.
+                ObjectInfo::IdleTime => Reply::Integer(0),
+                ObjectInfo::Freq => Reply::static_error(
+                    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+                ),
+            },
+        },
         Read::Type(key) => match db.lookup(key)? {
             None => Reply::simple("none"),
             Some(r) => Reply::simple(r.value.value_type().name()),
@@ -347,6 +479,46 @@ pub fn del(keys: Vec<Bytes>) -> log::Write {
 
 pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
     Ok(Command::Write(del(args[1..].to_vec())))
+}
+
+pub(crate) fn parse_object_help(_: &[Bytes]) -> ParseResult {
+    Ok(Command::Help {
+        container: "object",
+        lines: &[
+            "ENCODING <key>",
+            "    Return the kind of internal representation used in order to store the value",
+            "    associated with a <key>.",
+            "FREQ <key>",
+            "    Return the access frequency index of the <key>. The returned integer is",
+            "    proportional to the logarithm of the recent access frequency of the key.",
+            "IDLETIME <key>",
+            "    Return the idle time of the <key>, that is the approximated number of",
+            "    seconds elapsed since the last access to the key.",
+            "REFCOUNT <key>",
+            "    Return the number of references of the value associated with the specified",
+            "    <key>.",
+        ],
+    })
+}
+
+fn object(args: &[Bytes], info: ObjectInfo) -> ParseResult {
+    Ok(Command::KeyRead(Read::Object(info, args[2].clone())))
+}
+
+pub(crate) fn parse_object_freq(args: &[Bytes]) -> ParseResult {
+    object(args, ObjectInfo::Freq)
+}
+
+pub(crate) fn parse_object_encoding(args: &[Bytes]) -> ParseResult {
+    object(args, ObjectInfo::Encoding)
+}
+
+pub(crate) fn parse_object_idletime(args: &[Bytes]) -> ParseResult {
+    object(args, ObjectInfo::IdleTime)
+}
+
+pub(crate) fn parse_object_refcount(args: &[Bytes]) -> ParseResult {
+    object(args, ObjectInfo::RefCount)
 }
 
 pub(crate) fn parse_copy(args: &[Bytes]) -> ParseResult {
