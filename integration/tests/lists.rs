@@ -183,6 +183,8 @@ const LIST_SCRIPT: &[&str] = &[
     "RPUSH {t}g 4",
     "LRANGE {t}f 0 -1",
     "TOUCH {t}f",
+    "SCAN 0 TYPE list COUNT 1000",
+    "SCAN 0 TYPE set COUNT 1000",
     "DBSIZE",
 ];
 

@@ -149,6 +149,9 @@ const SET_SCRIPT: &[&str] = &[
     "DEL s",
     "SMEMBERS s",
     "TYPE sc",
+    "SCAN 0 TYPE set COUNT 1000",
+    "SCAN 0 TYPE string COUNT 1000",
+    "SCAN 0 TYPE zset COUNT 1000",
     "DBSIZE",
 ];
 
