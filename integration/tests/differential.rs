@@ -133,6 +133,10 @@ const STRING_SCRIPT: &[&str] = &[
 ];
 
 const KEYS_SCRIPT: &[&str] = &[
+    "RANDOMKEY",
+    "SET only x",
+    "RANDOMKEY",
+    "DEL only",
     "SET oi 123",
     "OBJECT ENCODING oi",
     "SET oe hello",

@@ -219,7 +219,10 @@ async fn run_batch(
         };
         let local = matches!(spec.route, Route::Local)
             || (spec.route == Route::Server
-                && !matches!(parsed.command, elastickv_redis::Command::DbSize));
+                && !matches!(
+                    parsed.command,
+                    elastickv_redis::Command::DbSize | elastickv_redis::Command::RandomKey
+                ));
         if local {
             in_flight.finish(conn).await;
             match session.execute(state, parsed.command) {

@@ -57,6 +57,7 @@ pub enum Command {
     // server
     Info(Vec<Bytes>),
     DbSize,
+    RandomKey,
     // keyed reads, by family
     StringRead(strings::Read),
     KeyRead(keys::Read),

@@ -206,6 +206,10 @@ impl<B: Backend> Router<B> {
                     let this = self.clone();
                     Box::pin(async move { this.dbsize().await })
                 }
+                Command::RandomKey => {
+                    let this = self.clone();
+                    Box::pin(async move { this.random_key().await })
+                }
                 _ => ready(Reply::static_error("ERR command is not routed to shards")),
             },
             Route::Local => ready(Reply::static_error("ERR command is not routed to shards")),
@@ -361,6 +365,65 @@ impl<B: Backend> Router<B> {
             .map(|s| self.backend.key_counts(s).keys)
             .sum();
         Reply::Integer(i64::try_from(total).unwrap_or(i64::MAX))
+    }
+
+    /// RANDOMKEY: a shard drawn by its share of the keys, a random slot in
+    /// it, and a random live key of the first slot from there (wrapping
+    /// around the shard, then trying the other shards) that has one. Not
+    /// exactly uniform over keys (keys after empty slots come up more
+    /// often), as Redis's is not either.
+    async fn random_key(&self) -> Reply {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::from_entropy();
+        let counts: Vec<u64> = (0..self.shards)
+            .map(|s| self.backend.key_counts(s).keys)
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Reply::Null;
+        }
+        let mut pick = rng.gen_range(0..total);
+        let first = counts
+            .iter()
+            .position(|&c| {
+                if pick < c {
+                    true
+                } else {
+                    pick -= c;
+                    false
+                }
+            })
+            .unwrap_or(0) as u32;
+        let shards = std::iter::once(first).chain((0..self.shards).filter(move |&s| s != first));
+        for shard in shards {
+            let (start, end) = slot_range(shard, self.shards);
+            if start >= end {
+                continue;
+            }
+            let from = rng.gen_range(start..end);
+            for (mut cursor, stop) in [(from, end), (start, from)] {
+                while cursor < stop {
+                    let step = self
+                        .read_with(shard, true, |view, time| {
+                            exec::scan_slots(view, cursor, stop, 1, None, None, time)
+                        })
+                        .await;
+                    let step = match step {
+                        Ok(step) => step,
+                        Err(reply) => return reply,
+                    };
+                    if !step.keys.is_empty() {
+                        let at = rng.gen_range(0..step.keys.len());
+                        return Reply::Bulk(step.keys[at].clone());
+                    }
+                    match step.next_slot {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+            }
+        }
+        Reply::Null
     }
 
     /// SCAN: the cursor is the next slot to visit. Whole slots are returned

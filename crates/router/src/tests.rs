@@ -381,3 +381,37 @@ async fn expiry_follows_the_shard_clock_whatever_this_node_says() {
     assert_eq!(run(&router, "GET other").await, bulk("v"));
     assert_eq!(backend.clock_advances.load(SeqCst), advances);
 }
+
+#[tokio::test]
+async fn randomkey_answers_live_keys_from_every_shard() {
+    let router = Router::new(Arc::new(MemBackend::new(4)));
+    assert_eq!(run(&router, "RANDOMKEY").await, Reply::Null);
+    for i in 0..200 {
+        run(&router, &format!("SET k{i} v")).await;
+    }
+    let mut seen = HashSet::new();
+    let mut shards = HashSet::new();
+    for _ in 0..100 {
+        let Reply::Bulk(key) = run(&router, "RANDOMKEY").await else {
+            panic!("no key");
+        };
+        assert_eq!(
+            run(
+                &router,
+                &format!("EXISTS {}", String::from_utf8_lossy(&key))
+            )
+            .await,
+            Reply::Integer(1)
+        );
+        shards.insert(shard_for_key(&key, 4));
+        seen.insert(key);
+    }
+    assert!(seen.len() >= 20, "{} distinct keys", seen.len());
+    assert_eq!(shards.len(), 4);
+    // One key left, on one shard: found from any starting point.
+    run(&router, "FLUSHALL").await;
+    run(&router, "SET lonely v").await;
+    for _ in 0..20 {
+        assert_eq!(run(&router, "RANDOMKEY").await, bulk("lonely"));
+    }
+}

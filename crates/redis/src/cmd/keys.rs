@@ -80,6 +80,15 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         // access times for TOUCH to update.
         parse: Some(parse_exists),
     },
+    local(
+        "randomkey",
+        1,
+        &["readonly"],
+        &["@keyspace", "@read", "@slow"],
+        &["request_policy:all_shards", "nondeterministic_output"],
+        Route::Server,
+        parse_randomkey,
+    ),
     CommandSpec {
         name: "object",
         arity: -2,
@@ -479,6 +488,10 @@ pub fn del(keys: Vec<Bytes>) -> log::Write {
 
 pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
     Ok(Command::Write(del(args[1..].to_vec())))
+}
+
+pub(crate) fn parse_randomkey(_: &[Bytes]) -> ParseResult {
+    Ok(Command::RandomKey)
 }
 
 pub(crate) fn parse_object_help(_: &[Bytes]) -> ParseResult {
