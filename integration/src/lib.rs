@@ -163,19 +163,43 @@ impl Node {
             }
         };
         let mut nodes: Vec<Node> = launches.iter_mut().map(|l| spawn_one(l, 0)).collect();
-        for (i, launch) in launches.iter_mut().enumerate() {
-            let mut attempt = 0;
-            loop {
-                let node = &mut nodes[i];
-                match try_wait_ready(node.port, &mut node.child, &node.log) {
-                    Ok(()) => break,
-                    Err(text) => {
-                        attempt += 1;
-                        assert!(attempt < 5, "elastickv did not start:\n{text}");
-                        nodes[i] = spawn_one(launch, attempt);
-                    }
+        // All nodes are watched together: nodes founding a cluster answer
+        // only once every founder is up, so a node that must start again
+        // (its port taken meanwhile by a parallel test) has to be
+        // restarted while the others wait, not after them.
+        let mut attempts = vec![0usize; nodes.len()];
+        let mut ready = vec![false; nodes.len()];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while ready.iter().any(|r| !r) {
+            for (i, launch) in launches.iter_mut().enumerate() {
+                if ready[i] {
+                    continue;
                 }
+                let node = &mut nodes[i];
+                if let Ok(Some(_)) = node.child.try_wait() {
+                    let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+                    attempts[i] += 1;
+                    assert!(attempts[i] < 5, "elastickv did not start:\n{text}");
+                    nodes[i] = spawn_one(launch, attempts[i]);
+                    continue;
+                }
+                ready[i] = answers_ping(node.port)
+                    && pid_on(node.port).is_none_or(|pid| pid == node.child.id());
             }
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+                    .collect();
+                for node in &mut nodes {
+                    node.kill9();
+                }
+                panic!(
+                    "elastickv nodes did not become ready in 120 s:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         nodes
     }

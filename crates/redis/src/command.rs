@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{hashes, keys, lists, sets, strings};
+use crate::cmd::{bitmaps, hashes, keys, lists, sets, strings};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -64,6 +64,7 @@ pub enum Command {
     HashRead(hashes::Read),
     ListRead(lists::Read),
     SetRead(sets::Read),
+    BitmapRead(bitmaps::Read),
     // reads routed across shards
     Keys(Bytes),
     Scan(ScanArgs),

@@ -9,7 +9,7 @@
 
 use elastickv_resp::Reply;
 
-use crate::cmd::{hashes, keys, lists, sets, strings};
+use crate::cmd::{bitmaps, hashes, keys, lists, sets, strings};
 use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -42,6 +42,7 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(
         Command::HashRead(read) => hashes::execute_read(read, &db),
         Command::SetRead(read) => sets::execute_read(read, &db),
         Command::ListRead(read) => lists::execute_read(read, &db),
+        Command::BitmapRead(read) => bitmaps::execute_read(read, &db),
         _ => Ok(Reply::static_error("ERR command is not a keyed read")),
     }
 }
@@ -71,6 +72,10 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
         },
         Some(write::Family::Lists(w)) => match &w.command {
             Some(c) => lists::execute_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::Bitmaps(w)) => match &w.command {
+            Some(c) => bitmaps::execute_write(&mut db, c),
             None => Ok(unknown_write()),
         },
         Some(write::Family::Sets(w)) => match &w.command {

@@ -296,6 +296,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::hashes::COMMANDS,
         cmd::lists::COMMANDS,
         cmd::sets::COMMANDS,
+        cmd::bitmaps::COMMANDS,
     ]
     .into_iter()
     .flatten()
