@@ -1,13 +1,13 @@
 //! Server counters for INFO: stats, commandstats and errorstats.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use elastickv_resp::Reply;
 use parking_lot::Mutex;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     pub connections_received: AtomicU64,
     pub connections_rejected: AtomicU64,
@@ -15,13 +15,41 @@ pub struct Stats {
     pub expired_keys: AtomicU64,
     pub error_replies: AtomicU64,
     /// Per command (`name` or `container|sub`), as INFO commandstats
-    /// reports them.
-    commands: Mutex<BTreeMap<&'static str, CommandStats>>,
+    /// reports them: one set of counters per command of the table, made
+    /// at start-up, so counting takes no lock.
+    commands: HashMap<&'static str, CommandCounters>,
     /// Error replies by their code (the first word: `ERR`, `WRONGTYPE`).
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
-/// One command's counters.
+#[derive(Debug, Default)]
+struct CommandCounters {
+    calls: AtomicU64,
+    usec: AtomicU64,
+    rejected_calls: AtomicU64,
+    failed_calls: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        let names = elastickv_redis::table::COMMANDS
+            .iter()
+            .flat_map(|spec| std::iter::once(*spec).chain(spec.subcommands.iter()))
+            .map(|spec| (spec.name, CommandCounters::default()))
+            .collect();
+        Stats {
+            connections_received: AtomicU64::default(),
+            connections_rejected: AtomicU64::default(),
+            commands_processed: AtomicU64::default(),
+            expired_keys: AtomicU64::default(),
+            error_replies: AtomicU64::default(),
+            commands: names,
+            errors: Mutex::default(),
+        }
+    }
+}
+
+/// One command's counters, as read for INFO.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CommandStats {
     /// Executions (whatever they answered).
@@ -56,27 +84,38 @@ impl Stats {
     /// `command` ran for `took` and answered `reply`.
     pub fn command_done(&self, command: &'static str, took: Duration, reply: &Reply) {
         self.count_reply(reply);
-        let mut commands = self.commands.lock();
-        let stats = commands.entry(command).or_default();
-        stats.calls += 1;
-        stats.usec += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        if reply.is_error() {
-            stats.failed_calls += 1;
+        if let Some(c) = self.commands.get(command) {
+            Stats::add(&c.calls, 1);
+            Stats::add(&c.usec, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            if reply.is_error() {
+                Stats::add(&c.failed_calls, 1);
+            }
         }
     }
 
     /// `command` was refused with `reply` before it ran.
     pub fn command_rejected(&self, command: &'static str, reply: &Reply) {
         self.count_reply(reply);
-        self.commands
-            .lock()
-            .entry(command)
-            .or_default()
-            .rejected_calls += 1;
+        if let Some(c) = self.commands.get(command) {
+            Stats::add(&c.rejected_calls, 1);
+        }
     }
 
+    /// The commands that were called or refused at least once, by name.
     pub fn commands(&self) -> BTreeMap<&'static str, CommandStats> {
-        self.commands.lock().clone()
+        self.commands
+            .iter()
+            .map(|(&name, c)| {
+                let stats = CommandStats {
+                    calls: Stats::get(&c.calls),
+                    usec: Stats::get(&c.usec),
+                    rejected_calls: Stats::get(&c.rejected_calls),
+                    failed_calls: Stats::get(&c.failed_calls),
+                };
+                (name, stats)
+            })
+            .filter(|(_, s)| s.calls + s.rejected_calls + s.failed_calls > 0)
+            .collect()
     }
 
     pub fn errors(&self) -> BTreeMap<String, u64> {
@@ -93,7 +132,11 @@ impl Stats {
         ] {
             c.store(0, Ordering::Relaxed);
         }
-        self.commands.lock().clear();
+        for c in self.commands.values() {
+            for counter in [&c.calls, &c.usec, &c.rejected_calls, &c.failed_calls] {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
         self.errors.lock().clear();
     }
 }

@@ -82,6 +82,16 @@ pub(crate) fn int(arg: &[u8]) -> Result<i64, Reply> {
     parse_i64(arg).ok_or_else(|| Reply::static_error(errors::NOT_INTEGER))
 }
 
+/// The key count of SINTERCARD, LMPOP and the like
+/// (`getRangeLongFromObjectOrReply(1, LONG_MAX)` with its own message,
+/// which also stands for a non-number).
+pub(crate) fn numkeys(arg: &[u8]) -> Result<u64, Reply> {
+    match parse_i64(arg) {
+        Some(n) if n >= 1 => Ok(n.unsigned_abs()),
+        _ => Err(Reply::static_error("ERR numkeys should be greater than 0")),
+    }
+}
+
 /// Redis's `getPositiveLongFromObjectOrReply` without a message of its
 /// own: a negative number and a non-number get the same error.
 pub(crate) fn positive(arg: &[u8]) -> Result<u64, Reply> {

@@ -15,11 +15,27 @@ use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError};
 use crate::log::{self, write};
+use crate::record::{Collection, Record, ValueType};
 
 pub use crate::cmd::keys::{ScanStep, expire_due, keys_in, scan_slots};
 pub use crate::cmd::strings::MAX_STRING_LEN;
 
 pub(crate) type ExecResult = Result<Reply, StorageError>;
+
+/// The collection of `kind` in `record`: `Ok(None)` for no record,
+/// WRONGTYPE for a value of another type.
+pub(crate) fn collection_of(
+    record: Option<&Record>,
+    kind: ValueType,
+) -> Result<Option<Collection>, Reply> {
+    match record {
+        None => Ok(None),
+        Some(r) => match r.as_collection() {
+            Some(c) if c.kind == kind => Ok(Some(*c)),
+            _ => Err(wrongtype()),
+        },
+    }
+}
 
 pub(crate) fn wrongtype() -> Reply {
     Reply::static_error(errors::WRONGTYPE)

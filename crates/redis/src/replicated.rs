@@ -403,6 +403,27 @@ mod tests {
         assert_eq!((a.clock_ms, b.clock_ms), (1_600, 1_600));
     }
 
+    /// Applies `lines` (stamped 1000, 1001, ...) to two fresh replicas,
+    /// checks that their replies, records, sub-keys and key counts agree,
+    /// and returns the replies and one replica.
+    fn two_replicas(lines: &[&str]) -> (Vec<Reply>, MemKeyspace) {
+        let payloads: Vec<Vec<u8>> = lines
+            .iter()
+            .zip(1_000..)
+            .map(|(line, ts)| command(ts, line).to_bytes())
+            .collect();
+        let mut a = MemKeyspace::default();
+        let mut b = MemKeyspace::default();
+        let replies_a = apply_all(&mut a, &payloads);
+        let replies_b = apply_all(&mut b, &payloads);
+        assert_eq!(replies_a, replies_b);
+        assert_eq!(
+            (&a.records, &a.subs, a.counts),
+            (&b.records, &b.subs, b.counts)
+        );
+        (replies_a, a)
+    }
+
     /// Hashes too: the same entries give the same replies, records and
     /// sub-keys on every replica, including the versions new collections
     /// get and what deleting and overwriting them leaves behind.
@@ -422,19 +443,9 @@ mod tests {
             "HSET e only 1",
             "HDEL e only",
         ];
-        let payloads: Vec<Vec<u8>> = lines
-            .iter()
-            .zip(1_000..)
-            .map(|(line, ts)| command(ts, line).to_bytes())
-            .collect();
-        let mut a = MemKeyspace::default();
-        let mut b = MemKeyspace::default();
-        let replies_a = apply_all(&mut a, &payloads);
-        let replies_b = apply_all(&mut b, &payloads);
-        assert_eq!(replies_a, replies_b);
+        let (replies_a, a) = two_replicas(&lines);
         assert_eq!(replies_a[1], Reply::Integer(42));
         assert_eq!(replies_a[4], Reply::Integer(1));
-        assert_eq!((&a.records, &a.subs), (&b.records, &b.subs));
         // g holds a, b, c and f; h is a string; big and e are gone, with
         // every sub-key of theirs.
         assert_eq!(a.subs.len(), 4);
@@ -456,17 +467,7 @@ mod tests {
             "SDIFFSTORE {t}e {t}a {t}b",
             "SREM {t}b 10",
         ];
-        let payloads: Vec<Vec<u8>> = lines
-            .iter()
-            .zip(1_000..)
-            .map(|(line, ts)| command(ts, line).to_bytes())
-            .collect();
-        let mut a = MemKeyspace::default();
-        let mut b = MemKeyspace::default();
-        let replies_a = apply_all(&mut a, &payloads);
-        let replies_b = apply_all(&mut b, &payloads);
-        assert_eq!(replies_a, replies_b);
-        assert_eq!((&a.records, &a.subs), (&b.records, &b.subs));
+        let (replies_a, _) = two_replicas(&lines);
         let Reply::Set(popped) = &replies_a[2] else {
             panic!("{:?}", replies_a[2]);
         };
@@ -488,17 +489,7 @@ mod tests {
             "LMPOP 2 {t}n {t}l LEFT COUNT 2",
             "RPOPLPUSH {t}m {t}m",
         ];
-        let payloads: Vec<Vec<u8>> = lines
-            .iter()
-            .zip(1_000..)
-            .map(|(line, ts)| command(ts, line).to_bytes())
-            .collect();
-        let mut a = MemKeyspace::default();
-        let mut b = MemKeyspace::default();
-        let replies_a = apply_all(&mut a, &payloads);
-        let replies_b = apply_all(&mut b, &payloads);
-        assert_eq!(replies_a, replies_b);
-        assert_eq!((&a.records, &a.subs), (&b.records, &b.subs));
+        let (replies_a, _) = two_replicas(&lines);
         assert_eq!(replies_a[2], Reply::Integer(8));
     }
 
@@ -513,17 +504,7 @@ mod tests {
             "BITOP XOR {t}c {t}a {t}b",
             "BITOP NOT {t}d {t}nosuch",
         ];
-        let payloads: Vec<Vec<u8>> = lines
-            .iter()
-            .zip(1_000..)
-            .map(|(line, ts)| command(ts, line).to_bytes())
-            .collect();
-        let mut a = MemKeyspace::default();
-        let mut b = MemKeyspace::default();
-        let replies_a = apply_all(&mut a, &payloads);
-        let replies_b = apply_all(&mut b, &payloads);
-        assert_eq!(replies_a, replies_b);
-        assert_eq!(a.records, b.records);
+        let (replies_a, a) = two_replicas(&lines);
         assert_eq!(
             replies_a[1],
             Reply::Array(vec![Reply::Integer(127), Reply::Integer(0)])

@@ -345,15 +345,9 @@ impl ApplyBatch {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let prefix_len = sub_prefix(slot, key, version).len();
-        let lower = sub_key(slot, key, version, from);
-        let upper = match to {
-            Some(to) => sub_key(slot, key, version, to),
-            None => sub_version_end(slot, key, version),
-        };
-        if lower >= upper {
+        let Some((lower, upper, prefix_len)) = sub_bounds(slot, key, version, from, to) else {
             return Ok(());
-        }
+        };
         let range = (
             Bound::Included(lower.clone()),
             Bound::Excluded(upper.clone()),
@@ -584,15 +578,9 @@ impl DataReader<'_> {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<()> {
-        let prefix_len = sub_prefix(slot, key, version).len();
-        let lower = sub_key(slot, key, version, from);
-        let upper = match to {
-            Some(to) => sub_key(slot, key, version, to),
-            None => sub_version_end(slot, key, version),
-        };
-        if lower >= upper {
+        let Some((lower, upper, prefix_len)) = sub_bounds(slot, key, version, from, to) else {
             return Ok(());
-        }
+        };
         let mut disk = DiskCursor::open(
             self.store,
             self.snapshot.as_ref(),
@@ -672,6 +660,25 @@ impl DataReader<'_> {
         it.status()?;
         Ok(out)
     }
+}
+
+/// The `sub` keys of version `version` of `key` whose sub is in
+/// `from..to` (`to` `None`: to the version's end), as key bounds, with the
+/// length of the prefix to strip from each key found; `None` when empty.
+fn sub_bounds(
+    slot: Slot,
+    key: &[u8],
+    version: u64,
+    from: &[u8],
+    to: Option<&[u8]>,
+) -> Option<(Vec<u8>, Vec<u8>, usize)> {
+    let prefix_len = sub_prefix(slot, key, version).len();
+    let lower = sub_key(slot, key, version, from);
+    let upper = match to {
+        Some(to) => sub_key(slot, key, version, to),
+        None => sub_version_end(slot, key, version),
+    };
+    (lower < upper).then_some((lower, upper, prefix_len))
 }
 
 /// A RocksDB iterator over `lower..upper` of one column family, forward

@@ -12,7 +12,7 @@ use crate::cmd::members::{ScanOptions, all_members, empty_scan, member_sub, rand
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
-use crate::exec::{ExecResult, wrongtype};
+use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError};
 use crate::log::{self, hash_write};
 use crate::number::{self, FloatError, parse_i64, parse_scan_cursor};
@@ -349,13 +349,7 @@ pub(crate) fn parse_hscan(args: &[Bytes]) -> ParseResult {
 /// The live hash at `key`: `Ok(None)` if there is none, `Err(reply)` for
 /// WRONGTYPE.
 fn hash_of(record: Option<Record>) -> Result<Option<Collection>, Reply> {
-    match record {
-        None => Ok(None),
-        Some(r) => match r.as_collection() {
-            Some(c) if c.kind == ValueType::Hash => Ok(Some(*c)),
-            _ => Err(wrongtype()),
-        },
-    }
+    collection_of(record.as_ref(), ValueType::Hash)
 }
 
 /// Runs a hash read.

@@ -15,10 +15,10 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::command::{Command, ParseResult, eq, int, positive};
+use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
-use crate::exec::{ExecResult, wrongtype};
+use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange};
 use crate::log::{self, list_write};
 use crate::number::parse_i64;
@@ -388,13 +388,7 @@ pub(crate) fn parse_rpoplpush(args: &[Bytes]) -> ParseResult {
 }
 
 pub(crate) fn parse_lmpop(args: &[Bytes]) -> ParseResult {
-    // getRangeLongFromObjectOrReply(1, LONG_MAX) with its own message.
-    let numkeys = match parse_i64(&args[1]) {
-        Some(n) if n >= 1 => n.unsigned_abs(),
-        _ => {
-            return Err(Reply::static_error("ERR numkeys should be greater than 0"));
-        }
-    };
+    let numkeys = numkeys(&args[1])?;
     let where_at = usize::try_from(numkeys)
         .ok()
         .and_then(|n| n.checked_add(2))
@@ -432,13 +426,7 @@ fn at(position: u64) -> [u8; 8] {
 /// The live list in `record`: `Ok(None)` if there is none, `Err(reply)`
 /// for WRONGTYPE.
 fn list_of(record: Option<&Record>) -> Result<Option<Collection>, Reply> {
-    match record {
-        None => Ok(None),
-        Some(r) => match r.as_collection() {
-            Some(c) if c.kind == ValueType::List => Ok(Some(*c)),
-            _ => Err(wrongtype()),
-        },
-    }
+    collection_of(record, ValueType::List)
 }
 
 /// Redis's index normalization for a list of `len` (negative counts from

@@ -18,10 +18,10 @@ use elastickv_resp::Reply;
 use crate::cmd::members::{
     ReplicatedRng, ScanOptions, empty_scan, member_of, member_sub, members_at, random_members, scan,
 };
-use crate::command::{Command, ParseResult, eq, int, positive};
+use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
-use crate::exec::{ExecResult, wrongtype};
+use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange};
 use crate::log::{self, set_write};
 use crate::number::{parse_i64, parse_scan_cursor};
@@ -407,14 +407,7 @@ fn combine(args: &[Bytes], op: SetOp) -> ParseResult {
 }
 
 pub(crate) fn parse_sintercard(args: &[Bytes]) -> ParseResult {
-    // getRangeLongFromObjectOrReply(1, LONG_MAX) with its own message,
-    // which also stands for a non-number.
-    let numkeys = match parse_i64(&args[1]) {
-        Some(n) if n >= 1 => n.unsigned_abs(),
-        _ => {
-            return Err(Reply::static_error("ERR numkeys should be greater than 0"));
-        }
-    };
+    let numkeys = numkeys(&args[1])?;
     let given = (args.len() - 2) as u64;
     if numkeys > given {
         return Err(Reply::static_error(
@@ -457,13 +450,7 @@ pub(crate) fn parse_sdiff(args: &[Bytes]) -> ParseResult {
 /// The live set in `record`: `Ok(None)` if there is none, `Err(reply)`
 /// for WRONGTYPE.
 fn set_of(record: Option<&Record>) -> Result<Option<Collection>, Reply> {
-    match record {
-        None => Ok(None),
-        Some(r) => match r.as_collection() {
-            Some(c) if c.kind == ValueType::Set => Ok(Some(*c)),
-            _ => Err(wrongtype()),
-        },
-    }
+    collection_of(record, ValueType::Set)
 }
 
 /// The members of set `c` at `key`, by a scan function (reads and writes
