@@ -112,8 +112,8 @@ fn unordered_group(cmd: &[Vec<u8>]) -> Option<usize> {
         "hgetall" => Some(2),
         // Only asked for the whole hash in scripts (a count at least its
         // size): RESP2's flat field/value list pairs up.
-        "hrandfield" if cmd.len() == 4 => Some(2),
-        "hrandfield" => Some(1),
+        "hrandfield" | "zrandmember" if cmd.len() == 4 => Some(2),
+        "hrandfield" | "zrandmember" => Some(1),
         _ => None,
     }
 }
@@ -171,6 +171,12 @@ pub fn sorted_items(reply: &[u8], group: usize) -> Vec<u8> {
         return reply.to_vec();
     }
     let head = &reply[..line_end + 2];
+    // RESP3 nests pairs: each is one item already.
+    let group = if reply.get(line_end + 2) == Some(&b'*') {
+        1
+    } else {
+        group
+    };
     let mut items = Vec::new();
     let mut at = line_end + 2;
     while at < reply.len() {
@@ -423,6 +429,177 @@ pub fn set_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
         22 => vec!["SRANDMEMBER".into(), key(rng), "100".into()],
         _ => vec!["EXISTS".into(), key(rng), key(rng)],
     };
+    cmd.into_iter().map(String::into_bytes).collect()
+}
+
+pub fn zset_command(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    const KEYS: &[&str] = &["{t}z0", "{t}z1", "{t}z2", "{t}s", "{t}x"];
+    const MEMBERS: &[&str] = &["a", "b", "c", "", "1", "a b", "-1", "bb"];
+    const SCORES: &[&str] = &[
+        "1", "2", "-1", "0", "1.5", "-0", "inf", "-inf", "3e5", "0.1",
+    ];
+    const BOUNDS: &[&str] = &["-inf", "+inf", "0", "(0", "1", "(1.5", "2", "(-1", "x"];
+    const LEX: &[&str] = &["-", "+", "[a", "(a", "[b", "(bb", "[", "(", "c"];
+    const RANKS: &[&str] = &["0", "1", "-1", "-2", "2", "5", "-10"];
+    let pick = |rng: &mut StdRng, from: &[&str]| from[rng.gen_range(0..from.len())].to_string();
+    let key = |rng: &mut StdRng| pick(rng, KEYS);
+    let member = |rng: &mut StdRng| pick(rng, MEMBERS);
+    let score = |rng: &mut StdRng| pick(rng, SCORES);
+    let some_keys = |rng: &mut StdRng| -> Vec<String> {
+        let keys: Vec<String> = (0..rng.gen_range(1..4)).map(|_| pick(rng, KEYS)).collect();
+        [vec![keys.len().to_string()], keys].concat()
+    };
+    let options = |rng: &mut StdRng, c: &mut Vec<String>, choices: &[&str]| {
+        for choice in choices {
+            if rng.gen_bool(0.3) {
+                c.push((*choice).to_string());
+            }
+        }
+    };
+    let mut cmd: Vec<String> = match rng.gen_range(0..34) {
+        0..=3 => {
+            let mut c = vec!["ZADD".into(), key(rng)];
+            options(rng, &mut c, &["XX", "GT", "CH"]);
+            if rng.gen_bool(0.1) {
+                c.push(pick(rng, &["NX", "LT", "INCR"]));
+            }
+            for _ in 0..rng.gen_range(1..4) {
+                c.extend([score(rng), member(rng)]);
+            }
+            c
+        }
+        4 => vec!["ZINCRBY".into(), key(rng), score(rng), member(rng)],
+        5 => vec!["ZREM".into(), key(rng), member(rng), member(rng)],
+        6 => vec!["ZSCORE".into(), key(rng), member(rng)],
+        7 => vec!["ZMSCORE".into(), key(rng), member(rng), member(rng)],
+        8 => vec!["ZCARD".into(), key(rng)],
+        9 => vec![
+            "ZCOUNT".into(),
+            key(rng),
+            pick(rng, BOUNDS),
+            pick(rng, BOUNDS),
+        ],
+        10 => vec!["ZLEXCOUNT".into(), key(rng), pick(rng, LEX), pick(rng, LEX)],
+        11 => vec![pick(rng, &["ZRANK", "ZREVRANK"]), key(rng), member(rng)],
+        12 | 13 => {
+            let mut c = vec!["ZRANGE".into(), key(rng)];
+            match rng.gen_range(0..3) {
+                0 => c.extend([pick(rng, RANKS), pick(rng, RANKS)]),
+                1 => c.extend([pick(rng, BOUNDS), pick(rng, BOUNDS), "BYSCORE".into()]),
+                _ => c.extend([pick(rng, LEX), pick(rng, LEX), "BYLEX".into()]),
+            }
+            options(rng, &mut c, &["REV", "WITHSCORES"]);
+            if rng.gen_bool(0.3) {
+                c.extend(["LIMIT".into(), pick(rng, RANKS), pick(rng, RANKS)]);
+            }
+            c
+        }
+        14 => {
+            let mut c = vec![
+                pick(rng, &["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]),
+                key(rng),
+                pick(rng, BOUNDS),
+                pick(rng, BOUNDS),
+            ];
+            options(rng, &mut c, &["WITHSCORES"]);
+            c
+        }
+        15 => vec![
+            pick(rng, &["ZRANGEBYLEX", "ZREVRANGEBYLEX"]),
+            key(rng),
+            pick(rng, LEX),
+            pick(rng, LEX),
+        ],
+        16 => vec![
+            "ZREVRANGE".into(),
+            key(rng),
+            pick(rng, RANKS),
+            pick(rng, RANKS),
+            "WITHSCORES".into(),
+        ],
+        17 => vec![
+            "ZREMRANGEBYRANK".into(),
+            key(rng),
+            pick(rng, RANKS),
+            pick(rng, RANKS),
+        ],
+        18 => vec![
+            "ZREMRANGEBYSCORE".into(),
+            key(rng),
+            pick(rng, BOUNDS),
+            pick(rng, BOUNDS),
+        ],
+        19 => vec![
+            "ZREMRANGEBYLEX".into(),
+            key(rng),
+            pick(rng, LEX),
+            pick(rng, LEX),
+        ],
+        20 => {
+            let mut c = vec![pick(rng, &["ZPOPMIN", "ZPOPMAX"]), key(rng)];
+            if rng.gen_bool(0.5) {
+                c.push(pick(rng, RANKS));
+            }
+            c
+        }
+        21 => {
+            let mut c = [vec!["ZMPOP".to_string()], some_keys(rng)].concat();
+            c.push(pick(rng, &["MIN", "MAX"]));
+            if rng.gen_bool(0.5) {
+                c.extend(["COUNT".into(), pick(rng, RANKS)]);
+            }
+            c
+        }
+        22 | 23 => {
+            let name = pick(rng, &["ZUNION", "ZINTER", "ZDIFF", "ZINTERCARD"]);
+            let mut c = [vec![name.clone()], some_keys(rng)].concat();
+            if name != "ZDIFF" && name != "ZINTERCARD" && rng.gen_bool(0.3) {
+                c.extend(["AGGREGATE".into(), pick(rng, &["SUM", "MIN", "MAX"])]);
+            }
+            if name != "ZINTERCARD" && rng.gen_bool(0.5) {
+                c.push("WITHSCORES".into());
+            }
+            c
+        }
+        24 => {
+            let name = pick(rng, &["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]);
+            let mut c = [vec![name, key(rng)], some_keys(rng)].concat();
+            if rng.gen_bool(0.2) {
+                let n: usize = c[2].parse().unwrap_or(1);
+                c.push("WEIGHTS".into());
+                for _ in 0..n {
+                    c.push(pick(rng, &["1", "2", "-1", "0.5"]));
+                }
+            }
+            c
+        }
+        25 => {
+            let mut c = vec!["ZRANGESTORE".into(), key(rng), key(rng)];
+            if rng.gen_bool(0.5) {
+                c.extend([pick(rng, RANKS), pick(rng, RANKS)]);
+            } else {
+                c.extend([pick(rng, BOUNDS), pick(rng, BOUNDS), "BYSCORE".into()]);
+            }
+            c
+        }
+        26 => vec![
+            "ZRANDMEMBER".into(),
+            key(rng),
+            "100".into(),
+            "WITHSCORES".into(),
+        ],
+        27 => vec!["ZSCAN".into(), key(rng), "0".into()],
+        28 => vec!["SADD".into(), key(rng), member(rng)],
+        29 => vec!["SET".into(), key(rng), "v".into()],
+        30 => vec!["DEL".into(), key(rng)],
+        31 => vec!["TYPE".into(), key(rng)],
+        32 => vec!["RENAME".into(), key(rng), key(rng)],
+        _ => vec!["EXISTS".into(), key(rng), key(rng)],
+    };
+    // Now and then an argument too few or too many.
+    if rng.gen_bool(0.02) {
+        cmd.pop();
+    }
     cmd.into_iter().map(String::into_bytes).collect()
 }
 

@@ -1,8 +1,10 @@
 /*
- * Long double arithmetic for INCRBYFLOAT, as Redis 7.0 does it.
+ * Floating-point parsing and printing exactly as Redis 7.0 does it: long
+ * double arithmetic for INCRBYFLOAT, and sorted-set scores (at the end).
  *
- * Redis parses with strtold, adds in long double (x87 80-bit on x86_64) and
- * prints with "%.17Lf" before trimming trailing zeros. Rust has no long
+ * For INCRBYFLOAT, Redis parses with strtold, adds in long double (x87
+ * 80-bit on x86_64) and prints with "%.17Lf" before trimming trailing
+ * zeros. Rust has no long
  * double, and f64 gives different digits ("0.1" + "0.2" is "0.3" in Redis,
  * 0.30000000000000004 in f64), so this small file does exactly what the
  * Redis source does.
@@ -81,4 +83,62 @@ int ekv_incrbyfloat(const char *current, size_t current_len, int has_current,
 /* Whether s is a float Redis accepts (string2ld). */
 int ekv_is_long_double(const char *s, size_t len) {
     return string2ld(s, len, NULL);
+}
+
+/*
+ * Doubles for sorted sets, as Redis 7.0 parses and prints them. Rust's own
+ * parser accepts a different language than strtod (no hexadecimal floats,
+ * no leading whitespace in ranges) and Rust has no "%.17g", so these follow
+ * the C library exactly as Redis uses it.
+ */
+
+/* Redis's string2d (util.c): the whole of s, no leading space, no NaN, no
+ * overflow. s need not be NUL-terminated; a copy is. */
+int ekv_string2d(const char *s, size_t slen, double *out) {
+    char *buf;
+    char *eptr;
+    double value;
+    int ok;
+
+    if (slen == 0 || isspace((unsigned char)s[0])) return 0;
+    buf = malloc(slen + 1);
+    if (buf == NULL) return 0;
+    memcpy(buf, s, slen);
+    buf[slen] = '\0';
+    errno = 0;
+    value = strtod(buf, &eptr);
+    ok = (size_t)(eptr - buf) == slen &&
+         !(errno == ERANGE &&
+           (value == HUGE_VAL || value == -HUGE_VAL || fpclassify(value) == FP_ZERO)) &&
+         !isnan(value);
+    free(buf);
+    if (ok) *out = value;
+    return ok;
+}
+
+/* One end of a score range as zslParseRange reads it: strtod up to the
+ * first NUL, which must end the number; no NaN. An empty string is 0. */
+int ekv_range_strtod(const char *s, size_t slen, double *out) {
+    char *buf;
+    char *eptr;
+    double value;
+    int ok;
+
+    buf = malloc(slen + 1);
+    if (buf == NULL) return 0;
+    memcpy(buf, s, slen);
+    buf[slen] = '\0';
+    value = strtod(buf, &eptr);
+    ok = eptr[0] == '\0' && !isnan(value);
+    free(buf);
+    if (ok) *out = value;
+    return ok;
+}
+
+/* "%.17g", as addReplyDouble prints a score. Returns the length written,
+ * or 0 if out is too small. */
+size_t ekv_format_g17(double value, char *out, size_t cap) {
+    int l = snprintf(out, cap, "%.17g", value);
+    if (l < 0 || (size_t)l >= cap) return 0;
+    return (size_t)l;
 }

@@ -140,6 +140,68 @@ impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
     }
 }
 
+/// Reading a collection's sub-keys: the same for a read at a point in time
+/// and for a write at apply time, so code that only reads sub-keys serves
+/// both.
+pub trait SubRead {
+    fn sub_get(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError>;
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError>;
+}
+
+impl<K: KeyspaceRead + ?Sized> SubRead for ReadView<'_, K> {
+    fn sub_get(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        ReadView::sub_get(self, key, c, sub)
+    }
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        ReadView::sub_scan(self, key, c, range, visit)
+    }
+}
+
+impl<K: KeyspaceWrite + ?Sized> SubRead for WriteView<'_, K> {
+    fn sub_get(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        sub: &[u8],
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        WriteView::sub_get(self, key, c, sub)
+    }
+
+    fn sub_scan(
+        &self,
+        key: &[u8],
+        c: &Collection,
+        range: SubRange<'_>,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        WriteView::sub_scan(self, key, c, range, visit)
+    }
+}
+
 /// A write view at the timestamp of the entry being applied.
 pub struct WriteView<'a, K: KeyspaceWrite + ?Sized> {
     ks: &'a mut K,

@@ -66,6 +66,50 @@ pub fn format_i64(n: i64) -> Bytes {
     Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
 }
 
+/// A score or weight as Redis parses one (`string2d`): the whole argument,
+/// no leading space, not NaN, not out of range.
+pub fn parse_score(s: &[u8]) -> Option<f64> {
+    ffi::string2d(s)
+}
+
+/// One end of a score range without its `(` (`zslParseRange`): as `strtod`
+/// reads it, so leading spaces, hexadecimal and the empty string (0) pass.
+pub fn parse_range_score(s: &[u8]) -> Option<f64> {
+    ffi::range_strtod(s)
+}
+
+/// A double as Redis replies with one (`addReplyDouble`): `%.17g`, and
+/// `inf`/`-inf`.
+pub fn format_score(value: f64) -> Bytes {
+    if value.is_infinite() {
+        return Bytes::from_static(if value > 0.0 { b"inf" } else { b"-inf" });
+    }
+    let mut buf = [0u8; 64];
+    let len = ffi::format_g17(value, &mut buf);
+    Bytes::copy_from_slice(&buf[..len])
+}
+
+/// A double as Redis stores one in a compact sorted set (`d2string`):
+/// integers in range print as integers, `-0` keeps its sign, the rest as
+/// `%.17g`.
+pub fn format_stored_score(value: f64) -> Bytes {
+    const LIMIT: f64 = (i64::MAX / 2) as f64;
+    if value.is_finite() && value != 0.0 && (-LIMIT..=LIMIT).contains(&value) {
+        let integer = value as i64;
+        if integer as f64 == value {
+            return format_i64(integer);
+        }
+    }
+    if value == 0.0 {
+        return Bytes::from_static(if value.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        });
+    }
+    format_score(value)
+}
+
 #[allow(unsafe_code)]
 mod ffi {
     use std::os::raw::{c_char, c_int};
@@ -82,6 +126,30 @@ mod ffi {
             out_len: *mut usize,
         ) -> c_int;
         fn ekv_is_long_double(s: *const c_char, len: usize) -> c_int;
+        fn ekv_string2d(s: *const c_char, len: usize, out: *mut f64) -> c_int;
+        fn ekv_range_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
+        fn ekv_format_g17(value: f64, out: *mut c_char, cap: usize) -> usize;
+    }
+
+    pub(super) fn string2d(s: &[u8]) -> Option<f64> {
+        let mut out = 0.0;
+        // SAFETY: reads at most `len` bytes of a live slice and writes one
+        // f64 into `out`.
+        let ok = unsafe { ekv_string2d(s.as_ptr().cast(), s.len(), &mut out) } != 0;
+        ok.then_some(out)
+    }
+
+    pub(super) fn range_strtod(s: &[u8]) -> Option<f64> {
+        let mut out = 0.0;
+        // SAFETY: as for string2d.
+        let ok = unsafe { ekv_range_strtod(s.as_ptr().cast(), s.len(), &mut out) } != 0;
+        ok.then_some(out)
+    }
+
+    pub(super) fn format_g17(value: f64, out: &mut [u8]) -> usize {
+        // SAFETY: writes at most `out.len()` bytes into a live buffer.
+        let len = unsafe { ekv_format_g17(value, out.as_mut_ptr().cast(), out.len()) };
+        len.min(out.len())
     }
 
     pub(super) fn incr_by_float(
@@ -155,6 +223,31 @@ mod tests {
             incr(Some("1e4932"), "1e4932"),
             Err(FloatError::NanOrInfinity)
         );
+    }
+
+    #[test]
+    fn scores_parse_and_print_as_redis_does() {
+        assert_eq!(parse_score(b"1.5"), Some(1.5));
+        assert_eq!(parse_score(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_score(b"0x10"), Some(16.0));
+        assert_eq!(parse_score(b" 1"), None);
+        assert_eq!(parse_score(b""), None);
+        assert_eq!(parse_score(b"nan"), None);
+        assert_eq!(parse_score(b"1e400"), None);
+        assert_eq!(parse_score(b"1\0"), None);
+        assert_eq!(parse_range_score(b""), Some(0.0));
+        assert_eq!(parse_range_score(b" 2"), Some(2.0));
+        assert_eq!(parse_range_score(b"2\0junk"), Some(2.0));
+        assert_eq!(parse_range_score(b"2x"), None);
+        assert_eq!(parse_range_score(b"nan"), None);
+        assert_eq!(format_score(0.1).as_ref(), b"0.10000000000000001");
+        assert_eq!(format_score(3.0).as_ref(), b"3");
+        assert_eq!(format_score(-0.0).as_ref(), b"-0");
+        assert_eq!(format_score(1e20).as_ref(), b"1e+20");
+        assert_eq!(format_score(f64::INFINITY).as_ref(), b"inf");
+        assert_eq!(format_stored_score(1e17).as_ref(), b"100000000000000000");
+        assert_eq!(format_stored_score(-0.0).as_ref(), b"-0");
+        assert_eq!(format_stored_score(2.5).as_ref(), b"2.5");
     }
 
     #[test]

@@ -142,6 +142,7 @@ fn write_is_known(write: &log::Write) -> bool {
         Some(Family::Sets(w)) => w.command.is_some(),
         Some(Family::Lists(w)) => w.command.is_some(),
         Some(Family::Bitmaps(w)) => w.command.is_some(),
+        Some(Family::SortedSets(w)) => w.command.is_some(),
         None => false,
     }
 }
@@ -491,6 +492,31 @@ mod tests {
         ];
         let (replies_a, _) = two_replicas(&lines);
         assert_eq!(replies_a[2], Reply::Integer(8));
+    }
+
+    /// Sorted sets: member and score-index sub-keys move together through
+    /// updates, pops, range removals and the STORE forms on every replica.
+    #[test]
+    fn replicas_agree_on_sorted_sets() {
+        let lines = [
+            "ZADD {t}z 1 a 2 b 3 c 4 d 5 e -0 f",
+            "ZINCRBY {t}z 10 a",
+            "ZADD {t}z GT CH 1 b 20 c",
+            "ZPOPMIN {t}z 2",
+            "ZREMRANGEBYSCORE {t}z (4 5",
+            "ZADD {t}y 7 x 8 c",
+            "ZUNIONSTORE {t}u 2 {t}z {t}y WEIGHTS 2 1",
+            "ZRANGESTORE {t}r {t}u 0 1",
+            "ZMPOP 2 {t}none {t}y MAX",
+            "ZREM {t}r nosuch",
+        ];
+        let (replies_a, a) = two_replicas(&lines);
+        assert_eq!(replies_a[2], Reply::Integer(1));
+        assert_eq!(replies_a[6], Reply::Integer(4));
+        // {t}z holds d, a and c, {t}y holds x, {t}u four members, {t}r two:
+        // two sub-keys each.
+        assert_eq!(a.subs.len(), 2 * (3 + 1 + 4 + 2));
+        assert_eq!(a.counts.keys, 4);
     }
 
     /// Bitmaps: bit writes, BITFIELD's overflow handling and BITOP leave

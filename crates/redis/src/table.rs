@@ -97,27 +97,29 @@ impl CommandSpec {
     /// keys that is not a valid count finds none: parsing refuses it).
     pub fn key_positions(&self, args: &[Bytes]) -> Vec<usize> {
         let argc = args.len();
-        if self.first_key <= 0 {
-            return self
-                .key_specs
-                .iter()
-                .flat_map(|spec| spec.keynum_positions(args))
-                .collect();
+        // Keys counted by an argument (SINTERCARD's, ZUNIONSTORE's
+        // sources) come from their key specs.
+        let mut positions: Vec<usize> = self
+            .key_specs
+            .iter()
+            .flat_map(|spec| spec.keynum_positions(args))
+            .collect();
+        if self.first_key > 0 {
+            let first = self.first_key as usize;
+            let step = self.step.max(1) as usize;
+            let last = if self.last_key < 0 {
+                argc as i64 + i64::from(self.last_key)
+            } else {
+                i64::from(self.last_key)
+            };
+            let last = usize::try_from(last)
+                .unwrap_or(0)
+                .min(argc.saturating_sub(1));
+            positions.extend((first..=last).step_by(step).filter(|&i| i >= 1 && i < argc));
+            positions.sort_unstable();
+            positions.dedup();
         }
-        let first = self.first_key as usize;
-        let step = self.step.max(1) as usize;
-        let last = if self.last_key < 0 {
-            argc as i64 + i64::from(self.last_key)
-        } else {
-            i64::from(self.last_key)
-        };
-        let last = usize::try_from(last)
-            .unwrap_or(0)
-            .min(argc.saturating_sub(1));
-        (first..=last)
-            .step_by(step)
-            .filter(|&i| i >= 1 && i < argc)
-            .collect()
+        positions
     }
 }
 
@@ -296,6 +298,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::hashes::COMMANDS,
         cmd::lists::COMMANDS,
         cmd::sets::COMMANDS,
+        cmd::sorted_sets::COMMANDS,
         cmd::bitmaps::COMMANDS,
     ]
     .into_iter()
@@ -360,5 +363,8 @@ mod tests {
         assert_eq!(pos("sintercard 2 a b LIMIT 1"), vec![2, 3]);
         assert_eq!(pos("sintercard 5 a b"), vec![2, 3]);
         assert_eq!(pos("sintercard x a b"), Vec::<usize>::new());
+        // A destination, then sources counted by an argument.
+        assert_eq!(pos("zunionstore d 2 a b WEIGHTS 1 2"), vec![1, 3, 4]);
+        assert_eq!(pos("zrangestore d s 0 1"), vec![1, 2]);
     }
 }

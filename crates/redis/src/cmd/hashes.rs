@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::cmd::members::{ScanOptions, all_members, empty_scan, member_sub, random_members, scan};
+use crate::cmd::members::{
+    ScanOptions, Space, all_members, empty_scan, member_sub, random_members, scan,
+};
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
@@ -401,7 +403,7 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
         Read::HLen(_) => Reply::Integer(hash.map_or(0, |c| size_reply(c.size))),
         Read::HGetAll(_) | Read::HKeys(_) | Read::HVals(_) => {
             let fields = match &hash {
-                Some(c) => all_members(db, key, c)?,
+                Some(c) => all_members(db, key, c, Space::WHOLE)?,
                 None => Vec::new(),
             };
             match cmd {
@@ -422,15 +424,15 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
         } => match (hash, count) {
             (None, None) => Reply::Null,
             (None, Some(_)) => Reply::Array(Vec::new()),
-            (Some(c), None) => match random_members(db, key, &c, 1, true)?.pop() {
+            (Some(c), None) => match random_members(db, key, &c, Space::WHOLE, 1, true)?.pop() {
                 Some((field, _)) => Reply::Bulk(field),
                 None => Reply::Null,
             },
             (Some(c), Some(count)) => {
                 let picked = if *count >= 0 {
-                    random_members(db, key, &c, count.unsigned_abs(), false)?
+                    random_members(db, key, &c, Space::WHOLE, count.unsigned_abs(), false)?
                 } else {
-                    random_members(db, key, &c, count.unsigned_abs(), true)?
+                    random_members(db, key, &c, Space::WHOLE, count.unsigned_abs(), true)?
                 };
                 if *with_values {
                     Reply::Pairs(
@@ -454,7 +456,15 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
                 Ok(options) => options,
                 Err(reply) => return Ok(reply),
             };
-            scan(db, key, &c, *cursor, &options, true)?
+            scan(
+                db,
+                key,
+                &c,
+                Space::WHOLE,
+                *cursor,
+                &options,
+                Some(Bytes::copy_from_slice),
+            )?
         }
     })
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::members::ScanOptions;
+use crate::cmd::sorted_sets;
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -373,9 +374,16 @@ fn encoding<K: KeyspaceRead + ?Sized>(
     if c.size > max_entries {
         return Ok(large);
     }
+    // A sorted set's members are one part of its sub-keys.
+    type MemberOf = fn(&[u8]) -> &[u8];
+    let (range, member_of): (SubRange<'_>, MemberOf) = if c.kind == ValueType::ZSet {
+        (sorted_sets::MEMBER_RANGE, sorted_sets::member_of_sub)
+    } else {
+        (SubRange::ALL, crate::cmd::members::member_of)
+    };
     let mut all_fit = true;
-    db.sub_scan(key, &c, SubRange::ALL, &mut |sub, value| {
-        if fits(crate::cmd::members::member_of(sub), value) {
+    db.sub_scan(key, &c, range, &mut |sub, value| {
+        if fits(member_of(sub), value) {
             ControlFlow::Continue(())
         } else {
             all_fit = false;

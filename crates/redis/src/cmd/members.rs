@@ -40,6 +40,60 @@ pub(crate) fn member_hash(field: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// Where in a collection's sub-keys its members are: hashes and sets keep
+/// nothing else (the whole range); a sorted set keeps them after a
+/// one-byte prefix, beside its score index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Space {
+    prefix: Option<u8>,
+}
+
+impl Space {
+    /// Every sub-key is a member.
+    pub(crate) const WHOLE: Space = Space { prefix: None };
+
+    /// The members are the sub-keys that start with `prefix`.
+    pub(crate) const fn prefixed(prefix: u8) -> Space {
+        Space {
+            prefix: Some(prefix),
+        }
+    }
+
+    fn prefix_len(self) -> usize {
+        usize::from(self.prefix.is_some())
+    }
+
+    /// The member-key part of `sub` (hash, then member).
+    fn strip(self, sub: &[u8]) -> &[u8] {
+        sub.get(self.prefix_len()..).unwrap_or_default()
+    }
+
+    /// Visits the space's `(sub, value)` pairs from member hash
+    /// `from_hash`, with `sub` stripped of the prefix.
+    fn scan<K: KeyspaceRead + ?Sized>(
+        self,
+        db: &ReadView<'_, K>,
+        key: &[u8],
+        c: &Collection,
+        from_hash: u64,
+        visit: &mut SubVisitor<'_>,
+    ) -> Result<(), StorageError> {
+        let mut lower: Vec<u8> = self.prefix.into_iter().collect();
+        lower.extend_from_slice(&from_hash.to_be_bytes());
+        let upper = self.prefix.map(|p| [p.wrapping_add(1)]);
+        db.sub_scan(
+            key,
+            c,
+            SubRange {
+                from: &lower,
+                to: upper.as_ref().map(|u| &u[..]),
+                reverse: false,
+            },
+            &mut |sub, value| visit(self.strip(sub), value),
+        )
+    }
+}
+
 /// The member a sub-key holds (see [`member_sub`]).
 pub(crate) fn member_of(sub: &[u8]) -> &[u8] {
     sub.get(8..).unwrap_or_default()
@@ -57,9 +111,10 @@ pub(crate) fn all_members<K: KeyspaceRead + ?Sized>(
     db: &ReadView<'_, K>,
     key: &[u8],
     c: &Collection,
+    space: Space,
 ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
     let mut out = Vec::with_capacity(usize::try_from(c.size).unwrap_or(0).min(1 << 16));
-    db.sub_scan(key, c, SubRange::ALL, &mut |sub, value| {
+    space.scan(db, key, c, 0, &mut |sub, value| {
         out.push((
             Bytes::copy_from_slice(member_of(sub)),
             Bytes::copy_from_slice(value),
@@ -77,6 +132,7 @@ pub(crate) fn random_members<K: KeyspaceRead + ?Sized>(
     db: &ReadView<'_, K>,
     key: &[u8],
     c: &Collection,
+    space: Space,
     count: u64,
     repeat: bool,
 ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
@@ -84,7 +140,7 @@ pub(crate) fn random_members<K: KeyspaceRead + ?Sized>(
         return Ok(Vec::new());
     }
     if !repeat && count >= c.size {
-        return all_members(db, key, c);
+        return all_members(db, key, c, space);
     }
     let mut rng = rand::thread_rng();
     let mut positions: Vec<u64> = if repeat {
@@ -98,9 +154,7 @@ pub(crate) fn random_members<K: KeyspaceRead + ?Sized>(
             .collect()
     };
     positions.sort_unstable();
-    let mut out = members_at(&positions, &mut |visit| {
-        db.sub_scan(key, c, SubRange::ALL, visit)
-    })?;
+    let mut out = members_at(&positions, &mut |visit| space.scan(db, key, c, 0, visit))?;
     out.shuffle(&mut rng);
     Ok(out)
 }
@@ -219,54 +273,50 @@ impl ScanOptions {
     }
 }
 
-/// One HSCAN/SSCAN step over collection `c`; `with_values` adds each
-/// member's value after it (HSCAN).
+/// How a SCAN step shows each member's value after it: HSCAN as stored,
+/// ZSCAN as a score; SSCAN shows none.
+pub(crate) type ShowValue = fn(&[u8]) -> Bytes;
+
+/// One HSCAN/SSCAN/ZSCAN step over the members of collection `c`.
 pub(crate) fn scan<K: KeyspaceRead + ?Sized>(
     db: &ReadView<'_, K>,
     key: &[u8],
     c: &Collection,
+    space: Space,
     cursor: u64,
     options: &ScanOptions,
-    with_values: bool,
+    show_value: Option<ShowValue>,
 ) -> Result<Reply, StorageError> {
     let whole = c.size <= SCAN_IN_ONE_REPLY;
     // The cursor is the hash to resume from; 0 starts (and ends) a scan.
-    let from = if whole { 0 } else { cursor }.to_be_bytes();
+    let from = if whole { 0 } else { cursor };
     let mut items = Vec::new();
     let mut seen = 0u64;
     let mut last_hash = None;
     let mut next_cursor = 0u64;
-    db.sub_scan(
-        key,
-        c,
-        SubRange {
-            from: &from,
-            ..SubRange::ALL
-        },
-        &mut |sub, value| {
-            let hash = hash_of_sub(sub);
-            // A page ends between two hashes, never inside one: resuming
-            // at a hash returns all of its fields.
-            if !whole && seen >= options.count && last_hash != Some(hash) {
-                next_cursor = hash.max(1);
-                return ControlFlow::Break(());
+    space.scan(db, key, c, from, &mut |sub, value| {
+        let hash = hash_of_sub(sub);
+        // A page ends between two hashes, never inside one: resuming
+        // at a hash returns all of its fields.
+        if !whole && seen >= options.count && last_hash != Some(hash) {
+            next_cursor = hash.max(1);
+            return ControlFlow::Break(());
+        }
+        seen += 1;
+        last_hash = Some(hash);
+        let field = member_of(sub);
+        if options
+            .pattern
+            .as_ref()
+            .is_none_or(|p| glob::matches(p, field))
+        {
+            items.push(Reply::Bulk(Bytes::copy_from_slice(field)));
+            if let Some(show) = show_value {
+                items.push(Reply::Bulk(show(value)));
             }
-            seen += 1;
-            last_hash = Some(hash);
-            let field = member_of(sub);
-            if options
-                .pattern
-                .as_ref()
-                .is_none_or(|p| glob::matches(p, field))
-            {
-                items.push(Reply::Bulk(Bytes::copy_from_slice(field)));
-                if with_values {
-                    items.push(Reply::Bulk(Bytes::copy_from_slice(value)));
-                }
-            }
-            ControlFlow::Continue(())
-        },
-    )?;
+        }
+        ControlFlow::Continue(())
+    })?;
     Ok(Reply::Array(vec![
         Reply::Bulk(Bytes::from(next_cursor.to_string())),
         Reply::Array(items),

@@ -13,4 +13,5 @@ pub mod lists;
 pub(crate) mod members;
 pub mod server;
 pub mod sets;
+pub mod sorted_sets;
 pub mod strings;

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::members::{
-    ReplicatedRng, ScanOptions, empty_scan, member_of, member_sub, members_at, random_members, scan,
+    ReplicatedRng, ScanOptions, Space, empty_scan, member_of, member_sub, members_at,
+    random_members, scan,
 };
 use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
 use crate::db::{ReadView, WriteView};
@@ -624,12 +625,12 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
         Read::SRandMember { count, .. } => match (set, count) {
             (None, None) => Reply::Null,
             (None, Some(_)) => Reply::Array(Vec::new()),
-            (Some(c), None) => match random_members(db, key, &c, 1, true)?.pop() {
+            (Some(c), None) => match random_members(db, key, &c, Space::WHOLE, 1, true)?.pop() {
                 Some((member, _)) => Reply::Bulk(member),
                 None => Reply::Null,
             },
             (Some(c), Some(count)) => Reply::Array(
-                random_members(db, key, &c, count.unsigned_abs(), *count < 0)?
+                random_members(db, key, &c, Space::WHOLE, count.unsigned_abs(), *count < 0)?
                     .into_iter()
                     .map(|(m, _)| Reply::Bulk(m))
                     .collect(),
@@ -645,7 +646,7 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
                 Ok(options) => options,
                 Err(reply) => return Ok(reply),
             };
-            scan(db, key, &c, *cursor, &options, false)?
+            scan(db, key, &c, Space::WHOLE, *cursor, &options, None)?
         }
         Read::Combine { .. } | Read::InterCard { .. } => Reply::Set(Vec::new()),
     })
