@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{bitmaps, hashes, keys, lists, sets, sorted_sets, strings};
+use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sorted_sets, strings};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -66,6 +66,7 @@ pub enum Command {
     SetRead(sets::Read),
     BitmapRead(bitmaps::Read),
     SortedSetRead(sorted_sets::Read),
+    HyperLogLogRead(hyperloglog::Read),
     // reads routed across shards
     Keys(Bytes),
     Scan(ScanArgs),

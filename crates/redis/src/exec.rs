@@ -9,7 +9,7 @@
 
 use elastickv_resp::Reply;
 
-use crate::cmd::{bitmaps, hashes, keys, lists, sets, sorted_sets, strings};
+use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sorted_sets, strings};
 use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -60,6 +60,7 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(
         Command::ListRead(read) => lists::execute_read(read, &db),
         Command::BitmapRead(read) => bitmaps::execute_read(read, &db),
         Command::SortedSetRead(read) => sorted_sets::execute_read(read, &db),
+        Command::HyperLogLogRead(read) => hyperloglog::execute_read(read, &db),
         _ => Ok(Reply::static_error("ERR command is not a keyed read")),
     }
 }
@@ -101,6 +102,10 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
         },
         Some(write::Family::SortedSets(w)) => match &w.command {
             Some(c) => sorted_sets::execute_write(&mut db, c),
+            None => Ok(unknown_write()),
+        },
+        Some(write::Family::HyperLogLog(w)) => match &w.command {
+            Some(c) => hyperloglog::execute_write(&mut db, c),
             None => Ok(unknown_write()),
         },
         None => Ok(unknown_write()),

@@ -143,6 +143,7 @@ fn write_is_known(write: &log::Write) -> bool {
         Some(Family::Lists(w)) => w.command.is_some(),
         Some(Family::Bitmaps(w)) => w.command.is_some(),
         Some(Family::SortedSets(w)) => w.command.is_some(),
+        Some(Family::HyperLogLog(w)) => w.command.is_some(),
         None => false,
     }
 }
@@ -517,6 +518,22 @@ mod tests {
         // two sub-keys each.
         assert_eq!(a.subs.len(), 2 * (3 + 1 + 4 + 2));
         assert_eq!(a.counts.keys, 4);
+    }
+
+    /// HyperLogLogs: PFADD, the cardinality PFCOUNT caches and PFMERGE
+    /// leave the same bytes on every replica.
+    #[test]
+    fn replicas_agree_on_hyperloglogs() {
+        let lines = [
+            "PFADD {t}a 1 2 3 4 5 6 7 8 9",
+            "PFCOUNT {t}a",
+            "PFADD {t}b 9 10 11",
+            "PFMERGE {t}c {t}a {t}b",
+            "PFCOUNT {t}c",
+        ];
+        let (replies_a, _) = two_replicas(&lines);
+        assert_eq!(replies_a[1], Reply::Integer(9));
+        assert_eq!(replies_a[4], Reply::Integer(11));
     }
 
     /// Bitmaps: bit writes, BITFIELD's overflow handling and BITOP leave

@@ -300,6 +300,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::sets::COMMANDS,
         cmd::sorted_sets::COMMANDS,
         cmd::bitmaps::COMMANDS,
+        cmd::hyperloglog::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::members::ScanOptions;
-use crate::cmd::sorted_sets;
+use crate::cmd::{hyperloglog, sorted_sets};
 use crate::command::{Command, ParseResult, eq, int};
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -350,6 +350,9 @@ fn encoding<K: KeyspaceRead + ?Sized>(
         Value::String(s) => {
             return Ok(if s.len() <= 20 && parse_i64(s).is_some() {
                 "int"
+            } else if hyperloglog::is_hll(s) {
+                // Written in place by PFADD and PFMERGE.
+                "raw"
             } else if s.len() <= 44 {
                 "embstr"
             } else {
