@@ -142,3 +142,23 @@ size_t ekv_format_g17(double value, char *out, size_t cap) {
     if (l < 0 || (size_t)l >= cap) return 0;
     return (size_t)l;
 }
+
+/* A SORT weight as sortCommandGeneric reads it: strtod up to the first
+ * NUL, which must end the number; no NaN, nothing out of range. */
+int ekv_sort_strtod(const char *s, size_t slen, double *out) {
+    char *buf;
+    char *eptr;
+    double value;
+    int ok;
+
+    buf = malloc(slen + 1);
+    if (buf == NULL) return 0;
+    memcpy(buf, s, slen);
+    buf[slen] = '\0';
+    errno = 0;
+    value = strtod(buf, &eptr);
+    ok = eptr[0] == '\0' && errno != ERANGE && !isnan(value);
+    free(buf);
+    if (ok) *out = value;
+    return ok;
+}

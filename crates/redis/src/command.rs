@@ -67,6 +67,8 @@ pub enum Command {
     BitmapRead(bitmaps::Read),
     SortedSetRead(sorted_sets::Read),
     HyperLogLogRead(hyperloglog::Read),
+    /// SORT without STORE, SORT_RO.
+    SortRead(log::Sort),
     // reads routed across shards
     Keys(Bytes),
     Scan(ScanArgs),

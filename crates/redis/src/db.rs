@@ -144,6 +144,10 @@ impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
 /// and for a write at apply time, so code that only reads sub-keys serves
 /// both.
 pub trait SubRead {
+    /// The live record of `key` (a write view leaves an expired one in
+    /// place for now).
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, StorageError>;
+
     fn sub_get(
         &self,
         key: &[u8],
@@ -161,6 +165,10 @@ pub trait SubRead {
 }
 
 impl<K: KeyspaceRead + ?Sized> SubRead for ReadView<'_, K> {
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        self.lookup(key)
+    }
+
     fn sub_get(
         &self,
         key: &[u8],
@@ -182,6 +190,16 @@ impl<K: KeyspaceRead + ?Sized> SubRead for ReadView<'_, K> {
 }
 
 impl<K: KeyspaceWrite + ?Sized> SubRead for WriteView<'_, K> {
+    fn record(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        match self.ks.get(key)? {
+            Some(raw) => {
+                let record = decode(key, &raw)?;
+                Ok((!record.is_expired(self.now)).then_some(record))
+            }
+            None => Ok(None),
+        }
+    }
+
     fn sub_get(
         &self,
         key: &[u8],

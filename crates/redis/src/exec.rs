@@ -9,7 +9,7 @@
 
 use elastickv_resp::Reply;
 
-use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sorted_sets, strings};
+use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sort, sorted_sets, strings};
 use crate::command::Command;
 use crate::db::{ReadTime, ReadView, WriteView};
 use crate::errors;
@@ -61,6 +61,7 @@ pub fn execute_read<K: KeyspaceRead + ?Sized>(
         Command::BitmapRead(read) => bitmaps::execute_read(read, &db),
         Command::SortedSetRead(read) => sorted_sets::execute_read(read, &db),
         Command::HyperLogLogRead(read) => hyperloglog::execute_read(read, &db),
+        Command::SortRead(read) => sort::execute_read(read, &db),
         _ => Ok(Reply::static_error("ERR command is not a keyed read")),
     }
 }

@@ -24,6 +24,17 @@ fn key_spec(spec: &KeySpec) -> Reply {
         bulk("flags"),
         Reply::Set(spec.flags.iter().copied().map(status).collect()),
     ));
+    if let FindKeys::Unknown { .. } = spec.find {
+        let unknown = || {
+            Reply::Map(vec![
+                (bulk("type"), bulk("unknown")),
+                (bulk("spec"), Reply::Map(Vec::new())),
+            ])
+        };
+        map.push((bulk("begin_search"), unknown()));
+        map.push((bulk("find_keys"), unknown()));
+        return Reply::Map(map);
+    }
     map.push((
         bulk("begin_search"),
         Reply::Map(vec![
@@ -35,6 +46,7 @@ fn key_spec(spec: &KeySpec) -> Reply {
         ]),
     ));
     let (kind, find) = match spec.find {
+        FindKeys::Unknown { .. } => ("unknown", Vec::new()),
         FindKeys::Range { last_key, key_step } => (
             "range",
             vec![

@@ -78,6 +78,12 @@ pub fn parse_range_score(s: &[u8]) -> Option<f64> {
     ffi::range_strtod(s)
 }
 
+/// A SORT weight (`sortCommandGeneric`): `strtod` to the first NUL, not
+/// NaN, not out of range.
+pub fn parse_sort_weight(s: &[u8]) -> Option<f64> {
+    ffi::sort_strtod(s)
+}
+
 /// A double as Redis replies with one (`addReplyDouble`): `%.17g`, and
 /// `inf`/`-inf`.
 pub fn format_score(value: f64) -> Bytes {
@@ -129,6 +135,14 @@ mod ffi {
         fn ekv_string2d(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_range_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_format_g17(value: f64, out: *mut c_char, cap: usize) -> usize;
+        fn ekv_sort_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
+    }
+
+    pub(super) fn sort_strtod(s: &[u8]) -> Option<f64> {
+        let mut out = 0.0;
+        // SAFETY: as for string2d.
+        let ok = unsafe { ekv_sort_strtod(s.as_ptr().cast(), s.len(), &mut out) } != 0;
+        ok.then_some(out)
     }
 
     pub(super) fn string2d(s: &[u8]) -> Option<f64> {

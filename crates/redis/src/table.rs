@@ -44,7 +44,7 @@ pub struct KeySpec {
 
 /// How the keys after a key spec's beginning are found, as Redis 7.0
 /// describes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum FindKeys {
     /// Up to `last_key` (relative to the beginning; negative counts from
     /// the end), every `key_step`.
@@ -57,6 +57,10 @@ pub enum FindKeys {
         first_key: i64,
         key_step: i64,
     },
+    /// Keys Redis cannot locate from the arguments' positions alone
+    /// (SORT's BY, GET and STORE): COMMAND INFO says "unknown", and
+    /// `locate` finds what routing needs.
+    Unknown { locate: fn(&[Bytes]) -> Vec<usize> },
 }
 
 pub struct CommandSpec {
@@ -127,13 +131,14 @@ impl KeySpec {
     /// The key positions a keynum spec finds in `args` (none for a range
     /// spec: those are covered by first/last/step).
     fn keynum_positions(&self, args: &[Bytes]) -> Vec<usize> {
-        let FindKeys::Keynum {
-            keynum_index,
-            first_key,
-            key_step,
-        } = self.find
-        else {
-            return Vec::new();
+        let (keynum_index, first_key, key_step) = match self.find {
+            FindKeys::Keynum {
+                keynum_index,
+                first_key,
+                key_step,
+            } => (keynum_index, first_key, key_step),
+            FindKeys::Unknown { locate } => return locate(args),
+            FindKeys::Range { .. } => return Vec::new(),
         };
         let at = |offset: i64| usize::try_from(self.begin_index + offset).ok();
         let Some(count) = at(keynum_index)
@@ -301,6 +306,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::sorted_sets::COMMANDS,
         cmd::bitmaps::COMMANDS,
         cmd::hyperloglog::COMMANDS,
+        cmd::sort::COMMANDS,
     ]
     .into_iter()
     .flatten()

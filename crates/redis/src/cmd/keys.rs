@@ -728,6 +728,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             Ok(Reply::Integer(deleted))
         }
         C::Rename(log::Rename { from, to, nx }) => rename(db, from, to, *nx),
+        C::Sort(sort) => crate::cmd::sort::execute_write(db, sort),
         C::Copy(copy) => {
             let Some(source) = db.lookup(&copy.source)? else {
                 return Ok(Reply::Integer(0));

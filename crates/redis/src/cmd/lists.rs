@@ -16,7 +16,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
-use crate::db::{ReadView, WriteView};
+use crate::db::{ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange};
@@ -613,6 +613,41 @@ fn save<K: KeyspaceWrite + ?Sized>(
     }
     let expire_at = previous.and_then(|r| r.expire_at);
     db.store(key, &Record::collection(c, expire_at), previous)
+}
+
+/// Replaces whatever is at `key` with a list of `elements` (no expiry),
+/// or deletes `key` when there are none (SORT ... STORE).
+pub(crate) fn store_list<K: KeyspaceWrite + ?Sized>(
+    db: &mut WriteView<'_, K>,
+    key: &[u8],
+    elements: &[Bytes],
+) -> Result<(), StorageError> {
+    let previous = db.lookup(key)?;
+    if elements.is_empty() {
+        return match &previous {
+            Some(previous) => db.remove(key, previous),
+            None => Ok(()),
+        };
+    }
+    let mut c = db.new_collection(ValueType::List);
+    for element in elements {
+        push_one(db, key, &mut c, log::End::Right, element)?;
+    }
+    db.store(key, &Record::collection(c, None), previous.as_ref())
+}
+
+/// Every element of list `c` at `key`, head first.
+pub(crate) fn all_elements<S: SubRead + ?Sized>(
+    view: &S,
+    key: &[u8],
+    c: &Collection,
+) -> Result<Vec<Bytes>, StorageError> {
+    let mut out = Vec::with_capacity(usize::try_from(c.size).unwrap_or(0).min(1 << 16));
+    view.sub_scan(key, c, SubRange::ALL, &mut |_, value| {
+        out.push(Bytes::copy_from_slice(value));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
 }
 
 /// Pushes `element` at `end` of list `c` at `key`.

@@ -14,5 +14,6 @@ pub mod lists;
 pub(crate) mod members;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod sorted_sets;
 pub mod strings;

@@ -1043,6 +1043,23 @@ fn walk<S: SubRead + ?Sized>(
     })
 }
 
+/// Every member of sorted set `c` at `key` in score order (with
+/// `reverse`, from the highest).
+pub(crate) fn members_in_order<S: SubRead + ?Sized>(
+    view: &S,
+    key: &[u8],
+    c: &Collection,
+    reverse: bool,
+) -> Result<Vec<Bytes>, StorageError> {
+    let mut out = Vec::new();
+    let bound: &[u8] = if reverse { &[ORDER + 1] } else { &[ORDER] };
+    walk(view, key, c, bound, reverse, &mut |member, _| {
+        out.push(Bytes::copy_from_slice(member));
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}
+
 /// The first (or with `last`, the last) member and its score.
 fn end_member<S: SubRead + ?Sized>(
     view: &S,
