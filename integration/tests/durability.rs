@@ -140,18 +140,19 @@ fn expired_keys_are_removed() {
     assert!(info.contains("expired_keys:300"), "{info}");
 }
 
-/// Collections under kill -9: every acknowledged push, add and field is
-/// there after the restart (plus at most the one in flight), and each
-/// collection's recorded size matches its contents (metadata and elements
-/// are written together).
+/// Collections under kill -9: every acknowledged push, add, field and
+/// scored member is there after the restart (plus at most the one in
+/// flight), and each collection's recorded size matches its contents
+/// (metadata and elements are written together; a sorted set's score
+/// index agrees with its members).
 #[test]
 fn acknowledged_collection_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(&dir.path().join("data"), &["--shards", "4"]);
     let stop = Arc::new(AtomicBool::new(false));
     // Per writer: how many of its operations were acknowledged.
-    let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; 6]));
-    let writers: Vec<_> = (0..6)
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; 8]));
+    let writers: Vec<_> = (0..8)
         .map(|w| {
             let mut conn = node.client();
             let (stop, acked) = (stop.clone(), acked.clone());
@@ -160,11 +161,12 @@ fn acknowledged_collection_writes_survive_kill_9() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    // Three families in turn: list, set, hash.
-                    let done: redis::RedisResult<i64> = match w % 3 {
+                    // Four families in turn: list, set, hash, sorted set.
+                    let done: redis::RedisResult<i64> = match w % 4 {
                         0 => conn.rpush(format!("list:{w}"), i),
                         1 => conn.sadd(format!("set:{w}"), i),
-                        _ => conn.hset(format!("hash:{w}"), format!("f{i}"), i),
+                        2 => conn.hset(format!("hash:{w}"), format!("f{i}"), i),
+                        _ => conn.zadd(format!("zset:{w}"), i, i),
                     };
                     if done.is_err() {
                         break; // the node was killed
@@ -187,7 +189,7 @@ fn acknowledged_collection_writes_survive_kill_9() {
     let mut conn = node.client();
     for (w, &n) in acked.iter().enumerate() {
         // In order for a list; as a set of numbers for the others.
-        let (found, size): (Vec<u64>, u64) = match w % 3 {
+        let (found, size): (Vec<u64>, u64) = match w % 4 {
             0 => {
                 let key = format!("list:{w}");
                 (conn.lrange(&key, 0, -1).unwrap(), conn.llen(&key).unwrap())
@@ -197,6 +199,16 @@ fn acknowledged_collection_writes_survive_kill_9() {
                 let mut members: Vec<u64> = conn.smembers(&key).unwrap();
                 members.sort_unstable();
                 (members, conn.scard(&key).unwrap())
+            }
+            3 => {
+                // In score order, which is the members' order here; the
+                // index and the members agree on the count.
+                let key = format!("zset:{w}");
+                let members: Vec<u64> = conn.zrange(&key, 0, -1).unwrap();
+                let by_score: u64 = conn.zcount(&key, "-inf", "+inf").unwrap();
+                let size: u64 = conn.zcard(&key).unwrap();
+                assert_eq!(by_score, size, "{key}");
+                (members, size)
             }
             _ => {
                 let key = format!("hash:{w}");

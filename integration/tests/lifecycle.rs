@@ -91,6 +91,15 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
             .query(&mut conn)
             .unwrap();
     }
+    // And a sorted set, whose score index must arrive with its members.
+    for i in 0..40 {
+        let _: () = redis::cmd("ZADD")
+            .arg("zset")
+            .arg(40 - i)
+            .arg(format!("m{i}"))
+            .query(&mut conn)
+            .unwrap();
+    }
     let _: () = redis::cmd("DEL").arg("hash:3").query(&mut conn).unwrap();
     let _: () = redis::cmd("SET")
         .arg("hash:4")
@@ -131,7 +140,7 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
     let size: i64 = redis::cmd("DBSIZE")
         .query(&mut cluster.node(3).client())
         .unwrap();
-    assert_eq!(size, 3204);
+    assert_eq!(size, 3205);
     let mut caught_up = cluster.node(3).client();
     for h in 0..3 {
         let fields: std::collections::BTreeMap<String, i64> = redis::cmd("HGETALL")
@@ -144,6 +153,19 @@ fn a_node_away_past_the_retained_log_catches_up_through_a_snapshot() {
             .collect();
         assert_eq!(fields, expected, "hash:{h} on node 3");
     }
+    let ranked: Vec<String> = redis::cmd("ZRANGE")
+        .arg("zset")
+        .arg(0)
+        .arg(2)
+        .query(&mut caught_up)
+        .unwrap();
+    assert_eq!(ranked, ["m39", "m38", "m37"]);
+    let rank: i64 = redis::cmd("ZRANK")
+        .arg("zset")
+        .arg("m0")
+        .query(&mut caught_up)
+        .unwrap();
+    assert_eq!(rank, 39);
     let gone: i64 = redis::cmd("EXISTS")
         .arg("hash:3")
         .query(&mut caught_up)

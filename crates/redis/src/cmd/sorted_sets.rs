@@ -2088,6 +2088,28 @@ mod tests {
         assert_eq!(order_bits(-0.0), order_bits(0.0));
     }
 
+    /// Property: for any two scores (random bit patterns, every sign and
+    /// exponent), their index bytes compare as the numbers do, and decode
+    /// back to the score.
+    #[test]
+    fn ordered_bytes_compare_as_random_scores_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut score = || loop {
+            let candidate = f64::from_bits(rng.r#gen::<u64>());
+            if !candidate.is_nan() {
+                return candidate;
+            }
+        };
+        for _ in 0..100_000 {
+            let (a, b) = (score(), score());
+            let by_bytes = order_key(a, b"").cmp(&order_key(b, b""));
+            assert_eq!(Some(by_bytes), a.partial_cmp(&b), "{a} vs {b}");
+            let back = score_of_order_bits(order_bits(a));
+            assert!(back == a, "{a} came back as {back}");
+        }
+    }
+
     #[test]
     fn index_entries_round_trip() {
         for (score, member) in [(-7.25, &b""[..]), (0.0, b"m"), (f64::INFINITY, b"\xff")] {
