@@ -6,7 +6,7 @@
 //! ZSCAN paging a large sorted set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use elastickv_integration::diff::{pair, random_stream, run_script, zset_command};
+use elastickv_integration::diff::{mixed_command, pair, random_stream, run_script, zset_command};
 
 const ZSET_SCRIPT: &[&str] = &[
     "ZADD z 1 a 2 b 3 c",
@@ -355,6 +355,17 @@ fn random_sorted_set_commands_match_redis_on_one_shard() {
 #[test]
 fn random_sorted_set_commands_match_redis_on_four_shards_over_resp3() {
     random_stream("4", 9_100..9_104, 800, true, zset_command);
+}
+
+/// Every type over one shared pool of keys.
+#[test]
+fn random_commands_of_every_type_match_redis_on_one_shard() {
+    random_stream("1", 9_200..9_204, 1000, false, mixed_command);
+}
+
+#[test]
+fn random_commands_of_every_type_match_redis_on_four_shards_over_resp3() {
+    random_stream("4", 9_300..9_304, 1000, true, mixed_command);
 }
 
 /// A sorted set far past Redis's compact encoding, built identically on

@@ -1,14 +1,16 @@
 //! The forwarding path compared with Redis: seeded random command streams
-//! and pipelines of hashes, lists, sets and sorted sets (with strings and
-//! keyspace commands mixed in) sent to a node that leads no shard of a
-//! 3-node cluster, so every write crosses to the leader and back and every
-//! read is served after a read barrier, against redis-server 7.0.
+//! and pipelines of hashes, lists, sets, sorted sets and every type at once
+//! (with strings, HyperLogLog and keyspace commands mixed in) sent to a
+//! node that leads no shard of a 3-node cluster, so every write crosses to
+//! the leader and back and every read is served after a read barrier,
+//! against redis-server 7.0.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use elastickv_integration::diff::{
-    Generator, comparable, compare, hash_command, list_command, set_command, show, zset_command,
+    Generator, comparable, compare, hash_command, list_command, mixed_command, set_command, show,
+    zset_command,
 };
 use elastickv_integration::{Cluster, RedisOracle};
 use rand::SeedableRng;
@@ -35,11 +37,12 @@ fn random_commands_through_a_follower_match_redis() {
     let (cluster, follower) = cluster_with_a_follower();
     let redis = RedisOracle::start();
     let (mut r, mut e) = (redis.raw(), cluster.node(follower).raw());
-    let generators: [(&str, Generator); 4] = [
+    let generators: [(&str, Generator); 5] = [
         ("hash", hash_command),
         ("list", list_command),
         ("set", set_command),
         ("zset", zset_command),
+        ("mixed", mixed_command),
     ];
     for (family, command) in generators {
         for seed in 0..2u64 {
@@ -64,8 +67,14 @@ fn pipelines_through_a_follower_match_redis() {
     let redis = RedisOracle::start();
     let (mut r, mut e) = (redis.raw(), cluster.node(follower).raw());
     let mut rng = StdRng::seed_from_u64(11);
-    let generators: [Generator; 4] = [hash_command, list_command, set_command, zset_command];
-    for round in 0..32 {
+    let generators: [Generator; 5] = [
+        hash_command,
+        list_command,
+        set_command,
+        zset_command,
+        mixed_command,
+    ];
+    for round in 0..30 {
         let command = generators[round % generators.len()];
         let cmds: Vec<Vec<Vec<u8>>> = (0..40).map(|_| command(&mut rng)).collect();
         for cmd in &cmds {
