@@ -167,7 +167,8 @@ const KEYS_SCRIPT: &[&str] = &[
     "OBJECT ENCODING ol",
     "DEL oi oe or oh os ol",
     "SET c1 v",
-    "PEXPIRE c1 100000",
+    // Absolute: a relative expiry lands on each server's own millisecond.
+    "PEXPIREAT c1 33177117420000",
     "COPY c1 c2",
     "GET c2",
     "PEXPIRETIME c2",

@@ -1021,4 +1021,118 @@ mod tests {
         assert_eq!(range_in(i64::MIN, i64::MAX, 3), Some((0, 2)));
         assert_eq!(range_in(0, 0, 0), None);
     }
+
+    /// Property: Redis's normalization, computed without overflow, for
+    /// random indexes (extremes included) and lengths.
+    #[test]
+    fn index_arithmetic_matches_a_model_for_random_inputs() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let index = |rng: &mut rand::rngs::StdRng| match rng.gen_range(0..4) {
+            0 => rng.gen_range(-12..12),
+            1 => i64::MIN + rng.gen_range(0..3),
+            2 => i64::MAX - rng.gen_range(0..3),
+            _ => rng.r#gen(),
+        };
+        for _ in 0..100_000 {
+            let len: u64 = rng.gen_range(0..10);
+            let (i, j) = (index(&mut rng), index(&mut rng));
+            let n = i128::from(len);
+            let norm = |x: i64| {
+                if x < 0 {
+                    n + i128::from(x)
+                } else {
+                    i128::from(x)
+                }
+            };
+            let one = (0..n).contains(&norm(i)).then(|| norm(i) as u64);
+            assert_eq!(index_in(i, len), one, "index {i} of {len}");
+            let (start, end) = (norm(i).max(0), norm(j).min(n - 1));
+            let range = (start <= end && start < n).then_some((start as u64, end as u64));
+            assert_eq!(range_in(i, j, len), range, "range {i} {j} of {len}");
+        }
+    }
+
+    /// Property: pushes and pops at both ends, LINDEX, LSET and LRANGE on
+    /// the stored positions agree with a deque, over long random runs.
+    #[test]
+    fn pushes_and_pops_at_both_ends_match_a_deque() {
+        use std::collections::VecDeque;
+
+        use rand::{Rng, SeedableRng};
+
+        use crate::command::parse;
+        use crate::db::ReadTime;
+        use crate::exec::{execute_read, execute_write};
+        use crate::keyspace::MemKeyspace;
+
+        let mut ks = MemKeyspace::default();
+        let mut run = |line: String| -> Reply {
+            let args: Vec<Bytes> = line
+                .split(' ')
+                .map(|w| Bytes::from(w.to_string()))
+                .collect();
+            let parsed = match parse(&args) {
+                Ok(parsed) => parsed,
+                Err(reply) => return reply,
+            };
+            match &parsed.command {
+                Command::Write(write) => execute_write(write, &mut ks, 1).unwrap(),
+                other => execute_read(other, &ks, &ReadTime::at(1)).unwrap(),
+            }
+        };
+        let mut model: VecDeque<String> = VecDeque::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for step in 0..20_000 {
+            let value = format!("v{step}");
+            match rng.gen_range(0..7) {
+                0 => {
+                    run(format!("LPUSH l {value}"));
+                    model.push_front(value);
+                }
+                1 => {
+                    run(format!("RPUSH l {value}"));
+                    model.push_back(value);
+                }
+                2 => {
+                    let got = run("LPOP l".into());
+                    assert_eq!(got, model.pop_front().map_or(Reply::Null, Reply::bulk));
+                }
+                3 => {
+                    let got = run("RPOP l".into());
+                    assert_eq!(got, model.pop_back().map_or(Reply::Null, Reply::bulk));
+                }
+                4 => {
+                    let i: i64 = rng.gen_range(-12..12);
+                    let at = index_in(i, model.len() as u64);
+                    let expected =
+                        at.map_or(Reply::Null, |a| Reply::bulk(model[a as usize].clone()));
+                    assert_eq!(run(format!("LINDEX l {i}")), expected, "LINDEX {i}");
+                }
+                5 => {
+                    let i: i64 = rng.gen_range(-12..12);
+                    let reply = run(format!("LSET l {i} {value}"));
+                    if let Some(a) = index_in(i, model.len() as u64) {
+                        assert_eq!(reply, Reply::ok());
+                        model[a as usize] = value;
+                    } else {
+                        assert!(reply.is_error());
+                    }
+                }
+                _ => {
+                    let (i, j): (i64, i64) = (rng.gen_range(-12..12), rng.gen_range(-12..12));
+                    let expected: Vec<Reply> = range_in(i, j, model.len() as u64)
+                        .map(|(a, b)| {
+                            (a..=b)
+                                .map(|k| Reply::bulk(model[k as usize].clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    assert_eq!(run(format!("LRANGE l {i} {j}")), Reply::Array(expected));
+                }
+            }
+        }
+        let len = i64::try_from(model.len()).unwrap();
+        assert_eq!(run("LLEN l".into()), Reply::Integer(len));
+    }
 }
