@@ -224,11 +224,44 @@ impl<K: KeyspaceWrite + ?Sized> SubRead for WriteView<'_, K> {
 pub struct WriteView<'a, K: KeyspaceWrite + ?Sized> {
     ks: &'a mut K,
     now: u64,
+    /// Collections whose members changed without their record being
+    /// stored since: [`WriteView::finish`] gives them a new revision.
+    touched: Vec<Vec<u8>>,
 }
 
 impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
     pub fn new(ks: &'a mut K, now_ms: u64) -> Self {
-        WriteView { ks, now: now_ms }
+        WriteView {
+            ks,
+            now: now_ms,
+            touched: Vec::new(),
+        }
+    }
+
+    /// Ends a command: every collection whose members it changed without
+    /// storing its record gets a new revision, so WATCH sees the change.
+    pub fn finish(&mut self) -> Result<(), StorageError> {
+        for key in std::mem::take(&mut self.touched) {
+            let Some(raw) = self.ks.get(&key)? else {
+                continue;
+            };
+            let record = decode(&key, &raw)?;
+            if record.as_collection().is_some() {
+                let revision = self.ks.new_version();
+                self.ks.put(&key, record.encode_as(revision))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, key: &[u8]) {
+        if !self.touched.iter().any(|k| k == key) {
+            self.touched.push(key.to_vec());
+        }
+    }
+
+    fn untouch(&mut self, key: &[u8]) {
+        self.touched.retain(|k| k != key);
     }
 
     pub fn now(&self) -> u64 {
@@ -276,6 +309,7 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         sub: &[u8],
         value: Vec<u8>,
     ) -> Result<(), StorageError> {
+        self.touch(key);
         self.ks.sub_put(key, c.version, sub, value)
     }
 
@@ -285,6 +319,7 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         c: &Collection,
         sub: &[u8],
     ) -> Result<(), StorageError> {
+        self.touch(key);
         self.ks.sub_delete(key, c.version, sub)
     }
 
@@ -296,6 +331,7 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         from: &[u8],
         to: &[u8],
     ) -> Result<(), StorageError> {
+        self.touch(key);
         self.ks.sub_delete_range(key, c.version, from, to)
     }
 
@@ -389,7 +425,10 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
                 self.ks.index_expire(key, at)?;
             }
         }
-        self.ks.put(key, record.encode())?;
+        // Every store is a change WATCH must see: a new revision.
+        let revision = self.ks.new_version();
+        self.ks.put(key, record.encode_as(revision))?;
+        self.untouch(key);
         let counts = self.ks.counts();
         if previous.is_none() {
             counts.keys += 1;

@@ -76,7 +76,7 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
     now_ms: u64,
 ) -> ExecResult {
     let mut db = WriteView::new(ks, now_ms);
-    match &cmd.family {
+    let reply = match &cmd.family {
         Some(write::Family::Strings(w)) => match &w.command {
             Some(c) => strings::execute_write(&mut db, c),
             None => Ok(unknown_write()),
@@ -110,7 +110,9 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
             None => Ok(unknown_write()),
         },
         None => Ok(unknown_write()),
-    }
+    }?;
+    db.finish()?;
+    Ok(reply)
 }
 
 fn unknown_write() -> Reply {
@@ -143,6 +145,47 @@ mod tests {
 
     fn bulk(s: &str) -> Reply {
         Reply::bulk(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn revision(ks: &MemKeyspace, key: &str) -> Option<u64> {
+        ks.records
+            .get(key.as_bytes())
+            .map(|raw| Record::peek_revision(raw).unwrap())
+    }
+
+    /// Every write that Redis reports as modifying a key (WATCH aborts on
+    /// it) gives the key a new revision, including member changes that
+    /// leave a collection's size alone; reads and no-op writes do not.
+    #[test]
+    fn writes_give_keys_new_revisions() {
+        let mut ks = MemKeyspace::default();
+        let mut changes = |ks: &mut MemKeyspace, line: &str, key: &str| -> bool {
+            let before = revision(ks, key);
+            run(ks, 1000, line);
+            revision(ks, key) != before
+        };
+        assert!(changes(&mut ks, "SET k v", "k"));
+        assert!(changes(&mut ks, "SET k v", "k"));
+        assert!(!changes(&mut ks, "GET k", "k"));
+        assert!(changes(&mut ks, "EXPIRE k 100", "k"));
+        assert!(changes(&mut ks, "PERSIST k", "k"));
+        assert!(!changes(&mut ks, "PERSIST k", "k"));
+        assert!(changes(&mut ks, "HSET h f 1", "h"));
+        assert!(changes(&mut ks, "HSET h f 2", "h"));
+        assert!(changes(&mut ks, "HINCRBY h f 1", "h"));
+        assert!(!changes(&mut ks, "HGET h f", "h"));
+        assert!(changes(&mut ks, "SADD s a", "s"));
+        assert!(!changes(&mut ks, "SADD s a", "s"));
+        assert!(changes(&mut ks, "ZADD z 1 m", "z"));
+        assert!(changes(&mut ks, "ZADD z 2 m", "z"));
+        assert!(!changes(&mut ks, "ZADD z 2 m", "z"));
+        assert!(changes(&mut ks, "RPUSH l a b", "l"));
+        assert!(changes(&mut ks, "LSET l 0 x", "l"));
+        assert!(changes(&mut ks, "SETBIT b 3 1", "b"));
+        // Redis signals SETBIT as a change even when the bit was set.
+        assert!(changes(&mut ks, "SETBIT b 3 1", "b"));
+        assert!(changes(&mut ks, "DEL k", "k"));
+        assert_eq!(revision(&ks, "k"), None);
     }
 
     #[test]

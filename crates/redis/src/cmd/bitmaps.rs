@@ -213,6 +213,7 @@ fn string_of(record: Option<Record>) -> Result<Option<(Bytes, Option<u64>)>, Rep
         Some(Record {
             value: Value::String(s),
             expire_at,
+            ..
         }) => Ok(Some((s, expire_at))),
         Some(_) => Err(wrongtype()),
     }

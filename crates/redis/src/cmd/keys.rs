@@ -760,7 +760,7 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
             }
             let record = Record {
                 expire_at: None,
-                value: previous.value.clone(),
+                ..previous.clone()
             };
             db.store(key, &record, Some(&previous))?;
             Ok(Reply::Integer(1))
@@ -840,7 +840,7 @@ fn expire<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, args: &log::Expi
     } else {
         let record = Record {
             expire_at: Some(when as u64),
-            value: previous.value.clone(),
+            ..previous.clone()
         };
         db.store(&args.key, &record, Some(&previous))?;
     }
