@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn writes_give_keys_new_revisions() {
         let mut ks = MemKeyspace::default();
-        let mut changes = |ks: &mut MemKeyspace, line: &str, key: &str| -> bool {
+        let changes = |ks: &mut MemKeyspace, line: &str, key: &str| -> bool {
             let before = revision(ks, key);
             run(ks, 1000, line);
             revision(ks, key) != before
