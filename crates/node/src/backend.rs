@@ -260,11 +260,25 @@ impl Backend for NodeBackend {
     }
 
     async fn submit(&self, shard: u32, write: log::Write) -> ReplyFuture {
-        let writes = &self.writes;
-        let deadline = Instant::now() + writes.request_timeout;
         // One request id for every attempt: whatever happened to an
         // earlier one, the write applies at most once.
-        let entry = writes.retryable(write);
+        let entry = self.writes.retryable(write);
+        self.submit_entry(shard, entry).await
+    }
+
+    async fn submit_transaction(&self, shard: u32, transaction: log::Transaction) -> ReplyFuture {
+        let seq = self.writes.next_seq.fetch_add(1, Ordering::Relaxed);
+        let entry = LogEntry::transaction(transaction, self.writes.origin, seq);
+        self.submit_entry(shard, entry).await
+    }
+}
+
+impl NodeBackend {
+    /// Proposes `entry` (a write or a transaction with its request id) on
+    /// `shard`: here if this node leads it, else through the leader.
+    async fn submit_entry(&self, shard: u32, entry: LogEntry) -> ReplyFuture {
+        let writes = &self.writes;
+        let deadline = Instant::now() + writes.request_timeout;
         if writes.leader_of(shard).0 == Role::Leader {
             // Queued now, before the connection's next command starts, so
             // a pipeline's writes are proposed in order; awaited later.

@@ -38,6 +38,7 @@ pub mod server;
 pub mod session;
 pub mod state_machine;
 pub mod stats;
+pub mod transaction;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

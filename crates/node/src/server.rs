@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use elastickv_redis::{Route, errors, parse_args, resolve};
+use elastickv_redis::{Command, Route, errors, parse_args, resolve};
 use elastickv_resp::connection::WRITE_HIGH_WATER;
 use elastickv_resp::{Connection, ParseLimits, ReadOutcome, Reply, RequestParser};
 use elastickv_router::ReplyFuture;
@@ -196,6 +196,7 @@ async fn run_batch(
                     Some(known) => state.stats.command_rejected(known.name, &reply),
                     None => state.stats.count_reply(&reply),
                 }
+                session.tx.refused();
                 in_flight.push_ready(reply);
                 continue;
             }
@@ -204,6 +205,20 @@ async fn run_batch(
         if !session.authenticated && !spec.flags.contains(&"no_auth") {
             let reply = Reply::static_error(errors::NOAUTH);
             state.stats.command_rejected(spec.name, &reply);
+            session.tx.refused();
+            in_flight.push_ready(reply);
+            continue;
+        }
+        if session.tx.queueing()
+            && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
+        {
+            // Checked and queued for EXEC, not run.
+            let parsed = parse_args(spec, &args);
+            let shards = match &parsed {
+                Ok(parsed) => state.router.key_shards(parsed, &args),
+                Err(_) => Vec::new(),
+            };
+            let reply = session.tx.queue(parsed, args, &shards);
             in_flight.push_ready(reply);
             continue;
         }
@@ -217,6 +232,19 @@ async fn run_batch(
                 continue;
             }
         };
+        // EXEC and WATCH wait for what the connection sent before them,
+        // then for their shard.
+        if matches!(parsed.command, Command::Exec | Command::Watch(_)) {
+            in_flight.finish(conn).await;
+            let reply = match parsed.command {
+                Command::Watch(keys) => watch(session, state, keys).await,
+                _ => exec(session, state).await,
+            };
+            state.stats.command_done(spec.name, began.elapsed(), &reply);
+            conn.set_protocol(session.protocol);
+            conn.queue(&reply);
+            continue;
+        }
         let local = matches!(spec.route, Route::Local)
             || (spec.route == Route::Server
                 && !matches!(
@@ -269,4 +297,41 @@ async fn run_batch(
         });
     }
     Ok(BatchEnd::KeepOpen)
+}
+
+/// EXEC: the queued commands on keys go to their shard as one entry; the
+/// connection answers its own; the replies come back in queue order.
+async fn exec(session: &mut Session, state: &NodeState) -> Reply {
+    let mut prepared = match session.tx.prepare() {
+        Ok(prepared) => prepared,
+        Err(reply) => return reply,
+    };
+    let shard_reply = match prepared.take_shard_part() {
+        Some((shard, transaction)) => Some(state.router.transaction(shard, transaction).await),
+        None => None,
+    };
+    prepared.finish(
+        shard_reply,
+        &mut |command| match session.execute(state, command) {
+            Outcome::Reply(reply) | Outcome::Close(reply) => reply,
+        },
+    )
+}
+
+/// WATCH: what the keys look like now, read linearizably on their shard.
+async fn watch(session: &mut Session, state: &NodeState, keys: Vec<Bytes>) -> Reply {
+    let mut shards = keys.iter().map(|key| state.router.shard_of(key));
+    let first = shards.next();
+    let shard = first.filter(|&first| shards.all(|s| s == first));
+    let shard = match session.tx.watch_shard(shard) {
+        Ok(shard) => shard,
+        Err(reply) => return reply,
+    };
+    match state.router.watch(shard, &keys).await {
+        Ok(seen) => {
+            session.tx.watched(shard, seen);
+            Reply::ok()
+        }
+        Err(reply) => reply,
+    }
 }

@@ -10,6 +10,7 @@ use crate::NodeState;
 use crate::clients::describe;
 use crate::info;
 use crate::stats::Stats;
+use crate::transaction::Transaction;
 
 /// What a local command asks of the connection.
 pub enum Outcome {
@@ -22,6 +23,8 @@ pub struct Session {
     pub id: u64,
     pub authenticated: bool,
     pub protocol: ProtocolVersion,
+    /// MULTI's queue and WATCH's keys.
+    pub tx: Transaction,
 }
 
 fn bulk(s: impl Into<Bytes>) -> Reply {
@@ -34,6 +37,7 @@ impl Session {
             id,
             authenticated: state.config.requirepass().is_none(),
             protocol: ProtocolVersion::Resp2,
+            tx: Transaction::default(),
         }
     }
 
@@ -55,6 +59,9 @@ impl Session {
             Command::Ping(None) => Reply::simple("PONG"),
             Command::Ping(Some(message)) | Command::Echo(message) => Reply::Bulk(message),
             Command::Quit => return Outcome::Close(Reply::ok()),
+            Command::Multi => self.tx.multi(),
+            Command::Discard => self.tx.discard(),
+            Command::Unwatch => self.tx.unwatch(),
             Command::Select(0) => Reply::ok(),
             Command::Select(_) => Reply::static_error(errors::DB_INDEX_RANGE),
             Command::Auth { username, password } => {

@@ -22,6 +22,12 @@ pub enum Command {
     Ping(Option<Bytes>),
     Echo(Bytes),
     Quit,
+    // transactions (answered by the connection)
+    Multi,
+    Exec,
+    Discard,
+    Watch(Vec<Bytes>),
+    Unwatch,
     Hello {
         protover: Option<i64>,
         auth: Option<(Bytes, Bytes)>,

@@ -7,6 +7,7 @@
 //! corresponding Redis 7.0 implementation step by step, including the order
 //! in which it checks things (which decides which error a client sees).
 
+use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sort, sorted_sets, strings};
@@ -113,6 +114,63 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
     }?;
     db.finish()?;
     Ok(reply)
+}
+
+/// Runs a transaction at apply time: nothing when a watched key is not
+/// as WATCH saw it (EXEC answers nil), otherwise every queued command in
+/// order, each seeing the ones before, with nothing in between. A command
+/// that fails answers its error in place; the others still run, as in
+/// Redis.
+pub fn execute_transaction<K: KeyspaceWrite + ?Sized>(
+    tx: &log::Transaction,
+    ks: &mut K,
+    now_ms: u64,
+) -> ExecResult {
+    {
+        let mut db = WriteView::new(ks, now_ms);
+        for watched in &tx.watched {
+            let unchanged = match db.lookup(&watched.key)? {
+                Some(record) => watched.exists && record.revision == watched.revision,
+                None => !watched.exists,
+            };
+            if !unchanged {
+                return Ok(Reply::NullArray);
+            }
+        }
+    }
+    let mut replies = Vec::with_capacity(tx.commands.len());
+    for queued in &tx.commands {
+        use log::queued_command::Command as Queued;
+        replies.push(match &queued.command {
+            Some(Queued::Write(write)) => execute_write(write, ks, now_ms)?,
+            Some(Queued::Read(read)) => match crate::command::parse(&read.args) {
+                Ok(parsed) => execute_read(&parsed.command, &*ks, &ReadTime::at(now_ms))?,
+                Err(reply) => reply,
+            },
+            None => unknown_write(),
+        });
+    }
+    Ok(Reply::Array(replies))
+}
+
+/// What WATCH records of `keys`: whether each exists at `time`, and its
+/// revision.
+pub fn watch_revisions<K: KeyspaceRead + ?Sized>(
+    ks: &K,
+    time: &ReadTime,
+    keys: &[Bytes],
+) -> Result<Vec<log::WatchedKey>, StorageError> {
+    let db = ReadView::new(ks, time);
+    keys.iter()
+        .map(|key| {
+            let record = db.lookup(key)?;
+            Ok(log::WatchedKey {
+                key: key.clone(),
+                exists: record.is_some(),
+                revision: record.map_or(0, |r| r.revision),
+            })
+        })
+        .collect()
 }
 
 fn unknown_write() -> Reply {

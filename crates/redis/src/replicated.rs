@@ -35,7 +35,7 @@ use elastickv_resp::Reply;
 use prost::Message;
 use thiserror::Error;
 
-use crate::exec::{execute_write, expire_due};
+use crate::exec::{execute_transaction, execute_write, expire_due};
 use crate::keyspace::{KeyspaceWrite, StorageError};
 use crate::log::{self, ExpiredKey, ExpiryBatch, LogEntry, RequestId, Tick, log_entry::Body};
 
@@ -80,6 +80,16 @@ impl LogEntry {
         }
     }
 
+    /// A transaction (MULTI ... EXEC) with its request id, like a write.
+    pub fn transaction(transaction: log::Transaction, origin: u64, seq: u64) -> LogEntry {
+        LogEntry {
+            version: LOG_VERSION,
+            timestamp_ms: 0,
+            request: Some(RequestId { origin, seq }),
+            body: Some(Body::Transaction(transaction)),
+        }
+    }
+
     /// An entry that only carries its proposer's clock: applying it moves
     /// the shard clock forward, and nothing else.
     pub fn tick(timestamp_ms: u64) -> LogEntry {
@@ -117,6 +127,11 @@ impl LogEntry {
         }
         let known = match &entry.body {
             Some(Body::Write(write)) => write_is_known(write),
+            Some(Body::Transaction(tx)) => tx.commands.iter().all(|queued| match &queued.command {
+                Some(log::queued_command::Command::Write(write)) => write_is_known(write),
+                Some(log::queued_command::Command::Read(_)) => true,
+                None => false,
+            }),
             Some(Body::Expiry(_) | Body::Tick(_)) => true,
             None => false,
         };
@@ -165,7 +180,8 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
         ks.dedup_purge(generation.saturating_sub(1))?;
     }
     let write = match entry.body {
-        Some(Body::Write(write)) => write,
+        Some(Body::Write(write)) => Proposed::Write(write),
+        Some(Body::Transaction(tx)) => Proposed::Transaction(tx),
         Some(Body::Expiry(batch)) => {
             let keys: Vec<(Bytes, u64)> = batch
                 .keys
@@ -193,11 +209,20 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
             }
         }
     }
-    let reply = execute_write(&write, ks, now)?;
+    let reply = match &write {
+        Proposed::Write(write) => execute_write(write, ks, now)?,
+        Proposed::Transaction(tx) => execute_transaction(tx, ks, now)?,
+    };
     if let Some((origin, seq)) = request {
         ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
     }
     Ok(reply)
+}
+
+/// What a client proposed: one write, or a transaction.
+enum Proposed {
+    Write(log::Write),
+    Transaction(log::Transaction),
 }
 
 /// A request record: the shard clock when it applied, then its reply.
@@ -385,6 +410,61 @@ mod tests {
             .zip(1..)
             .map(|(p, index)| apply(ks, index, p).unwrap())
             .collect()
+    }
+
+    /// A transaction of `lines` (writes as typed commands, reads as
+    /// arguments) watching `watched`, with request id `(9, seq)`.
+    fn transaction(lines: &[&str], watched: Vec<log::WatchedKey>, seq: u64) -> Vec<u8> {
+        use log::queued_command::Command as Queued;
+        let commands = lines
+            .iter()
+            .map(|line| {
+                let args: Vec<Bytes> = line.split(' ').map(|w| Bytes::from(w.to_owned())).collect();
+                let command = match parse_write(&args) {
+                    Ok(write) => Queued::Write(write),
+                    Err(_) => Queued::Read(log::ReadArguments { args }),
+                };
+                log::QueuedCommand {
+                    command: Some(command),
+                }
+            })
+            .collect();
+        let mut entry = LogEntry::transaction(log::Transaction { watched, commands }, 9, seq);
+        entry.timestamp_ms = 1_000;
+        entry.to_bytes()
+    }
+
+    /// A transaction applies its commands in order, each seeing the last;
+    /// a watched key that changed since WATCH voids it entirely.
+    #[test]
+    fn transactions_apply_whole_or_not_at_all() {
+        let mut ks = MemKeyspace::default();
+        apply(&mut ks, 1, &command(1_000, "SET k 1").to_bytes()).unwrap();
+        let seen = crate::exec::watch_revisions(
+            &ks,
+            &crate::db::ReadTime::at(1_000),
+            &[Bytes::from_static(b"k"), Bytes::from_static(b"nosuch")],
+        )
+        .unwrap();
+        assert_eq!((seen[0].exists, seen[1].exists), (true, false));
+        let tx = transaction(&["INCR k", "GET k", "INCR k", "LPUSH k x"], seen.clone(), 1);
+        assert_eq!(
+            apply(&mut ks, 2, &tx).unwrap(),
+            Reply::Array(vec![
+                Reply::Integer(2),
+                Reply::bulk(Bytes::from_static(b"2")),
+                Reply::Integer(3),
+                Reply::static_error(crate::errors::WRONGTYPE),
+            ])
+        );
+        // k changed since `seen`: the same transaction now does nothing.
+        let again = transaction(&["INCR k"], seen, 2);
+        assert_eq!(apply(&mut ks, 3, &again).unwrap(), Reply::NullArray);
+        let get = transaction(&["GET k"], Vec::new(), 3);
+        assert_eq!(
+            apply(&mut ks, 4, &get).unwrap(),
+            Reply::Array(vec![Reply::bulk(Bytes::from_static(b"3"))])
+        );
     }
 
     #[test]

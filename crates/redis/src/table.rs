@@ -307,6 +307,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::bitmaps::COMMANDS,
         cmd::hyperloglog::COMMANDS,
         cmd::sort::COMMANDS,
+        cmd::transactions::COMMANDS,
     ]
     .into_iter()
     .flatten()

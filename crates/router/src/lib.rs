@@ -78,6 +78,14 @@ pub trait Backend: Send + Sync + 'static {
     /// produced by applying it. Submissions made one after another are
     /// queued in that order.
     fn submit(&self, shard: u32, write: log::Write) -> impl Future<Output = ReplyFuture> + Send;
+
+    /// Queues a transaction (MULTI ... EXEC) on `shard`'s log, like
+    /// [`Backend::submit`].
+    fn submit_transaction(
+        &self,
+        shard: u32,
+        transaction: log::Transaction,
+    ) -> impl Future<Output = ReplyFuture> + Send;
 }
 
 /// The completion of a started command.
@@ -214,6 +222,41 @@ impl<B: Backend> Router<B> {
             },
             Route::Local => ready(Reply::static_error("ERR command is not routed to shards")),
         }
+    }
+
+    /// The shard `key` lives on.
+    pub fn shard_of(&self, key: &[u8]) -> u32 {
+        shard_for_key(key, self.shards)
+    }
+
+    /// The shards of a parsed command's keys, each once, in key order.
+    pub fn key_shards(&self, parsed: &Parsed, args: &[Bytes]) -> Vec<u32> {
+        let mut shards: Vec<u32> = Vec::new();
+        for (_, key) in slots::command_keys(parsed, args) {
+            let shard = self.shard_of(key);
+            if !shards.contains(&shard) {
+                shards.push(shard);
+            }
+        }
+        shards
+    }
+
+    /// WATCH: how `keys`, all on `shard`, look now (whether each exists,
+    /// and its revision), read linearizably.
+    pub async fn watch(&self, shard: u32, keys: &[Bytes]) -> Result<Vec<log::WatchedKey>, Reply> {
+        self.read_with(shard, true, |view, time| {
+            exec::watch_revisions(view, time, keys)
+        })
+        .await
+    }
+
+    /// EXEC: proposes `transaction` on `shard` and answers with its replies
+    /// (nil when a watched key changed).
+    pub async fn transaction(&self, shard: u32, transaction: log::Transaction) -> Reply {
+        self.backend
+            .submit_transaction(shard, transaction)
+            .await
+            .await
     }
 
     async fn read_on(&self, shard: u32, command: &Command) -> Reply {

@@ -206,6 +206,13 @@ impl Backend for MemBackend {
         let reply = self.shards[shard as usize].lock().unwrap().apply(entry);
         Box::pin(std::future::ready(reply))
     }
+    async fn submit_transaction(&self, shard: u32, transaction: log::Transaction) -> ReplyFuture {
+        let mut entry = LogEntry::transaction(transaction, 0, 0);
+        entry.request = None;
+        entry.timestamp_ms = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
+        let reply = self.shards[shard as usize].lock().unwrap().apply(entry);
+        Box::pin(std::future::ready(reply))
+    }
 }
 
 async fn run(router: &Router<MemBackend>, line: &str) -> Reply {

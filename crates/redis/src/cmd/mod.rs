@@ -17,3 +17,4 @@ pub mod sets;
 pub mod sort;
 pub mod sorted_sets;
 pub mod strings;
+pub mod transactions;

@@ -1,0 +1,248 @@
+//! A connection's transaction: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+//!
+//! Between MULTI and EXEC commands are checked and queued, not run. Those
+//! on keys must all be on one shard (`-CROSSSLOT` otherwise, which voids
+//! the transaction as any error found while queueing does, like Redis's
+//! unknown commands and wrong arities); commands the connection answers
+//! itself (PING, ECHO, CLIENT ...) are queued beside them. EXEC proposes
+//! the shard's commands with the watched keys as one `Transaction` entry
+//! of its raft log: applied, it runs them back to back, or returns nil
+//! when a watched key's revision is not what WATCH read (written, deleted,
+//! expired or flushed since), on every replica alike.
+
+use bytes::Bytes;
+use elastickv_redis::command::{Command, Parsed};
+use elastickv_redis::errors;
+use elastickv_redis::log;
+use elastickv_redis::table::Route;
+use elastickv_resp::Reply;
+
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+const SPANS_SHARDS: &str =
+    "ERR this command reads or writes every shard and cannot be part of a transaction";
+
+/// One queued command.
+enum Queued {
+    /// For the shard's log.
+    Shard(log::queued_command::Command),
+    /// Answered by the connection at EXEC.
+    Local(Command),
+    /// Failed while it was parsed (a bad argument): its error is its
+    /// reply at EXEC, as Redis finds such errors when running it.
+    Failed(Reply),
+}
+
+#[derive(Default)]
+struct Queue {
+    commands: Vec<Queued>,
+    /// An error was found while queueing: EXEC answers EXECABORT.
+    aborted: bool,
+    /// The shard of the commands on keys.
+    shard: Option<u32>,
+}
+
+/// What EXEC has to run.
+pub struct Prepared {
+    shard_part: Option<(u32, log::Transaction)>,
+    commands: Vec<Queued>,
+}
+
+/// The transaction state of one connection.
+#[derive(Default)]
+pub struct Transaction {
+    queue: Option<Queue>,
+    watched: Vec<log::WatchedKey>,
+    watched_shard: Option<u32>,
+}
+
+impl Transaction {
+    /// Whether MULTI was sent and not yet ended.
+    pub fn queueing(&self) -> bool {
+        self.queue.is_some()
+    }
+
+    /// Whether `command` is queued when queueing: all but the commands
+    /// that steer the transaction, and QUIT.
+    pub fn queues(command: &Command) -> bool {
+        !matches!(
+            command,
+            Command::Exec | Command::Discard | Command::Multi | Command::Watch(_) | Command::Quit
+        )
+    }
+
+    /// A command was refused before it could be queued (unknown, wrong
+    /// arity, not authenticated): the transaction is void.
+    pub fn refused(&mut self) {
+        if let Some(queue) = &mut self.queue {
+            queue.aborted = true;
+        }
+    }
+
+    pub fn multi(&mut self) -> Reply {
+        if self.queue.is_some() {
+            return Reply::static_error("ERR MULTI calls can not be nested");
+        }
+        self.queue = Some(Queue::default());
+        Reply::ok()
+    }
+
+    pub fn discard(&mut self) -> Reply {
+        if self.queue.take().is_none() {
+            return Reply::static_error("ERR DISCARD without MULTI");
+        }
+        self.unwatch();
+        Reply::ok()
+    }
+
+    pub fn unwatch(&mut self) -> Reply {
+        self.watched.clear();
+        self.watched_shard = None;
+        Reply::ok()
+    }
+
+    /// Queues a command parsed (or not) while queueing. `shards` are the
+    /// shards of its keys.
+    pub fn queue(
+        &mut self,
+        parsed: Result<Parsed, Reply>,
+        args: Vec<Bytes>,
+        shards: &[u32],
+    ) -> Reply {
+        let Some(queue) = &mut self.queue else {
+            return Reply::static_error("ERR EXEC without MULTI");
+        };
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(reply) => {
+                queue.commands.push(Queued::Failed(reply));
+                return Reply::simple("QUEUED");
+            }
+        };
+        let queued = match parsed.spec.route {
+            Route::Local => Queued::Local(parsed.command),
+            Route::Server if !matches!(parsed.command, Command::DbSize | Command::RandomKey) => {
+                Queued::Local(parsed.command)
+            }
+            Route::Key | Route::SameShard | Route::FanOut => {
+                let shard = match shards {
+                    [one] if queue.shard.is_none_or(|s| s == *one) => *one,
+                    _ => {
+                        queue.aborted = true;
+                        return Reply::static_error(errors::CROSSSLOT);
+                    }
+                };
+                queue.shard = Some(shard);
+                Queued::Shard(match parsed.command {
+                    Command::Write(write) => log::queued_command::Command::Write(write),
+                    _ => log::queued_command::Command::Read(log::ReadArguments { args }),
+                })
+            }
+            _ => {
+                queue.aborted = true;
+                return Reply::static_error(SPANS_SHARDS);
+            }
+        };
+        queue.commands.push(queued);
+        Reply::simple("QUEUED")
+    }
+
+    /// WATCH: `shard` is the keys' shard (`None` if they span shards).
+    /// Returns the reply now if there is nothing to read.
+    pub fn watch_shard(&self, shard: Option<u32>) -> Result<u32, Reply> {
+        if self.queue.is_some() {
+            return Err(Reply::static_error("ERR WATCH inside MULTI is not allowed"));
+        }
+        match (shard, self.watched_shard) {
+            (Some(shard), None) => Ok(shard),
+            (Some(shard), Some(watched)) if shard == watched => Ok(shard),
+            _ => Err(Reply::static_error(errors::CROSSSLOT)),
+        }
+    }
+
+    /// Records what WATCH read of keys on `shard`. A key watched twice
+    /// keeps what it looked like the first time.
+    pub fn watched(&mut self, shard: u32, keys: Vec<log::WatchedKey>) {
+        self.watched_shard = Some(shard);
+        for key in keys {
+            if !self.watched.iter().any(|w| w.key == key.key) {
+                self.watched.push(key);
+            }
+        }
+    }
+
+    /// Ends the transaction for EXEC: what to run, or the reply at once
+    /// (no MULTI, EXECABORT, keys on two shards).
+    pub fn prepare(&mut self) -> Result<Prepared, Reply> {
+        let Some(queue) = self.queue.take() else {
+            return Err(Reply::static_error("ERR EXEC without MULTI"));
+        };
+        let watched = std::mem::take(&mut self.watched);
+        let watched_shard = self.watched_shard.take();
+        if queue.aborted {
+            return Err(Reply::static_error(EXECABORT));
+        }
+        let shard = match (queue.shard, watched_shard) {
+            (Some(a), Some(b)) if a != b => return Err(Reply::static_error(errors::CROSSSLOT)),
+            (a, b) => a.or(b),
+        };
+        let mut commands = queue.commands;
+        let shard_part = shard.map(|shard| {
+            let on_shard = commands
+                .iter_mut()
+                .filter_map(|queued| match queued {
+                    Queued::Shard(command) => Some(log::QueuedCommand {
+                        command: Some(command.clone()),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            (
+                shard,
+                log::Transaction {
+                    watched,
+                    commands: on_shard,
+                },
+            )
+        });
+        Ok(Prepared {
+            shard_part,
+            commands,
+        })
+    }
+}
+
+impl Prepared {
+    /// The shard and entry to propose, if any command (or watch) is on
+    /// keys.
+    pub fn take_shard_part(&mut self) -> Option<(u32, log::Transaction)> {
+        self.shard_part.take()
+    }
+
+    /// EXEC's reply: the shard's replies (`None` if nothing went to a
+    /// shard) merged in queue order with the connection's own, which
+    /// `local` answers.
+    pub fn finish(
+        self,
+        shard_reply: Option<Reply>,
+        local: &mut dyn FnMut(Command) -> Reply,
+    ) -> Reply {
+        let mut shard_replies = match shard_reply {
+            None => Vec::new().into_iter(),
+            Some(Reply::Array(replies)) => replies.into_iter(),
+            // Nil (a watched key changed) or an error (the transaction's
+            // fate is unknown): the connection's commands do not run.
+            Some(other) => return other,
+        };
+        let mut replies = Vec::with_capacity(self.commands.len());
+        for queued in self.commands {
+            replies.push(match queued {
+                Queued::Shard(_) => shard_replies
+                    .next()
+                    .unwrap_or_else(|| Reply::static_error("ERR missing reply in transaction")),
+                Queued::Local(command) => local(command),
+                Queued::Failed(reply) => reply,
+            });
+        }
+        Reply::Array(replies)
+    }
+}
