@@ -127,6 +127,27 @@ assert out[1::2] == [str(i) for i in range(100)], out
 r3 = redis.Redis(port={port}, protocol=3, decode_responses=True)
 assert r3.get("k") == "v"
 assert r3.get("missing") is None
+# A transaction, and optimistic locking with WATCH (redis-py retries on
+# WatchError inside transaction()).
+t = r.pipeline(transaction=True)
+t.set("{{tx}}a", 1).incr("{{tx}}a").get("{{tx}}a")
+assert t.execute() == [True, 2, "2"]
+def bump(pipe):
+    current = int(pipe.get("{{tx}}a"))
+    pipe.multi()
+    pipe.set("{{tx}}a", current + 10)
+r.transaction(bump, "{{tx}}a")
+assert r.get("{{tx}}a") == "12"
+w = r.pipeline()
+w.watch("{{tx}}a")
+r.set("{{tx}}a", 0)
+w.multi()
+w.incr("{{tx}}a")
+try:
+    w.execute()
+    raise AssertionError("EXEC ran although the watched key changed")
+except redis.WatchError:
+    pass
 print("ok")
 "#,
         port = node.port

@@ -247,3 +247,96 @@ fn watched_increments_from_every_node_lose_no_update() {
     eprintln!("{total} increments, {retries} EXECs answered nil and retried");
     assert!(retries > 0, "no contention: the test proves nothing");
 }
+
+/// Transactions through every node while the leader of their shard is
+/// killed with SIGKILL: a reader never sees half of one (the two counters
+/// a transaction increments together are always equal), and after the
+/// failover both counters hold at least every acknowledged transaction.
+#[test]
+fn kill_9_of_the_leader_while_transactions_run_shows_no_half_transaction() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use elastickv_integration::Reconnecting;
+
+    let mut cluster = Cluster::start(3, 2, &[], &[]);
+    let ids = cluster.ids();
+    cluster.wait_for_leaders(&ids, Duration::from_secs(30));
+    let shard = elastickv_router::shard_for_key(b"{tx}a", 2);
+    let leader = cluster.leader_of(shard, &ids).expect("a leader");
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let torn = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for &id in &ids {
+        let port = cluster.node(id).port;
+        let (writing, acked) = (stop.clone(), acked.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut conn = Reconnecting::new(port);
+            while !writing.load(Ordering::Relaxed) {
+                let Some(c) = conn.get() else { continue };
+                let done: redis::RedisResult<(i64, i64)> = redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg("{tx}a")
+                    .cmd("INCR")
+                    .arg("{tx}b")
+                    .query(c);
+                match done {
+                    Ok(_) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => conn.failed(&e),
+                }
+            }
+        }));
+        let (reading, torn) = (stop.clone(), torn.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut conn = Reconnecting::new(port);
+            while !reading.load(Ordering::Relaxed) {
+                let Some(c) = conn.get() else { continue };
+                let read: redis::RedisResult<(Option<i64>, Option<i64>)> =
+                    redis::cmd("MGET").arg("{tx}a").arg("{tx}b").query(c);
+                match read {
+                    Ok((a, b)) if a != b => {
+                        torn.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => conn.failed(&e),
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.node_mut(leader).kill9();
+    let acked_at_kill = acked.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(4000));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.load(Ordering::Relaxed);
+    assert!(
+        acked > acked_at_kill + 10,
+        "transactions did not resume after the kill: {acked_at_kill} then {acked}"
+    );
+    assert_eq!(
+        torn.load(Ordering::Relaxed),
+        0,
+        "a reader saw half a transaction"
+    );
+    cluster.node_mut(leader).restart();
+    cluster.wait_caught_up(&ids, Duration::from_secs(60));
+    for &id in &ids {
+        let (a, b): (i64, i64) = redis::cmd("MGET")
+            .arg("{tx}a")
+            .arg("{tx}b")
+            .query(&mut cluster.node(id).client())
+            .unwrap();
+        assert_eq!(a, b, "half a transaction on node {id}");
+        assert!(a as u64 >= acked, "node {id}: {a} < {acked} acknowledged");
+    }
+    eprintln!(
+        "{acked} transactions acknowledged ({acked_at_kill} before the kill of node {leader})"
+    );
+}
