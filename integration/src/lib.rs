@@ -628,6 +628,24 @@ impl RawClient {
         self.read_reply()
     }
 
+    /// Whether the server closes the connection within `timeout` without
+    /// sending anything more.
+    pub fn closed_by_server(&mut self, timeout: Duration) -> bool {
+        self.set_read_timeout(timeout);
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+
     /// Reads until the server closes the connection; returns what came.
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut out = std::mem::take(&mut self.buf);

@@ -2,11 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
+use elastickv_redis::command::KillFilter;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
 pub struct ClientEntry {
@@ -17,6 +20,8 @@ pub struct ClientEntry {
     pub last_active: Instant,
     pub last_command: String,
     pub resp: u8,
+    /// Told by CLIENT KILL: the connection closes.
+    pub kill: Arc<Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +44,7 @@ impl Clients {
                 last_active: now,
                 last_command: "NULL".into(),
                 resp: 2,
+                kill: Arc::new(Notify::new()),
             },
         );
         id
@@ -60,6 +66,45 @@ impl Clients {
 
     pub fn get(&self, id: u64) -> Option<ClientEntry> {
         self.entries.lock().get(&id).cloned()
+    }
+
+    /// CLIENT KILL: signals every connection `filter` matches, except
+    /// `me` (the one asking) with SKIPME; returns how many matched and
+    /// whether `me` is one of them.
+    pub fn kill(&self, filter: &KillFilter, me: u64) -> (usize, bool) {
+        let matches = |bytes: &Option<Bytes>, value: &SocketAddr| {
+            bytes
+                .as_ref()
+                .is_none_or(|b| b.as_ref() == value.to_string().as_bytes())
+        };
+        let mut killed = 0;
+        let mut killed_me = false;
+        for (&id, entry) in self.entries.lock().iter() {
+            if !matches(&filter.addr, &entry.addr)
+                || !matches(&filter.laddr, &entry.laddr)
+                || filter.id.is_some_and(|want| want != id)
+                // Every connection here is a normal one.
+                || filter
+                    .kind
+                    .as_ref()
+                    .is_some_and(|k| !k.eq_ignore_ascii_case(b"normal"))
+                || (id == me && filter.skip_me)
+            {
+                continue;
+            }
+            if id == me {
+                killed_me = true;
+            } else {
+                entry.kill.notify_one();
+            }
+            killed += 1;
+        }
+        (killed, killed_me)
+    }
+
+    /// What CLIENT KILL signals for connection `id`.
+    pub fn kill_signal(&self, id: u64) -> Option<Arc<Notify>> {
+        self.entries.lock().get(&id).map(|e| e.kill.clone())
     }
 
     pub fn all(&self) -> Vec<(u64, ClientEntry)> {

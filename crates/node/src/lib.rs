@@ -34,8 +34,10 @@ pub mod founding;
 pub mod info;
 pub mod keyspace;
 pub mod metrics;
+pub mod pause;
 pub mod server;
 pub mod session;
+pub mod slowlog;
 pub mod state_machine;
 pub mod stats;
 pub mod transaction;
@@ -72,6 +74,8 @@ pub struct NodeState {
     pub router: Router<NodeBackend>,
     pub clients: Clients,
     pub stats: std::sync::Arc<Stats>,
+    pub slowlog: std::sync::Arc<slowlog::Slowlog>,
+    pub pause: pause::Pause,
     pub started: Instant,
     pub run_id: String,
     pub redis_addr: SocketAddr,
@@ -357,6 +361,8 @@ impl Node {
             router: Router::new(Arc::new(backend)),
             clients: Clients::default(),
             stats: std::sync::Arc::default(),
+            slowlog: std::sync::Arc::default(),
+            pause: pause::Pause::default(),
             started: Instant::now(),
             run_id,
             redis_addr,

@@ -92,10 +92,13 @@ async fn handle(
     parser.set_auth_required(state.config.requirepass().is_some());
     let mut conn = Connection::new(stream, parser);
     let mut session = Session::new(id, state);
+    let killed = state.clients.kill_signal(id).unwrap_or_default();
     loop {
         let read = tokio::select! {
             read = conn.read_request() => read?,
             () = stopping(&mut shutdown) => return conn.close().await,
+            // CLIENT KILL from another connection.
+            () = killed.notified() => return conn.close().await,
         };
         let first = match read {
             ReadOutcome::Request(args) => args,
@@ -152,6 +155,8 @@ enum Kind {
 /// Commands started but not yet finished, in request order.
 struct InFlight {
     replies: Vec<ReplyFuture>,
+    /// Per reply: dropped instead of sent (CLIENT REPLY OFF or SKIP).
+    silent: Vec<bool>,
     kind: Option<Kind>,
 }
 
@@ -161,13 +166,21 @@ impl InFlight {
         if self.replies.is_empty() {
             return;
         }
-        for reply in join_all(self.replies.drain(..)).await {
-            conn.queue(&reply);
+        let silent = std::mem::take(&mut self.silent);
+        for (reply, silent) in join_all(self.replies.drain(..)).await.iter().zip(silent) {
+            if !silent {
+                conn.queue(reply);
+            }
         }
     }
 
-    fn push_ready(&mut self, reply: Reply) {
-        self.replies.push(Box::pin(std::future::ready(reply)));
+    fn push(&mut self, reply: ReplyFuture, silent: bool) {
+        self.replies.push(reply);
+        self.silent.push(silent);
+    }
+
+    fn push_ready(&mut self, reply: Reply, silent: bool) {
+        self.push(Box::pin(std::future::ready(reply)), silent);
     }
 }
 
@@ -179,11 +192,14 @@ async fn run_batch(
 ) -> std::io::Result<BatchEnd> {
     let mut in_flight = InFlight {
         replies: Vec::with_capacity(batch.len()),
+        silent: Vec::with_capacity(batch.len()),
         kind: None,
     };
     let mut last_command = None;
     for args in batch {
         session::count_command(state);
+        // CLIENT REPLY OFF, or the command after CLIENT REPLY SKIP.
+        let silent = session.silence_next_reply();
         let spec = match resolve(&args) {
             Ok(spec) => spec,
             Err(reply) => {
@@ -197,7 +213,7 @@ async fn run_batch(
                     None => state.stats.count_reply(&reply),
                 }
                 session.tx.refused();
-                in_flight.push_ready(reply);
+                in_flight.push_ready(reply, silent);
                 continue;
             }
         };
@@ -206,11 +222,14 @@ async fn run_batch(
             let reply = Reply::static_error(errors::NOAUTH);
             state.stats.command_rejected(spec.name, &reply);
             session.tx.refused();
-            in_flight.push_ready(reply);
+            in_flight.push_ready(reply, silent);
             continue;
         }
         if session.tx.queueing()
-            && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
+            && !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            )
         {
             // Checked and queued for EXEC, not run.
             let parsed = parse_args(spec, &args);
@@ -219,16 +238,18 @@ async fn run_batch(
                 Err(_) => Vec::new(),
             };
             let reply = session.tx.queue(parsed, args, &shards);
-            in_flight.push_ready(reply);
+            in_flight.push_ready(reply, silent);
             continue;
         }
+        // CLIENT PAUSE holds commands here (writes only, or all).
+        state.pause.wait(spec.is_write()).await;
         let began = std::time::Instant::now();
         let parsed = match parse_args(spec, &args) {
             Ok(parsed) => parsed,
             Err(reply) => {
                 // Redis finds these inside the command: it ran and failed.
                 state.stats.command_done(spec.name, began.elapsed(), &reply);
-                in_flight.push_ready(reply);
+                in_flight.push_ready(reply, silent);
                 continue;
             }
         };
@@ -241,8 +262,13 @@ async fn run_batch(
                 _ => exec(session, state).await,
             };
             state.stats.command_done(spec.name, began.elapsed(), &reply);
+            if !spec.flags.contains(&"skip_slowlog") {
+                state.slowlog.record(began.elapsed(), &args, &session.ident);
+            }
             conn.set_protocol(session.protocol);
-            conn.queue(&reply);
+            if !silent {
+                conn.queue(&reply);
+            }
             continue;
         }
         let local = matches!(spec.route, Route::Local)
@@ -253,15 +279,25 @@ async fn run_batch(
                 ));
         if local {
             in_flight.finish(conn).await;
-            match session.execute(state, parsed.command) {
+            let outcome = session.execute(state, parsed.command);
+            state.slowlog.record(began.elapsed(), &args, &session.ident);
+            match outcome {
                 Outcome::Reply(reply) => {
                     state.stats.command_done(spec.name, began.elapsed(), &reply);
                     conn.set_protocol(session.protocol);
-                    conn.queue(&reply);
+                    // CLIENT REPLY decides about its own reply.
+                    if session.take_own_reply().unwrap_or(!silent) {
+                        conn.queue(&reply);
+                    }
+                    if session.close_after_reply {
+                        return Ok(BatchEnd::Close);
+                    }
                 }
                 Outcome::Close(reply) => {
                     state.stats.command_done(spec.name, began.elapsed(), &reply);
-                    conn.queue(&reply);
+                    if !silent {
+                        conn.queue(&reply);
+                    }
                     return Ok(BatchEnd::Close);
                 }
             }
@@ -274,14 +310,23 @@ async fn run_batch(
             if in_flight.kind.is_some_and(|k| k != kind) {
                 in_flight.finish(conn).await;
             }
+            let logged = args.clone();
             let started = state.router.start(parsed, args).await;
-            let stats = state.stats.clone();
+            let (stats, slowlog, ident) = (
+                state.stats.clone(),
+                state.slowlog.clone(),
+                session.ident.clone(),
+            );
             let name = spec.name;
-            in_flight.replies.push(Box::pin(async move {
-                let reply = started.await;
-                stats.command_done(name, began.elapsed(), &reply);
-                reply
-            }));
+            in_flight.push(
+                Box::pin(async move {
+                    let reply = started.await;
+                    stats.command_done(name, began.elapsed(), &reply);
+                    slowlog.record(began.elapsed(), &logged, &ident);
+                    reply
+                }),
+                silent,
+            );
             in_flight.kind = Some(kind);
         }
         if conn.pending_write_bytes() > WRITE_HIGH_WATER {

@@ -2,15 +2,19 @@
 //! PING, ECHO, QUIT, HELLO, SELECT, AUTH, CLIENT, COMMAND, CONFIG, INFO.
 
 use bytes::Bytes;
-use elastickv_redis::command::Command;
+use elastickv_redis::command::{Command, ReplyMode};
 use elastickv_redis::{errors, glob, introspect};
 use elastickv_resp::{ProtocolVersion, Reply};
 
 use crate::NodeState;
 use crate::clients::describe;
 use crate::info;
+use crate::slowlog::ClientIdent;
 use crate::stats::Stats;
 use crate::transaction::Transaction;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a local command asks of the connection.
 pub enum Outcome {
@@ -25,6 +29,23 @@ pub struct Session {
     pub protocol: ProtocolVersion,
     /// MULTI's queue and WATCH's keys.
     pub tx: Transaction,
+    /// Address and name, for SLOWLOG entries.
+    pub ident: Arc<ClientIdent>,
+    /// CLIENT REPLY's state.
+    replies: Replies,
+    /// Whether the command just run sends its reply whatever `replies`
+    /// says (CLIENT REPLY ON does, OFF and SKIP do not).
+    own_reply: Option<bool>,
+    /// CLIENT KILL matched this connection: close once its reply is out.
+    pub close_after_reply: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replies {
+    On,
+    Off,
+    /// The next command's reply is dropped.
+    SkipNext,
 }
 
 fn bulk(s: impl Into<Bytes>) -> Reply {
@@ -38,6 +59,16 @@ impl Session {
             authenticated: state.config.requirepass().is_none(),
             protocol: ProtocolVersion::Resp2,
             tx: Transaction::default(),
+            ident: Arc::new(ClientIdent {
+                peer: state
+                    .clients
+                    .get(id)
+                    .map_or(String::new(), |c| c.addr.to_string()),
+                name: Bytes::new(),
+            }),
+            replies: Replies::On,
+            own_reply: None,
+            close_after_reply: false,
         }
     }
 
@@ -54,11 +85,88 @@ impl Session {
         }
     }
 
+    /// Whether the reply of the command about to run is dropped (CLIENT
+    /// REPLY OFF, or the one command after SKIP).
+    pub fn silence_next_reply(&mut self) -> bool {
+        match self.replies {
+            Replies::On => false,
+            Replies::Off => true,
+            Replies::SkipNext => {
+                self.replies = Replies::On;
+                true
+            }
+        }
+    }
+
+    /// What the command just run decided about its own reply, once.
+    pub fn take_own_reply(&mut self) -> Option<bool> {
+        self.own_reply.take()
+    }
+
     pub fn execute(&mut self, state: &NodeState, command: Command) -> Outcome {
         let reply = match command {
             Command::Ping(None) => Reply::simple("PONG"),
             Command::Ping(Some(message)) | Command::Echo(message) => Reply::Bulk(message),
             Command::Quit => return Outcome::Close(Reply::ok()),
+            Command::ClientReply(mode) => {
+                match mode {
+                    ReplyMode::On => {
+                        self.replies = Replies::On;
+                        self.own_reply = Some(true);
+                    }
+                    ReplyMode::Off => {
+                        self.replies = Replies::Off;
+                        self.own_reply = Some(false);
+                    }
+                    ReplyMode::Skip => {
+                        if self.replies != Replies::Off {
+                            self.replies = Replies::SkipNext;
+                        }
+                        self.own_reply = Some(false);
+                    }
+                }
+                Reply::ok()
+            }
+            // No memory-based client eviction here: nothing to exempt.
+            Command::ClientNoEvict(_) => Reply::ok(),
+            Command::ClientTracking(false) => Reply::ok(),
+            Command::ClientTracking(true) => Reply::static_error(
+                "ERR client-side caching (CLIENT TRACKING ON) is not supported by elastickv yet",
+            ),
+            Command::ClientPause {
+                timeout_ms,
+                writes_only,
+            } => {
+                state.pause.pause(timeout_ms, writes_only);
+                Reply::ok()
+            }
+            Command::ClientUnpause => {
+                state.pause.unpause();
+                Reply::ok()
+            }
+            Command::ClientKill(filter) => {
+                let (killed, me) = state.clients.kill(&filter, self.id);
+                if me {
+                    self.close_after_reply = true;
+                }
+                if filter.old_form {
+                    if killed == 0 {
+                        Reply::static_error("ERR No such client")
+                    } else {
+                        Reply::ok()
+                    }
+                } else {
+                    Reply::Integer(killed as i64)
+                }
+            }
+            Command::Reset => {
+                self.tx = Transaction::default();
+                self.protocol = ProtocolVersion::Resp2;
+                self.replies = Replies::On;
+                self.authenticated = state.config.requirepass().is_none();
+                let _ = self.set_name(state, Bytes::new());
+                Reply::simple("RESET")
+            }
             Command::Multi => self.tx.multi(),
             Command::Discard => self.tx.discard(),
             Command::Unwatch => self.tx.unwatch(),
@@ -85,7 +193,7 @@ impl Session {
                 Some(name) => Reply::Bulk(name),
                 None => Reply::Null,
             },
-            Command::ClientSetName(name) => match set_name(state, self.id, name) {
+            Command::ClientSetName(name) => match self.set_name(state, name) {
                 Ok(()) => Reply::ok(),
                 Err(reply) => reply,
             },
@@ -161,6 +269,41 @@ impl Session {
                     "    Reset statistics reported by the INFO command.",
                 ],
             ),
+            Command::Time => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                Reply::Array(vec![
+                    bulk(now.as_secs().to_string()),
+                    bulk(now.subsec_micros().to_string()),
+                ])
+            }
+            // Nothing is ever saved to a dump file: the start, as for a
+            // Redis that saves nothing.
+            Command::LastSave => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let started = now.saturating_sub(state.started.elapsed());
+                Reply::Integer(i64::try_from(started.as_secs()).unwrap_or(i64::MAX))
+            }
+            Command::SlowlogGet(count) => state.slowlog.get(count),
+            Command::SlowlogLen => Reply::Integer(state.slowlog.len() as i64),
+            Command::SlowlogReset => {
+                state.slowlog.reset();
+                Reply::ok()
+            }
+            // Latency monitoring is off (Redis's default): no samples.
+            Command::LatencyLatest | Command::LatencyHistory => Reply::Array(Vec::new()),
+            Command::LatencyReset => Reply::Integer(0),
+            Command::LatencyGraph(event) => Reply::error(format!(
+                "ERR No samples available for event '{}'",
+                String::from_utf8_lossy(&event)
+            )),
+            Command::LatencyDoctor => Reply::Verbatim {
+                format: *b"txt",
+                text: Bytes::from_static(LATENCY_DOCTOR.as_bytes()),
+            },
             Command::Info(sections) => Reply::Verbatim {
                 format: *b"txt",
                 text: Bytes::from(info::render(state, &sections)),
@@ -168,6 +311,24 @@ impl Session {
             _ => Reply::static_error("ERR command is not answered by the connection"),
         };
         Outcome::Reply(reply)
+    }
+
+    /// CLIENT SETNAME's rules: printable ASCII without spaces; empty
+    /// clears.
+    fn set_name(&mut self, state: &NodeState, name: Bytes) -> Result<(), Reply> {
+        if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+            return Err(Reply::static_error(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            ));
+        }
+        self.ident = Arc::new(ClientIdent {
+            peer: self.ident.peer.clone(),
+            name: name.clone(),
+        });
+        state
+            .clients
+            .update(self.id, |c| c.name = (!name.is_empty()).then_some(name));
+        Ok(())
     }
 
     fn hello(
@@ -191,7 +352,7 @@ impl Session {
                  client and select the RESP protocol version at the same time",
             );
         }
-        if let Some(Err(reply)) = setname.map(|name| set_name(state, self.id, name)) {
+        if let Some(Err(reply)) = setname.map(|name| self.set_name(state, name)) {
             return reply;
         }
         match protover {
@@ -216,18 +377,8 @@ impl Session {
     }
 }
 
-/// CLIENT SETNAME's rules: printable ASCII without spaces; empty clears.
-fn set_name(state: &NodeState, id: u64, name: Bytes) -> Result<(), Reply> {
-    if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-        return Err(Reply::static_error(
-            "ERR Client names cannot contain spaces, newlines or special characters.",
-        ));
-    }
-    state
-        .clients
-        .update(id, |c| c.name = (!name.is_empty()).then_some(name));
-    Ok(())
-}
+/// LATENCY DOCTOR's answer with latency monitoring off, as Redis words it.
+const LATENCY_DOCTOR: &str = "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable it. If we weren't in a deep space mission I'd suggest to take a look at https://redis.io/topics/latency-monitor.\n";
 
 /// The configuration parameters CONFIG GET reports.
 fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
@@ -248,6 +399,12 @@ fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
         ("timeout", "0".into()),
         ("dir", c.data_dir.display().to_string()),
         ("cluster-enabled", "no".into()),
+        (
+            "slowlog-log-slower-than",
+            state.slowlog.slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", state.slowlog.max_len().to_string()),
+        ("latency-monitor-threshold", "0".into()),
     ]
 }
 
@@ -275,6 +432,28 @@ fn config_set(state: &NodeState, args: &[Bytes]) -> Reply {
         .iter()
         .any(|(p, _)| p.as_bytes() == name.as_slice());
     let name = String::from_utf8_lossy(&name).into_owned();
+    // The settings that take effect at run time.
+    if let [_, value] = args {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok());
+        match (name.as_str(), parsed) {
+            ("slowlog-log-slower-than", Some(micros)) => {
+                state.slowlog.set_slower_than_us(micros);
+                return Reply::ok();
+            }
+            ("slowlog-max-len", Some(len)) if len >= 0 => {
+                state.slowlog.set_max_len(len.unsigned_abs());
+                return Reply::ok();
+            }
+            ("slowlog-log-slower-than" | "slowlog-max-len", _) => {
+                return Reply::error(format!(
+                    "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
+                ));
+            }
+            _ => {}
+        }
+    }
     if known {
         Reply::error(format!(
             "ERR CONFIG SET failed (possibly related to argument '{name}') - can't set immutable config"

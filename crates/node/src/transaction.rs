@@ -61,15 +61,6 @@ impl Transaction {
         self.queue.is_some()
     }
 
-    /// Whether `command` is queued when queueing: all but the commands
-    /// that steer the transaction, and QUIT.
-    pub fn queues(command: &Command) -> bool {
-        !matches!(
-            command,
-            Command::Exec | Command::Discard | Command::Multi | Command::Watch(_) | Command::Quit
-        )
-    }
-
     /// A command was refused before it could be queued (unknown, wrong
     /// arity, not authenticated): the transaction is void.
     pub fn refused(&mut self) {

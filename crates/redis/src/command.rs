@@ -39,6 +39,19 @@ pub enum Command {
         password: Bytes,
     },
     ClientId,
+    /// CLIENT REPLY ON|OFF|SKIP.
+    ClientReply(ReplyMode),
+    ClientNoEvict(bool),
+    /// CLIENT TRACKING ON|OFF.
+    ClientTracking(bool),
+    /// CLIENT PAUSE: for `timeout_ms`, writes only or every command.
+    ClientPause {
+        timeout_ms: u64,
+        writes_only: bool,
+    },
+    ClientUnpause,
+    ClientKill(KillFilter),
+    Reset,
     ClientGetName,
     ClientSetName(Bytes),
     ClientInfo,
@@ -63,6 +76,17 @@ pub enum Command {
     // server
     Info(Vec<Bytes>),
     DbSize,
+    Time,
+    LastSave,
+    /// SLOWLOG GET: how many entries (-1: all).
+    SlowlogGet(i64),
+    SlowlogLen,
+    SlowlogReset,
+    LatencyGraph(Bytes),
+    LatencyDoctor,
+    LatencyReset,
+    LatencyLatest,
+    LatencyHistory,
     RandomKey,
     // keyed reads, by family
     StringRead(strings::Read),
@@ -80,6 +104,29 @@ pub enum Command {
     Scan(ScanArgs),
     /// Every write, in the typed form the raft log carries.
     Write(log::Write),
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+/// Which connections CLIENT KILL closes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KillFilter {
+    /// `CLIENT KILL ip:port` (answers OK or an error, and may close the
+    /// connection that sent it).
+    pub old_form: bool,
+    pub id: Option<u64>,
+    pub addr: Option<Bytes>,
+    pub laddr: Option<Bytes>,
+    /// TYPE normal or pubsub (every connection here is normal); other
+    /// types match none.
+    pub kind: Option<Bytes>,
+    pub skip_me: bool,
 }
 
 pub(crate) type ParseResult = Result<Command, Reply>;

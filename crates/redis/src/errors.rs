@@ -53,6 +53,17 @@ pub fn unknown_command(args: &[Bytes]) -> Reply {
     Reply::Error(Bytes::from(text))
 }
 
+/// A known subcommand with arguments its container does not take
+/// (`addReplySubcommandSyntaxError`).
+pub fn subcommand_syntax(command: &[u8], sub: &[u8]) -> Reply {
+    let mut text = b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+    text.extend_from_slice(&sub[..sub.len().min(128)]);
+    text.extend_from_slice(b"'. Try ");
+    text.extend(command.iter().map(u8::to_ascii_uppercase));
+    text.extend_from_slice(b" HELP.");
+    Reply::Error(Bytes::from(text))
+}
+
 pub fn unknown_subcommand(command: &[u8], sub: &[u8]) -> Reply {
     let mut text = b"ERR unknown subcommand '".to_vec();
     text.extend_from_slice(&sub[..sub.len().min(128)]);

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::command::{Command, ParseResult, eq, int};
+use crate::command::{Command, KillFilter, ParseResult, ReplyMode, eq, int};
 use crate::errors;
 use crate::number::parse_i64;
 use crate::table::*;
@@ -66,6 +66,22 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         Route::Local,
         parse_auth,
     ),
+    local(
+        "reset",
+        1,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        FAST_CONNECTION,
+        NONE,
+        Route::Local,
+        parse_reset,
+    ),
     CommandSpec {
         name: "client",
         arity: -2,
@@ -121,6 +137,60 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
                 &["nondeterministic_output"],
                 Route::Local,
                 parse_client_list,
+            ),
+            local(
+                "client|kill",
+                -3,
+                ADMIN_CLIENT_FLAGS,
+                ADMIN_SLOW_DANGEROUS_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_kill,
+            ),
+            local(
+                "client|pause",
+                -3,
+                ADMIN_CLIENT_FLAGS,
+                ADMIN_SLOW_DANGEROUS_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_pause,
+            ),
+            local(
+                "client|unpause",
+                2,
+                ADMIN_CLIENT_FLAGS,
+                ADMIN_SLOW_DANGEROUS_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_unpause,
+            ),
+            local(
+                "client|no-evict",
+                3,
+                ADMIN_CLIENT_FLAGS,
+                ADMIN_SLOW_DANGEROUS_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_no_evict,
+            ),
+            local(
+                "client|reply",
+                3,
+                CLIENT_FLAGS,
+                SLOW_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_reply,
+            ),
+            local(
+                "client|tracking",
+                -3,
+                CLIENT_FLAGS,
+                SLOW_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_tracking,
             ),
             local(
                 "client|help",
@@ -347,6 +417,141 @@ pub(crate) fn parse_client_list(args: &[Bytes]) -> ParseResult {
         return Err(Reply::static_error(errors::SYNTAX));
     }
     Ok(Command::ClientList)
+}
+
+pub(crate) fn parse_reset(_: &[Bytes]) -> ParseResult {
+    Ok(Command::Reset)
+}
+
+fn on_off(arg: &[u8]) -> Result<bool, Reply> {
+    if eq(arg, "on") {
+        Ok(true)
+    } else if eq(arg, "off") {
+        Ok(false)
+    } else {
+        Err(Reply::static_error(errors::SYNTAX))
+    }
+}
+
+pub(crate) fn parse_client_reply(args: &[Bytes]) -> ParseResult {
+    let mode = if eq(&args[2], "on") {
+        ReplyMode::On
+    } else if eq(&args[2], "off") {
+        ReplyMode::Off
+    } else if eq(&args[2], "skip") {
+        ReplyMode::Skip
+    } else {
+        return Err(Reply::static_error(errors::SYNTAX));
+    };
+    Ok(Command::ClientReply(mode))
+}
+
+pub(crate) fn parse_client_no_evict(args: &[Bytes]) -> ParseResult {
+    Ok(Command::ClientNoEvict(on_off(&args[2])?))
+}
+
+pub(crate) fn parse_client_tracking(args: &[Bytes]) -> ParseResult {
+    Ok(Command::ClientTracking(on_off(&args[2])?))
+}
+
+pub(crate) fn parse_client_unpause(_: &[Bytes]) -> ParseResult {
+    Ok(Command::ClientUnpause)
+}
+
+/// CLIENT PAUSE timeout [WRITE|ALL]: the mode is checked first, as in
+/// Redis.
+pub(crate) fn parse_client_pause(args: &[Bytes]) -> ParseResult {
+    let writes_only = match args.len() {
+        3 => false,
+        4 if eq(&args[3], "write") => true,
+        4 if eq(&args[3], "all") => false,
+        4 => {
+            return Err(Reply::static_error(
+                "ERR CLIENT PAUSE mode must be WRITE or ALL",
+            ));
+        }
+        _ => return Err(Reply::static_error(errors::SYNTAX)),
+    };
+    let timeout = parse_i64(&args[2])
+        .ok_or_else(|| Reply::static_error("ERR timeout is not an integer or out of range"))?;
+    if timeout < 0 {
+        return Err(Reply::static_error("ERR timeout is negative"));
+    }
+    Ok(Command::ClientPause {
+        timeout_ms: timeout.unsigned_abs(),
+        writes_only,
+    })
+}
+
+/// CLIENT KILL ip:port, or CLIENT KILL with filters
+/// (`ID TYPE ADDR LADDR USER SKIPME`), checked as Redis checks them.
+pub(crate) fn parse_client_kill(args: &[Bytes]) -> ParseResult {
+    if args.len() == 3 {
+        return Ok(Command::ClientKill(KillFilter {
+            old_form: true,
+            addr: Some(args[2].clone()),
+            ..KillFilter::default()
+        }));
+    }
+    let mut filter = KillFilter {
+        skip_me: true,
+        ..KillFilter::default()
+    };
+    let mut i = 2;
+    while i < args.len() {
+        let more = i + 1 < args.len();
+        let option = &args[i];
+        if eq(option, "id") && more {
+            filter.id = Some(match parse_i64(&args[i + 1]) {
+                Some(id) if id >= 1 => id.unsigned_abs(),
+                _ => {
+                    return Err(Reply::static_error(
+                        "ERR client-id should be greater than 0",
+                    ));
+                }
+            });
+        } else if eq(option, "type") && more {
+            let kind = &args[i + 1];
+            if !["normal", "master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|k| eq(kind, k))
+            {
+                return Err(Reply::error(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                )));
+            }
+            filter.kind = Some(kind.clone());
+        } else if eq(option, "addr") && more {
+            filter.addr = Some(args[i + 1].clone());
+        } else if eq(option, "laddr") && more {
+            filter.laddr = Some(args[i + 1].clone());
+        } else if eq(option, "user") && more {
+            // One user exists: the default one.
+            if args[i + 1].as_ref() != b"default" {
+                return Err(Reply::error(format!(
+                    "ERR No such user '{}'",
+                    String::from_utf8_lossy(&args[i + 1])
+                )));
+            }
+        } else if eq(option, "skipme") && more {
+            filter.skip_me = on_yes_no(&args[i + 1])?;
+        } else {
+            return Err(Reply::static_error(errors::SYNTAX));
+        }
+        i += 2;
+    }
+    Ok(Command::ClientKill(filter))
+}
+
+fn on_yes_no(arg: &[u8]) -> Result<bool, Reply> {
+    if eq(arg, "yes") {
+        Ok(true)
+    } else if eq(arg, "no") {
+        Ok(false)
+    } else {
+        Err(Reply::static_error(errors::SYNTAX))
+    }
 }
 
 pub(crate) fn parse_client_help(_: &[Bytes]) -> ParseResult {
