@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use elastickv_integration::RawClient;
 use elastickv_integration::diff::{pair, run_script};
+use elastickv_integration::{Cluster, RawClient};
 
 const SCRIPT: &[&str] = &[
     "CLIENT REPLY bad",
@@ -59,6 +59,21 @@ const SCRIPT: &[&str] = &[
     "CONFIG SET slowlog-max-len 128",
     "TIME 1",
     "LASTSAVE 1",
+    // One node, no replicas: 0, at once or after the timeout.
+    "WAIT 0 0",
+    "WAIT 1 20",
+    "WAIT -1 0",
+    "WAIT x 0",
+    "WAIT 0 x",
+    "WAIT 0 -1",
+    "MEMORY USAGE nosuch",
+    "MEMORY USAGE nosuch SAMPLES 0",
+    "SET mk v",
+    "MEMORY USAGE mk SAMPLES -1",
+    "MEMORY USAGE mk SAMPLES x",
+    "MEMORY USAGE mk BOGUS",
+    "MEMORY USAGE",
+    "MEMORY HELP",
 ];
 
 #[test]
@@ -257,4 +272,46 @@ fn time_and_lastsave_are_sensible() {
     let last = String::from_utf8(c.call(&["LASTSAVE"])).unwrap();
     let last: u64 = last.trim_start_matches(':').trim().parse().unwrap();
     assert!(last <= now + 1 && now - last < 600, "{last} vs {now}");
+}
+
+/// WAIT on a 3-node cluster: every acknowledged write is on a majority,
+/// so one replica holds it at once.
+#[test]
+fn wait_counts_replicas_on_a_cluster() {
+    let cluster = Cluster::start(3, 2, &[], &[]);
+    let ids = cluster.ids();
+    cluster.wait_for_leaders(&ids, Duration::from_secs(30));
+    let mut c = cluster.node(ids[0]).raw();
+    assert_eq!(c.call(&["SET", "k", "v"]), b"+OK\r\n");
+    let began = Instant::now();
+    assert_eq!(c.call(&["WAIT", "1", "0"]), b":1\r\n");
+    assert!(began.elapsed() < Duration::from_secs(2));
+    // More replicas than there are: the timeout ends the wait.
+    let began = Instant::now();
+    let reply = String::from_utf8(c.call(&["WAIT", "5", "300"])).unwrap();
+    assert!(reply == ":1\r\n" || reply == ":2\r\n", "{reply}");
+    assert!(began.elapsed() >= Duration::from_millis(300));
+}
+
+/// MEMORY USAGE estimates what a key takes here: more for more data, and
+/// a collection by sampling its members.
+#[test]
+fn memory_usage_grows_with_the_data() {
+    let (_dir, node, _redis) = pair("1");
+    let mut c = node.raw();
+    let usage = |c: &mut RawClient, key: &str, extra: &[&str]| -> i64 {
+        let mut cmd = vec!["MEMORY", "USAGE", key];
+        cmd.extend_from_slice(extra);
+        let reply = String::from_utf8(c.call(&cmd)).unwrap();
+        reply.trim_start_matches(':').trim().parse().expect(&reply)
+    };
+    c.call(&["SET", "small", "x"]);
+    c.call(&["SET", "large", &"x".repeat(10_000)]);
+    assert!(usage(&mut c, "large", &[]) > usage(&mut c, "small", &[]) + 9_000);
+    for i in 0..200 {
+        c.call(&["HSET", "h", &format!("field{i}"), &"v".repeat(50)]);
+    }
+    let sampled = usage(&mut c, "h", &[]);
+    let whole = usage(&mut c, "h", &["SAMPLES", "0"]);
+    assert!(sampled > 200 * 50 && whole > 200 * 50, "{sampled} {whole}");
 }

@@ -255,10 +255,17 @@ async fn run_batch(
         };
         // EXEC and WATCH wait for what the connection sent before them,
         // then for their shard.
-        if matches!(parsed.command, Command::Exec | Command::Watch(_)) {
+        if matches!(
+            parsed.command,
+            Command::Exec | Command::Watch(_) | Command::Wait { .. }
+        ) {
             in_flight.finish(conn).await;
             let reply = match parsed.command {
                 Command::Watch(keys) => watch(session, state, keys).await,
+                Command::Wait {
+                    replicas,
+                    timeout_ms,
+                } => wait_for_replicas(state, replicas, timeout_ms).await,
                 _ => exec(session, state).await,
             };
             state.stats.command_done(spec.name, began.elapsed(), &reply);
@@ -378,5 +385,39 @@ async fn watch(session: &mut Session, state: &NodeState, keys: Vec<Bytes>) -> Re
             Reply::ok()
         }
         Err(reply) => reply,
+    }
+}
+
+/// WAIT: how many replicas hold every write acknowledged so far. A write
+/// is acknowledged once a majority of its shard's voters has it, so at
+/// least a majority less this one do; on a shard this node leads, the
+/// followers that have every committed entry count. The answer is the
+/// least over the shards (the connection's writes may be on any), polled
+/// until it reaches `replicas` or `timeout_ms` passes (0: no limit, as in
+/// Redis).
+async fn wait_for_replicas(state: &NodeState, replicas: u64, timeout_ms: u64) -> Reply {
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
+    loop {
+        let raft = &state.router.backend().raft;
+        let holding = (0..state.router.shard_count())
+            .map(|shard| match raft.shard_status(shard) {
+                Some(status) => {
+                    let quorum = status.voters.len() / 2 + 1;
+                    let guaranteed = quorum.saturating_sub(1);
+                    if status.role == elastickv_raft::Role::Leader {
+                        guaranteed.max(status.caught_up.len())
+                    } else {
+                        guaranteed
+                    }
+                }
+                None => 0,
+            })
+            .min()
+            .unwrap_or(0) as u64;
+        if holding >= replicas || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Reply::Integer(i64::try_from(holding).unwrap_or(i64::MAX));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }

@@ -78,6 +78,11 @@ pub enum Command {
     DbSize,
     Time,
     LastSave,
+    /// WAIT numreplicas timeout (0: no limit).
+    Wait {
+        replicas: u64,
+        timeout_ms: u64,
+    },
     /// SLOWLOG GET: how many entries (-1: all).
     SlowlogGet(i64),
     SlowlogLen,

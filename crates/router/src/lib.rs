@@ -224,6 +224,11 @@ impl<B: Backend> Router<B> {
         }
     }
 
+    /// How many shards there are.
+    pub fn shard_count(&self) -> u32 {
+        self.shards
+    }
+
     /// The shard `key` lives on.
     pub fn shard_of(&self, key: &[u8]) -> u32 {
         shard_for_key(key, self.shards)

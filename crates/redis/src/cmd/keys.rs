@@ -120,6 +120,44 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         parse: None,
     },
     CommandSpec {
+        name: "memory",
+        arity: -2,
+        flags: NONE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["@slow"],
+        tips: NONE,
+        key_specs: &[],
+        subcommands: &[
+            local(
+                "memory|help",
+                2,
+                LOADING_STALE,
+                &["@slow"],
+                NONE,
+                Route::Local,
+                parse_memory_help,
+            ),
+            CommandSpec {
+                name: "memory|usage",
+                arity: -3,
+                flags: &["readonly"],
+                first_key: 2,
+                last_key: 2,
+                step: 1,
+                acl: &["@read", "@slow"],
+                tips: NONE,
+                key_specs: RO_AT_2,
+                subcommands: &[],
+                route: Route::Key,
+                parse: Some(parse_memory_usage),
+            },
+        ],
+        route: Route::Key,
+        parse: None,
+    },
+    CommandSpec {
         name: "copy",
         arity: -3,
         flags: &["write", "denyoom"],
@@ -330,6 +368,11 @@ pub enum Read {
     Type(Bytes),
     /// OBJECT ENCODING, FREQ, IDLETIME, REFCOUNT.
     Object(ObjectInfo, Bytes),
+    /// MEMORY USAGE: members sampled (0: all).
+    MemoryUsage {
+        key: Bytes,
+        samples: u64,
+    },
     /// TTL, PTTL, EXPIRETIME, PEXPIRETIME.
     Ttl {
         key: Bytes,
@@ -396,6 +439,44 @@ fn encoding<K: KeyspaceRead + ?Sized>(
     Ok(if all_fit { compact } else { large })
 }
 
+/// MEMORY USAGE: the bytes `key` takes here, estimated as Redis estimates
+/// its own (a collection's size times the average of `samples` of its
+/// members, 0 meaning all): the key, the value or each member's sub-keys
+/// and value, and a fixed cost per record and sub-key. These are
+/// elastickv's storage costs, not what Redis would report.
+fn memory_usage<K: KeyspaceRead + ?Sized>(
+    db: &ReadView<'_, K>,
+    key: &[u8],
+    record: &Record,
+    samples: u64,
+) -> Result<i64, StorageError> {
+    const RECORD_COST: u64 = 48;
+    const SUB_KEY_COST: u64 = 32;
+    let key_len = key.len() as u64;
+    let bytes = match &record.value {
+        Value::String(s) => RECORD_COST + key_len + s.len() as u64,
+        Value::Collection(c) => {
+            let limit = if samples == 0 { u64::MAX } else { samples };
+            let (mut seen, mut total) = (0u64, 0u64);
+            db.sub_scan(key, c, SubRange::ALL, &mut |sub, value| {
+                seen += 1;
+                total += key_len + sub.len() as u64 + value.len() as u64 + SUB_KEY_COST;
+                if seen >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            // A sorted set keeps two sub-keys per member.
+            let per_member = if c.kind == ValueType::ZSet { 2 } else { 1 };
+            let average = total.checked_div(seen).unwrap_or(0);
+            (RECORD_COST + key_len)
+                .saturating_add(average.saturating_mul(c.size.saturating_mul(per_member)))
+        }
+    };
+    Ok(i64::try_from(bytes).unwrap_or(i64::MAX))
+}
+
 /// Redis shares the integers 0..10000 stored as strings: their refcount
 /// is INT_MAX there.
 fn refcount(record: &Record) -> i64 {
@@ -434,6 +515,10 @@ pub(crate) fn execute_read<K: KeyspaceRead + ?Sized>(
                     "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
                 ),
             },
+        },
+        Read::MemoryUsage { key, samples } => match db.lookup(key)? {
+            None => Reply::Null,
+            Some(record) => Reply::Integer(memory_usage(db, key, &record, *samples)?),
         },
         Read::Type(key) => match db.lookup(key)? {
             None => Reply::simple("none"),
@@ -503,6 +588,47 @@ pub(crate) fn parse_del(args: &[Bytes]) -> ParseResult {
 
 pub(crate) fn parse_randomkey(_: &[Bytes]) -> ParseResult {
     Ok(Command::RandomKey)
+}
+
+/// MEMORY USAGE key [SAMPLES count], checked as `memoryCommand` does.
+pub(crate) fn parse_memory_usage(args: &[Bytes]) -> ParseResult {
+    let mut samples = 5u64;
+    let mut j = 3;
+    while j < args.len() {
+        if eq(&args[j], "samples") && j + 1 < args.len() {
+            let n = int(&args[j + 1])?;
+            if n < 0 {
+                return Err(Reply::static_error(errors::SYNTAX));
+            }
+            samples = n.unsigned_abs();
+            j += 2;
+        } else {
+            return Err(Reply::static_error(errors::SYNTAX));
+        }
+    }
+    Ok(Command::KeyRead(Read::MemoryUsage {
+        key: args[2].clone(),
+        samples,
+    }))
+}
+
+pub(crate) fn parse_memory_help(_: &[Bytes]) -> ParseResult {
+    Ok(Command::Help {
+        container: "memory",
+        lines: &[
+            "DOCTOR",
+            "    Return memory problems reports.",
+            "MALLOC-STATS",
+            "    Return internal statistics report from the memory allocator.",
+            "PURGE",
+            "    Attempt to purge dirty pages for reclamation by the allocator.",
+            "STATS",
+            "    Return information about the memory usage of the server.",
+            "USAGE <key> [SAMPLES <count>]",
+            "    Return memory in bytes used by <key> and its value. Nested values are",
+            "    sampled up to <count> times (default: 5, 0 means sample all).",
+        ],
+    })
 }
 
 pub(crate) fn parse_object_help(_: &[Bytes]) -> ParseResult {

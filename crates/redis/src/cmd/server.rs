@@ -76,6 +76,15 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         Route::Local,
         parse_lastsave,
     ),
+    local(
+        "wait",
+        3,
+        &["noscript"],
+        &["@slow", "@connection"],
+        &["request_policy:all_shards", "response_policy:agg_min"],
+        Route::Local,
+        parse_wait,
+    ),
     container(
         "slowlog",
         &[
@@ -196,6 +205,21 @@ pub(crate) fn parse_time(_: &[Bytes]) -> ParseResult {
 
 pub(crate) fn parse_lastsave(_: &[Bytes]) -> ParseResult {
     Ok(Command::LastSave)
+}
+
+/// WAIT numreplicas timeout: a negative count waits for none; the
+/// timeout is Redis's (`getTimeoutFromObjectOrReply`).
+pub(crate) fn parse_wait(args: &[Bytes]) -> ParseResult {
+    let replicas = int(&args[1])?;
+    let timeout = crate::number::parse_i64(&args[2])
+        .ok_or_else(|| Reply::static_error("ERR timeout is not an integer or out of range"))?;
+    if timeout < 0 {
+        return Err(Reply::static_error("ERR timeout is negative"));
+    }
+    Ok(Command::Wait {
+        replicas: u64::try_from(replicas).unwrap_or(0),
+        timeout_ms: timeout.unsigned_abs(),
+    })
 }
 
 pub(crate) fn parse_slowlog_len(_: &[Bytes]) -> ParseResult {
