@@ -22,6 +22,39 @@ pub struct ClientEntry {
     pub resp: u8,
     /// Told by CLIENT KILL: the connection closes.
     pub kill: Arc<Notify>,
+    /// CLIENT UNBLOCK's way to a blocked command.
+    pub unblock: Arc<Unblock>,
+}
+
+/// A connection's blocked command, as CLIENT UNBLOCK sees it.
+#[derive(Debug, Default)]
+pub struct Unblock {
+    blocked: std::sync::atomic::AtomicBool,
+    /// Unblocked with ERROR rather than TIMEOUT.
+    error: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Unblock {
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    /// Resolves when CLIENT UNBLOCK is told; `true` for ERROR.
+    pub async fn unblocked(&self) -> bool {
+        self.notify.notified().await;
+        self.error.load(Ordering::SeqCst)
+    }
+
+    /// Unblocks the command if one is blocked.
+    fn unblock(&self, error: bool) -> bool {
+        if !self.blocked.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.error.store(error, Ordering::SeqCst);
+        self.notify.notify_one();
+        true
+    }
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +78,7 @@ impl Clients {
                 last_command: "NULL".into(),
                 resp: 2,
                 kill: Arc::new(Notify::new()),
+                unblock: Arc::default(),
             },
         );
         id
@@ -100,6 +134,19 @@ impl Clients {
             killed += 1;
         }
         (killed, killed_me)
+    }
+
+    /// CLIENT UNBLOCK: whether connection `id` had a blocked command.
+    pub fn unblock(&self, id: u64, error: bool) -> bool {
+        self.entries
+            .lock()
+            .get(&id)
+            .is_some_and(|e| e.unblock.unblock(error))
+    }
+
+    /// What CLIENT UNBLOCK signals for connection `id`.
+    pub fn unblock_signal(&self, id: u64) -> Option<Arc<Unblock>> {
+        self.entries.lock().get(&id).map(|e| e.unblock.clone())
     }
 
     /// What CLIENT KILL signals for connection `id`.

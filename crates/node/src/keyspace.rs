@@ -10,6 +10,8 @@ use elastickv_redis::keyspace::{
 use elastickv_router::{slot_for_key, slot_range};
 use elastickv_store::{ApplyBatch, DataReader, StoreError};
 
+use crate::waiters::KeyWaiters;
+
 fn storage(e: StoreError) -> StorageError {
     StorageError(e.to_string())
 }
@@ -22,6 +24,8 @@ pub struct ApplyKeyspace<'a> {
     /// Versions handed out so far by this entry.
     versions: u64,
     index: u64,
+    /// Clients blocked on keys this entry writes.
+    waiters: Option<&'a KeyWaiters>,
 }
 
 impl<'a> ApplyKeyspace<'a> {
@@ -37,7 +41,14 @@ impl<'a> ApplyKeyspace<'a> {
             counts,
             versions: 0,
             index,
+            waiters: None,
         }
+    }
+
+    /// Wakes clients blocked on the keys this entry stores.
+    pub fn with_waiters(mut self, waiters: &'a KeyWaiters) -> Self {
+        self.waiters = Some(waiters);
+        self
     }
 
     /// Stages the key counts with the batch.
@@ -89,7 +100,11 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
     fn put(&mut self, key: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
         self.batch
             .put_meta(slot_for_key(key), key, record)
-            .map_err(storage)
+            .map_err(storage)?;
+        if let Some(waiters) = self.waiters {
+            waiters.touched(key);
+        }
+        Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {

@@ -41,6 +41,7 @@ pub mod slowlog;
 pub mod state_machine;
 pub mod stats;
 pub mod transaction;
+pub mod waiters;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +77,8 @@ pub struct NodeState {
     pub stats: std::sync::Arc<Stats>,
     pub slowlog: std::sync::Arc<slowlog::Slowlog>,
     pub pause: pause::Pause,
+    /// Clients blocked on keys (BLPOP and kin).
+    pub waiters: Arc<waiters::KeyWaiters>,
     pub started: Instant,
     pub run_id: String,
     pub redis_addr: SocketAddr,
@@ -250,8 +253,9 @@ impl Node {
             initial_voters: Vec::new(),
             known_nodes: known.keys().copied().collect(),
         };
+        let waiters = Arc::new(waiters::KeyWaiters::default());
         let machines = (0..config.shards)
-            .map(|shard| (shard, ShardMachine::new(config.shards)))
+            .map(|shard| (shard, ShardMachine::new(config.shards, waiters.clone())))
             .collect();
         let raft: RaftHandle<Reply> =
             elastickv_raft::start(&engine_config, &store, machines, &|var| {
@@ -363,6 +367,7 @@ impl Node {
             stats: std::sync::Arc::default(),
             slowlog: std::sync::Arc::default(),
             pause: pause::Pause::default(),
+            waiters,
             started: Instant::now(),
             run_id,
             redis_addr,

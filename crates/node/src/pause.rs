@@ -21,7 +21,10 @@ impl Pause {
     /// Pauses for `ms`. A pause already in effect is extended, never
     /// shortened, and holding every command beats holding writes.
     pub fn pause(&self, ms: u64, writes_only: bool) {
-        let end = Instant::now() + Duration::from_millis(ms);
+        // A pause too long to represent lasts a century (until UNPAUSE).
+        let end = Instant::now()
+            .checked_add(Duration::from_millis(ms))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
         let mut until = self.until.lock();
         *until = Some(match *until {
             Some((old_end, old_writes)) if old_end > Instant::now() => {

@@ -255,6 +255,32 @@ async fn run_batch(
         };
         // EXEC and WATCH wait for what the connection sent before them,
         // then for their shard.
+        if let Command::Blocking {
+            write,
+            keys,
+            timeout_ms,
+        } = parsed.command
+        {
+            // Earlier replies go out before the wait, as in Redis.
+            in_flight.finish(conn).await;
+            conn.flush().await?;
+            let shards = keys.iter().map(|key| state.router.shard_of(key));
+            let reply = match same_shard(shards) {
+                Some(shard) => {
+                    match block(conn, session, state, shard, write, &keys, timeout_ms).await? {
+                        Some(reply) => reply,
+                        // The client left while blocked.
+                        None => return Ok(BatchEnd::Close),
+                    }
+                }
+                None => Reply::static_error(errors::CROSSSLOT),
+            };
+            state.stats.command_done(spec.name, began.elapsed(), &reply);
+            if !silent {
+                conn.queue(&reply);
+            }
+            continue;
+        }
         if matches!(
             parsed.command,
             Command::Exec | Command::Watch(_) | Command::Wait { .. }
@@ -397,7 +423,10 @@ async fn watch(session: &mut Session, state: &NodeState, keys: Vec<Bytes>) -> Re
 /// Redis).
 async fn wait_for_replicas(state: &NodeState, replicas: u64, timeout_ms: u64) -> Reply {
     let deadline = (timeout_ms > 0)
-        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms));
+        .then(|| {
+            std::time::Instant::now().checked_add(std::time::Duration::from_millis(timeout_ms))
+        })
+        .flatten();
     loop {
         let raft = &state.router.backend().raft;
         let holding = (0..state.router.shard_count())
@@ -420,4 +449,66 @@ async fn wait_for_replicas(state: &NodeState, replicas: u64, timeout_ms: u64) ->
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// The one shard of `shards`, if they are all the same.
+fn same_shard(mut shards: impl Iterator<Item = u32>) -> Option<u32> {
+    let first = shards.next()?;
+    shards.all(|s| s == first).then_some(first)
+}
+
+/// BLPOP and kin: tries `write` (a pop answering nil when there is
+/// nothing), then again each time this node applies a write to one of
+/// `keys`, until it answers, the timeout passes (nil array, as Redis),
+/// CLIENT UNBLOCK says so, or the client leaves (`None`). While it waits
+/// the connection reads ahead, so a client that closes is noticed; the
+/// wait holds no raft thread.
+async fn block(
+    conn: &mut Connection<TcpStream>,
+    session: &Session,
+    state: &NodeState,
+    shard: u32,
+    write: elastickv_redis::log::Write,
+    keys: &[Bytes],
+    timeout_ms: u64,
+) -> std::io::Result<Option<Reply>> {
+    // A timeout too far to represent is no timeout.
+    let deadline = (timeout_ms > 0)
+        .then(|| {
+            tokio::time::Instant::now().checked_add(std::time::Duration::from_millis(timeout_ms))
+        })
+        .flatten();
+    let unblock = state.clients.unblock_signal(session.id).unwrap_or_default();
+    let registration = state.waiters.register(keys);
+    unblock.set_blocked(true);
+    let outcome = loop {
+        let reply = state.router.start_write(shard, write.clone()).await.await;
+        if !matches!(reply, Reply::NullArray | Reply::Null) {
+            break Some(reply);
+        }
+        let timed_out = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = registration.changed() => {}
+            () = timed_out => break Some(Reply::NullArray),
+            error = unblock.unblocked() => {
+                break Some(if error {
+                    Reply::static_error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                } else {
+                    Reply::NullArray
+                });
+            }
+            more = conn.read_more() => {
+                if !more? {
+                    break None;
+                }
+            }
+        }
+    };
+    unblock.set_blocked(false);
+    Ok(outcome)
 }

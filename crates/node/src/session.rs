@@ -140,6 +140,9 @@ impl Session {
                 state.pause.pause(timeout_ms, writes_only);
                 Reply::ok()
             }
+            Command::ClientUnblock { id, error } => Reply::Integer(i64::from(
+                u64::try_from(id).is_ok_and(|id| state.clients.unblock(id, error)),
+            )),
             Command::ClientUnpause => {
                 state.pause.unpause();
                 Reply::ok()

@@ -5,15 +5,19 @@ use elastickv_redis::replicated::{self, ApplyError};
 use elastickv_resp::Reply;
 use elastickv_store::{ApplyBatch, ShardId, ShardRanges, StoreError};
 
+use std::sync::Arc;
+
 use crate::keyspace::ApplyKeyspace;
+use crate::waiters::KeyWaiters;
 
 pub struct ShardMachine {
     shards: u32,
+    waiters: Arc<KeyWaiters>,
 }
 
 impl ShardMachine {
-    pub fn new(shards: u32) -> ShardMachine {
-        ShardMachine { shards }
+    pub fn new(shards: u32, waiters: Arc<KeyWaiters>) -> ShardMachine {
+        ShardMachine { shards, waiters }
     }
 }
 
@@ -41,7 +45,8 @@ impl StateMachine for ShardMachine {
         data: &[u8],
     ) -> Result<Reply, StoreError> {
         let shard = batch.shard();
-        let mut keyspace = ApplyKeyspace::new(batch, self.shards, index);
+        let mut keyspace =
+            ApplyKeyspace::new(batch, self.shards, index).with_waiters(&self.waiters);
         let reply = replicated::apply(&mut keyspace, index, data);
         keyspace.finish();
         reply.map_err(|e| match e {

@@ -124,7 +124,11 @@ impl Transaction {
                 };
                 queue.shard = Some(shard);
                 Queued::Shard(match parsed.command {
-                    Command::Write(write) => log::queued_command::Command::Write(write),
+                    // In a transaction a blocking pop does not block: it
+                    // answers nil at once, as in Redis.
+                    Command::Write(write) | Command::Blocking { write, .. } => {
+                        log::queued_command::Command::Write(write)
+                    }
                     _ => log::queued_command::Command::Read(log::ReadArguments { args }),
                 })
             }

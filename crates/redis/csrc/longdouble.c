@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,4 +162,21 @@ int ekv_sort_strtod(const char *s, size_t slen, double *out) {
     free(buf);
     if (ok) *out = value;
     return ok;
+}
+
+/* A blocking command's timeout in seconds, as getTimeoutFromObjectOrReply
+ * reads it: a long double, turned into milliseconds rounded up, converted
+ * to long long as x86 converts (a value past the range becomes LLONG_MIN,
+ * which Redis then calls negative). Returns 0 on success, 1 if s is not a
+ * number. */
+int ekv_timeout_seconds_ms(const char *s, size_t slen, long long *out_ms) {
+    long double seconds;
+    long double ms;
+    if (!string2ld(s, slen, &seconds)) return 1;
+    ms = ceill(seconds * 1000.0L);
+    if (!(ms < 9223372036854775808.0L) || !(ms >= -9223372036854775808.0L))
+        *out_ms = LLONG_MIN;
+    else
+        *out_ms = (long long)ms;
+    return 0;
 }

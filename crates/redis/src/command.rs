@@ -51,6 +51,11 @@ pub enum Command {
     },
     ClientUnpause,
     ClientKill(KillFilter),
+    /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: `true` for ERROR.
+    ClientUnblock {
+        id: i64,
+        error: bool,
+    },
     Reset,
     ClientGetName,
     ClientSetName(Bytes),
@@ -109,6 +114,14 @@ pub enum Command {
     Scan(ScanArgs),
     /// Every write, in the typed form the raft log carries.
     Write(log::Write),
+    /// BLPOP and kin: `write` (a pop that answers nil when there is
+    /// nothing) tried now, and again whenever one of `keys` changes, until
+    /// it answers or `timeout_ms` passes (0: never).
+    Blocking {
+        write: log::Write,
+        keys: Vec<Bytes>,
+        timeout_ms: u64,
+    },
 }
 
 /// CLIENT REPLY's modes.
@@ -152,6 +165,18 @@ pub(crate) fn numkeys(arg: &[u8]) -> Result<u64, Reply> {
         Some(n) if n >= 1 => Ok(n.unsigned_abs()),
         _ => Err(Reply::static_error("ERR numkeys should be greater than 0")),
     }
+}
+
+/// A blocking command's timeout in seconds (`getTimeoutFromObjectOrReply`),
+/// as milliseconds.
+pub(crate) fn blocking_timeout(arg: &[u8]) -> Result<u64, Reply> {
+    use crate::number::{TimeoutError, parse_timeout_seconds};
+    parse_timeout_seconds(arg).map_err(|e| {
+        Reply::static_error(match e {
+            TimeoutError::NotAFloat => "ERR timeout is not a float or out of range",
+            TimeoutError::Negative => "ERR timeout is negative",
+        })
+    })
 }
 
 /// Redis's `getPositiveLongFromObjectOrReply` without a message of its

@@ -84,6 +84,19 @@ pub fn parse_sort_weight(s: &[u8]) -> Option<f64> {
     ffi::sort_strtod(s)
 }
 
+/// Why a blocking command's timeout was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutError {
+    NotAFloat,
+    Negative,
+}
+
+/// A blocking command's timeout in seconds (a float, `0.1` is 100 ms) as
+/// milliseconds rounded up, as Redis reads it.
+pub fn parse_timeout_seconds(s: &[u8]) -> Result<u64, TimeoutError> {
+    ffi::timeout_seconds_ms(s)
+}
+
 /// A double as Redis replies with one (`addReplyDouble`): `%.17g`, and
 /// `inf`/`-inf`.
 pub fn format_score(value: f64) -> Bytes {
@@ -136,6 +149,21 @@ mod ffi {
         fn ekv_range_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_format_g17(value: f64, out: *mut c_char, cap: usize) -> usize;
         fn ekv_sort_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
+        fn ekv_timeout_seconds_ms(s: *const c_char, len: usize, out_ms: *mut i64) -> c_int;
+    }
+
+    pub(super) fn timeout_seconds_ms(s: &[u8]) -> Result<u64, super::TimeoutError> {
+        let mut out = 0i64;
+        // SAFETY: reads at most `len` bytes of a live slice and writes one
+        // i64 into `out`.
+        let status = unsafe { ekv_timeout_seconds_ms(s.as_ptr().cast(), s.len(), &mut out) };
+        if status != 0 {
+            return Err(super::TimeoutError::NotAFloat);
+        }
+        if out < 0 {
+            return Err(super::TimeoutError::Negative);
+        }
+        Ok(out.unsigned_abs())
     }
 
     pub(super) fn sort_strtod(s: &[u8]) -> Option<f64> {

@@ -79,6 +79,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Reads whatever arrives into the buffer, for requests to parse later
+    /// (a client sending while its blocking command waits); `false` once
+    /// the client has closed. Safe to cancel.
+    pub async fn read_more(&mut self) -> io::Result<bool> {
+        self.read_buf.reserve(READ_CHUNK);
+        Ok(self.stream.read_buf(&mut self.read_buf).await? > 0)
+    }
+
     /// Queues a reply in the protocol the client chose.
     pub fn queue(&mut self, reply: &Reply) {
         reply.encode(self.version, &mut self.write_buf);

@@ -255,6 +255,12 @@ impl<B: Backend> Router<B> {
         .await
     }
 
+    /// Proposes `write` on `shard` (a blocking pop's attempt), like a
+    /// command's write.
+    pub async fn start_write(&self, shard: u32, write: log::Write) -> ReplyFuture {
+        self.backend.submit(shard, write).await
+    }
+
     /// EXEC: proposes `transaction` on `shard` and answers with its replies
     /// (nil when a watched key changed).
     pub async fn transaction(&self, shard: u32, transaction: log::Transaction) -> Reply {

@@ -148,6 +148,15 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
                 parse_client_kill,
             ),
             local(
+                "client|unblock",
+                -3,
+                ADMIN_CLIENT_FLAGS,
+                ADMIN_SLOW_DANGEROUS_CONNECTION,
+                NONE,
+                Route::Local,
+                parse_client_unblock,
+            ),
+            local(
                 "client|pause",
                 -3,
                 ADMIN_CLIENT_FLAGS,
@@ -452,6 +461,25 @@ pub(crate) fn parse_client_no_evict(args: &[Bytes]) -> ParseResult {
 
 pub(crate) fn parse_client_tracking(args: &[Bytes]) -> ParseResult {
     Ok(Command::ClientTracking(on_off(&args[2])?))
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: the reason is checked first.
+pub(crate) fn parse_client_unblock(args: &[Bytes]) -> ParseResult {
+    let error = match args.len() {
+        3 => false,
+        4 if eq(&args[3], "timeout") => false,
+        4 if eq(&args[3], "error") => true,
+        4 => {
+            return Err(Reply::static_error(
+                "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ));
+        }
+        _ => return Err(errors::subcommand_syntax(&args[0], &args[1])),
+    };
+    Ok(Command::ClientUnblock {
+        id: int(&args[2])?,
+        error,
+    })
 }
 
 pub(crate) fn parse_client_unpause(_: &[Bytes]) -> ParseResult {

@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
+use crate::command::{Command, ParseResult, blocking_timeout, eq, int, numkeys, positive};
 use crate::db::{ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
@@ -49,6 +49,36 @@ const fn moving(name: &'static str, arity: i32, parse: fn(&[Bytes]) -> ParseResu
         acl: WRITE_LIST_SLOW,
         tips: NONE,
         key_specs: MOVE_SPECS,
+        subcommands: &[],
+        route: Route::SameShard,
+        parse: Some(parse),
+    }
+}
+
+const BLOCKING_LIST: &[&str] = &["@write", "@list", "@slow", "@blocking"];
+const KEYS_BUT_LAST: &[KeySpec] = &[ks(&["RW", "access", "delete"], 1, -2, 1)];
+
+/// A blocking list command on keys `first..=last` (negative: from the
+/// end), on one shard.
+const fn blocking_entry(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    first_key: i32,
+    last_key: i32,
+    key_specs: &'static [KeySpec],
+    parse: fn(&[Bytes]) -> ParseResult,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key,
+        last_key,
+        step: 1,
+        acl: BLOCKING_LIST,
+        tips: NONE,
+        key_specs,
         subcommands: &[],
         route: Route::SameShard,
         parse: Some(parse),
@@ -171,6 +201,52 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
     ),
     moving("lmove", 5, parse_lmove),
     moving("rpoplpush", 3, parse_rpoplpush),
+    blocking_entry(
+        "blpop",
+        -3,
+        &["write", "noscript", "blocking"],
+        1,
+        -2,
+        KEYS_BUT_LAST,
+        parse_blpop,
+    ),
+    blocking_entry(
+        "brpop",
+        -3,
+        &["write", "noscript", "blocking"],
+        1,
+        -2,
+        KEYS_BUT_LAST,
+        parse_brpop,
+    ),
+    blocking_entry(
+        "blmove",
+        6,
+        &["write", "denyoom", "noscript", "blocking"],
+        1,
+        2,
+        MOVE_SPECS,
+        parse_blmove,
+    ),
+    blocking_entry(
+        "brpoplpush",
+        4,
+        &["write", "denyoom", "noscript", "blocking"],
+        1,
+        2,
+        MOVE_SPECS,
+        parse_brpoplpush,
+    ),
+    CommandSpec {
+        flags: &["write", "blocking", "movablekeys"],
+        arity: -5,
+        acl: BLOCKING_LIST,
+        key_specs: &[ks_keynum(&["RW", "access", "delete"], 2, 0, 1, 1)],
+        parse: Some(parse_blmpop),
+        name: "blmpop",
+        step: 0,
+        ..blocking_entry("blmpop", -5, NONE, 0, 0, &[], parse_blmpop)
+    },
     CommandSpec {
         name: "lmpop",
         arity: -4,
@@ -388,10 +464,18 @@ pub(crate) fn parse_rpoplpush(args: &[Bytes]) -> ParseResult {
 }
 
 pub(crate) fn parse_lmpop(args: &[Bytes]) -> ParseResult {
-    let numkeys = numkeys(&args[1])?;
+    Ok(list_write(list_write::Command::LMultiPop(lmpop_of(
+        args, 1,
+    )?)))
+}
+
+/// LMPOP's arguments from the key count at `numkeys_at` on (BLMPOP's
+/// timeout comes before it).
+fn lmpop_of(args: &[Bytes], numkeys_at: usize) -> Result<log::LMultiPop, Reply> {
+    let numkeys = numkeys(&args[numkeys_at])?;
     let where_at = usize::try_from(numkeys)
         .ok()
-        .and_then(|n| n.checked_add(2))
+        .and_then(|n| n.checked_add(numkeys_at + 1))
         .filter(|&i| i < args.len())
         .ok_or_else(|| Reply::static_error(errors::SYNTAX))?;
     let end = end_of(&args[where_at])?;
@@ -411,11 +495,80 @@ pub(crate) fn parse_lmpop(args: &[Bytes]) -> ParseResult {
         }
         j += 1;
     }
-    Ok(list_write(list_write::Command::LMultiPop(log::LMultiPop {
-        keys: args[2..where_at].to_vec(),
+    Ok(log::LMultiPop {
+        keys: args[numkeys_at + 1..where_at].to_vec(),
         end: end.into(),
         count: count.unwrap_or(1),
-    })))
+        keyed_element: false,
+    })
+}
+
+fn blocking(write: list_write::Command, keys: Vec<Bytes>, timeout_ms: u64) -> ParseResult {
+    Ok(Command::Blocking {
+        write: log::Write {
+            family: Some(log::write::Family::Lists(log::ListWrite {
+                command: Some(write),
+            })),
+        },
+        keys,
+        timeout_ms,
+    })
+}
+
+/// BLPOP, BRPOP: the keys, then the timeout (checked first, as Redis does).
+fn blocking_pop(args: &[Bytes], end: log::End) -> ParseResult {
+    let last = args.len() - 1;
+    let timeout_ms = blocking_timeout(&args[last])?;
+    let keys = args[1..last].to_vec();
+    let pop = log::LMultiPop {
+        keys: keys.clone(),
+        end: end.into(),
+        count: 1,
+        keyed_element: true,
+    };
+    blocking(list_write::Command::LMultiPop(pop), keys, timeout_ms)
+}
+
+pub(crate) fn parse_blpop(args: &[Bytes]) -> ParseResult {
+    blocking_pop(args, log::End::Left)
+}
+
+pub(crate) fn parse_brpop(args: &[Bytes]) -> ParseResult {
+    blocking_pop(args, log::End::Right)
+}
+
+pub(crate) fn parse_blmpop(args: &[Bytes]) -> ParseResult {
+    let pop = lmpop_of(args, 2)?;
+    let timeout_ms = blocking_timeout(&args[1])?;
+    let keys = pop.keys.clone();
+    blocking(list_write::Command::LMultiPop(pop), keys, timeout_ms)
+}
+
+/// BLMOVE: the ends are checked before the timeout.
+pub(crate) fn parse_blmove(args: &[Bytes]) -> ParseResult {
+    let from = end_of(&args[3])?;
+    let to = end_of(&args[4])?;
+    let timeout_ms = blocking_timeout(&args[5])?;
+    blocking_move(args, from, to, timeout_ms)
+}
+
+pub(crate) fn parse_brpoplpush(args: &[Bytes]) -> ParseResult {
+    let timeout_ms = blocking_timeout(&args[3])?;
+    blocking_move(args, log::End::Right, log::End::Left, timeout_ms)
+}
+
+fn blocking_move(args: &[Bytes], from: log::End, to: log::End, timeout_ms: u64) -> ParseResult {
+    let mv = log::LMove {
+        source: args[1].clone(),
+        destination: args[2].clone(),
+        from: from.into(),
+        to: to.into(),
+    };
+    blocking(
+        list_write::Command::LMove(mv),
+        vec![args[1].clone()],
+        timeout_ms,
+    )
 }
 
 /// The sub-key of the element at `position`.
@@ -817,6 +970,11 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
                 };
                 let popped = pop_some(db, key, &mut c, mp.end(), mp.count)?;
                 save(db, key, previous.as_ref(), c)?;
+                if mp.keyed_element {
+                    let mut reply = vec![Reply::Bulk(key.clone())];
+                    reply.extend(popped.into_iter().map(Reply::Bulk));
+                    return Ok(Reply::Array(reply));
+                }
                 return Ok(Reply::Array(vec![
                     Reply::Bulk(key.clone()),
                     Reply::Array(popped.into_iter().map(Reply::Bulk).collect()),

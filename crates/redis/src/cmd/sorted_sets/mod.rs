@@ -21,7 +21,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::members::{ScanOptions, empty_scan, random_members, scan};
-use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
+use crate::command::{Command, ParseResult, blocking_timeout, eq, int, numkeys, positive};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
@@ -98,6 +98,21 @@ const fn storing(name: &'static str, parse: fn(&[Bytes]) -> ParseResult) -> Comm
         parse: Some(parse),
     }
 }
+
+const BZPOPMIN: CommandSpec = CommandSpec {
+    name: "bzpopmin",
+    arity: -3,
+    flags: &["write", "noscript", "blocking", "fast"],
+    first_key: 1,
+    last_key: -2,
+    step: 1,
+    acl: &["@write", "@sortedset", "@fast", "@blocking"],
+    tips: NONE,
+    key_specs: &[ks(&["RW", "access", "delete"], 1, -2, 1)],
+    subcommands: &[],
+    route: Route::SameShard,
+    parse: Some(parse_bzpopmin),
+};
 
 /// The sorted-set commands' table entries.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
@@ -258,6 +273,26 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         RO_ACCESS,
         parse_zscan,
     ),
+    BZPOPMIN,
+    CommandSpec {
+        name: "bzpopmax",
+        parse: Some(parse_bzpopmax),
+        ..BZPOPMIN
+    },
+    CommandSpec {
+        name: "bzmpop",
+        arity: -5,
+        flags: &["write", "blocking", "movablekeys"],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["@write", "@sortedset", "@slow", "@blocking"],
+        tips: NONE,
+        key_specs: &[ks_keynum(&["RW", "access", "delete"], 2, 0, 1, 1)],
+        subcommands: &[],
+        route: Route::SameShard,
+        parse: Some(parse_bzmpop),
+    },
     combining("zunion", parse_zunion),
     combining("zinter", parse_zinter),
     combining("zdiff", parse_zdiff),
@@ -643,10 +678,18 @@ pub(crate) fn parse_zpopmax(args: &[Bytes]) -> ParseResult {
 }
 
 pub(crate) fn parse_zmpop(args: &[Bytes]) -> ParseResult {
-    let numkeys = numkeys(&args[1])?;
+    Ok(zset_write(sorted_set_write::Command::ZPop(zmpop_of(
+        args, 1,
+    )?)))
+}
+
+/// ZMPOP's arguments from the key count at `numkeys_at` on (BZMPOP's
+/// timeout comes before it).
+fn zmpop_of(args: &[Bytes], numkeys_at: usize) -> Result<log::ZPop, Reply> {
+    let numkeys = numkeys(&args[numkeys_at])?;
     let where_at = usize::try_from(numkeys)
         .ok()
-        .and_then(|n| n.checked_add(2))
+        .and_then(|n| n.checked_add(numkeys_at + 1))
         .filter(|&i| i < args.len())
         .ok_or_else(|| Reply::static_error(errors::SYNTAX))?;
     let max = if eq(&args[where_at], "min") {
@@ -670,12 +713,52 @@ pub(crate) fn parse_zmpop(args: &[Bytes]) -> ParseResult {
         }
         j += 1;
     }
-    Ok(zset_write(sorted_set_write::Command::ZPop(log::ZPop {
-        keys: args[2..where_at].to_vec(),
+    Ok(log::ZPop {
+        keys: args[numkeys_at + 1..where_at].to_vec(),
         max,
         count: count.unwrap_or(1),
         form: log::z_pop::Form::WithKey.into(),
-    })))
+    })
+}
+
+fn blocking_zpop(pop: log::ZPop, timeout_ms: u64) -> ParseResult {
+    let keys = pop.keys.clone();
+    Ok(Command::Blocking {
+        write: log::Write {
+            family: Some(log::write::Family::SortedSets(log::SortedSetWrite {
+                command: Some(sorted_set_write::Command::ZPop(pop)),
+            })),
+        },
+        keys,
+        timeout_ms,
+    })
+}
+
+/// BZPOPMIN, BZPOPMAX: the timeout is checked first, as Redis does.
+fn bzpop(args: &[Bytes], max: bool) -> ParseResult {
+    let last = args.len() - 1;
+    let timeout_ms = blocking_timeout(&args[last])?;
+    let pop = log::ZPop {
+        keys: args[1..last].to_vec(),
+        max,
+        count: 1,
+        form: log::z_pop::Form::KeyedFlat.into(),
+    };
+    blocking_zpop(pop, timeout_ms)
+}
+
+pub(crate) fn parse_bzpopmin(args: &[Bytes]) -> ParseResult {
+    bzpop(args, false)
+}
+
+pub(crate) fn parse_bzpopmax(args: &[Bytes]) -> ParseResult {
+    bzpop(args, true)
+}
+
+pub(crate) fn parse_bzmpop(args: &[Bytes]) -> ParseResult {
+    let pop = zmpop_of(args, 2)?;
+    let timeout_ms = blocking_timeout(&args[1])?;
+    blocking_zpop(pop, timeout_ms)
 }
 
 /// What `zunionInterDiffGenericCommand` parses: the keys counted at
@@ -1286,7 +1369,7 @@ fn zpop<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, pop: &log::ZPop) -
         }
     }
     let Some((key, previous, mut zset)) = found else {
-        return Ok(if pop.form() == Form::WithKey {
+        return Ok(if matches!(pop.form(), Form::WithKey | Form::KeyedFlat) {
             Reply::NullArray
         } else {
             Reply::Array(Vec::new())
@@ -1318,6 +1401,14 @@ fn zpop<K: KeyspaceWrite + ?Sized>(db: &mut WriteView<'_, K>, pop: &log::ZPop) -
                 .collect(),
         ),
         Form::Counted => members_reply(popped, true),
+        Form::KeyedFlat => {
+            let mut reply = vec![Reply::Bulk(key.clone())];
+            for (member, score) in popped {
+                reply.push(Reply::Bulk(member));
+                reply.push(score_reply(score));
+            }
+            Reply::Array(reply)
+        }
         Form::WithKey => Reply::Array(vec![
             Reply::Bulk(key.clone()),
             Reply::Array(
