@@ -10,6 +10,7 @@ use elastickv_redis::keyspace::{
 use elastickv_router::{slot_for_key, slot_range};
 use elastickv_store::{ApplyBatch, DataReader, StoreError};
 
+use crate::pubsub::PubSub;
 use crate::waiters::KeyWaiters;
 
 fn storage(e: StoreError) -> StorageError {
@@ -26,6 +27,8 @@ pub struct ApplyKeyspace<'a> {
     index: u64,
     /// Clients blocked on keys this entry writes.
     waiters: Option<&'a KeyWaiters>,
+    /// This node's subscribers, for `Publish` entries.
+    pubsub: Option<&'a PubSub>,
 }
 
 impl<'a> ApplyKeyspace<'a> {
@@ -42,7 +45,14 @@ impl<'a> ApplyKeyspace<'a> {
             versions: 0,
             index,
             waiters: None,
+            pubsub: None,
         }
+    }
+
+    /// Hands `Publish` entries to this node's subscribers.
+    pub fn with_pubsub(mut self, pubsub: &'a PubSub) -> Self {
+        self.pubsub = Some(pubsub);
+        self
     }
 
     /// Wakes clients blocked on the keys this entry stores.
@@ -97,6 +107,11 @@ impl KeyspaceRead for ApplyKeyspace<'_> {
 }
 
 impl KeyspaceWrite for ApplyKeyspace<'_> {
+    fn publish(&mut self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
+        self.pubsub
+            .map_or(0, |pubsub| pubsub.publish(channel, message, sharded))
+    }
+
     fn put(&mut self, key: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
         self.batch
             .put_meta(slot_for_key(key), key, record)

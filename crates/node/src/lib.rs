@@ -35,6 +35,7 @@ pub mod info;
 pub mod keyspace;
 pub mod metrics;
 pub mod pause;
+pub mod pubsub;
 pub mod server;
 pub mod session;
 pub mod slowlog;
@@ -79,6 +80,8 @@ pub struct NodeState {
     pub pause: pause::Pause,
     /// Clients blocked on keys (BLPOP and kin).
     pub waiters: Arc<waiters::KeyWaiters>,
+    /// This node's pub/sub subscribers.
+    pub pubsub: Arc<pubsub::PubSub>,
     pub started: Instant,
     pub run_id: String,
     pub redis_addr: SocketAddr,
@@ -254,8 +257,12 @@ impl Node {
             known_nodes: known.keys().copied().collect(),
         };
         let waiters = Arc::new(waiters::KeyWaiters::default());
+        let pubsub = Arc::new(pubsub::PubSub::default());
         let machines = (0..config.shards)
-            .map(|shard| (shard, ShardMachine::new(config.shards, waiters.clone())))
+            .map(|shard| {
+                let machine = ShardMachine::new(config.shards, waiters.clone(), pubsub.clone());
+                (shard, machine)
+            })
             .collect();
         let raft: RaftHandle<Reply> =
             elastickv_raft::start(&engine_config, &store, machines, &|var| {
@@ -368,6 +375,7 @@ impl Node {
             slowlog: std::sync::Arc::default(),
             pause: pause::Pause::default(),
             waiters,
+            pubsub,
             started: Instant::now(),
             run_id,
             redis_addr,

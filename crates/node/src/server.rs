@@ -63,6 +63,7 @@ pub async fn serve(
                 tracing::debug!(client_id = id, error = %e, "connection ended");
             }
             state.clients.unregister(id);
+            state.pubsub.remove_client(id);
             drop(permit);
         });
     }
@@ -93,12 +94,31 @@ async fn handle(
     let mut conn = Connection::new(stream, parser);
     let mut session = Session::new(id, state);
     let killed = state.clients.kill_signal(id).unwrap_or_default();
+    let (messages, mut inbox) = tokio::sync::mpsc::channel(crate::pubsub::OUTBOX_MESSAGES);
+    session.outbox = Some(crate::pubsub::Outbox {
+        messages,
+        kill: killed.clone(),
+    });
     loop {
         let read = tokio::select! {
             read = conn.read_request() => read?,
             () = stopping(&mut shutdown) => return conn.close().await,
-            // CLIENT KILL from another connection.
+            // CLIENT KILL from another connection, or too many messages
+            // waiting for a subscriber that does not read.
             () = killed.notified() => return conn.close().await,
+            Some(message) = inbox.recv() => {
+                conn.queue(&message);
+                while let Ok(message) = inbox.try_recv() {
+                    conn.queue(&message);
+                }
+                // A subscriber that stops reading blocks this write; its
+                // outbox then fills and it is disconnected here.
+                tokio::select! {
+                    written = conn.flush() => written?,
+                    () = killed.notified() => return Ok(()),
+                }
+                continue;
+            }
         };
         let first = match read {
             ReadOutcome::Request(args) => args,
@@ -225,6 +245,30 @@ async fn run_batch(
             in_flight.push_ready(reply, silent);
             continue;
         }
+        if session.subscribed()
+            && session.protocol == elastickv_resp::ProtocolVersion::Resp2
+            && !matches!(
+                spec.name,
+                "subscribe"
+                    | "ssubscribe"
+                    | "psubscribe"
+                    | "unsubscribe"
+                    | "sunsubscribe"
+                    | "punsubscribe"
+                    | "ping"
+                    | "quit"
+                    | "reset"
+            )
+        {
+            let reply = Reply::error(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            ));
+            state.stats.command_rejected(spec.name, &reply);
+            session.tx.refused();
+            in_flight.push_ready(reply, silent);
+            continue;
+        }
         if session.tx.queueing()
             && !matches!(
                 spec.name,
@@ -283,10 +327,15 @@ async fn run_batch(
         }
         if matches!(
             parsed.command,
-            Command::Exec | Command::Watch(_) | Command::Wait { .. }
+            Command::Exec | Command::Watch(_) | Command::Wait { .. } | Command::Publish { .. }
         ) {
             in_flight.finish(conn).await;
             let reply = match parsed.command {
+                Command::Publish {
+                    channel,
+                    message,
+                    sharded,
+                } => publish(state, channel, message, sharded).await,
                 Command::Watch(keys) => watch(session, state, keys).await,
                 Command::Wait {
                     replicas,
@@ -315,6 +364,16 @@ async fn run_batch(
             let outcome = session.execute(state, parsed.command);
             state.slowlog.record(began.elapsed(), &args, &session.ident);
             match outcome {
+                Outcome::Many(replies) => {
+                    if let Some(first) = replies.first() {
+                        state.stats.command_done(spec.name, began.elapsed(), first);
+                    }
+                    if !silent {
+                        for reply in &replies {
+                            conn.queue(reply);
+                        }
+                    }
+                }
                 Outcome::Reply(reply) => {
                     state.stats.command_done(spec.name, began.elapsed(), &reply);
                     conn.set_protocol(session.protocol);
@@ -391,6 +450,8 @@ async fn exec(session: &mut Session, state: &NodeState) -> Reply {
     prepared.finish(
         shard_reply,
         &mut |command| match session.execute(state, command) {
+            // SUBSCRIBE in a transaction: its first reply stands for it.
+            Outcome::Many(replies) => replies.into_iter().next().unwrap_or(Reply::Null),
             Outcome::Reply(reply) | Outcome::Close(reply) => reply,
         },
     )
@@ -511,4 +572,31 @@ async fn block(
     };
     unblock.set_blocked(false);
     Ok(outcome)
+}
+
+/// PUBLISH, SPUBLISH: a `Publish` entry on one shard's log (every channel
+/// on shard 0, so messages keep one order; a shard channel on its slot's
+/// shard), which every node applies by handing the message to its own
+/// subscribers. Answers how many clients of this node it reaches.
+async fn publish(state: &NodeState, channel: Bytes, message: Bytes, sharded: bool) -> Reply {
+    use elastickv_redis::log;
+    let shard = if sharded {
+        state.router.shard_of(&channel)
+    } else {
+        0
+    };
+    let write = log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(log::key_write::Command::Publish(log::Publish {
+                channel: channel.clone(),
+                message,
+                sharded,
+            })),
+        })),
+    };
+    let reply = state.router.start_write(shard, write).await.await;
+    if reply.is_error() {
+        return reply;
+    }
+    Reply::Integer(state.pubsub.receivers(&channel, sharded) as i64)
 }

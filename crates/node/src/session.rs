@@ -2,6 +2,7 @@
 //! PING, ECHO, QUIT, HELLO, SELECT, AUTH, CLIENT, COMMAND, CONFIG, INFO.
 
 use bytes::Bytes;
+use elastickv_redis::cmd::pubsub::Kind;
 use elastickv_redis::command::{Command, ReplyMode};
 use elastickv_redis::{errors, glob, introspect};
 use elastickv_resp::{ProtocolVersion, Reply};
@@ -9,16 +10,20 @@ use elastickv_resp::{ProtocolVersion, Reply};
 use crate::NodeState;
 use crate::clients::describe;
 use crate::info;
+use crate::pubsub::Outbox;
 use crate::slowlog::ClientIdent;
 use crate::stats::Stats;
 use crate::transaction::Transaction;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a local command asks of the connection.
 pub enum Outcome {
     Reply(Reply),
+    /// Several replies (SUBSCRIBE answers once per channel).
+    Many(Vec<Reply>),
     /// Reply, then close (QUIT).
     Close(Reply),
 }
@@ -38,6 +43,19 @@ pub struct Session {
     own_reply: Option<bool>,
     /// CLIENT KILL matched this connection: close once its reply is out.
     pub close_after_reply: bool,
+    /// Channels, patterns and shard channels subscribed to.
+    subscriptions: HashMap<Kind, HashSet<Bytes>>,
+    /// Where this connection's pub/sub messages are queued.
+    pub outbox: Option<Outbox>,
+}
+
+/// SUBSCRIBE's and UNSUBSCRIBE's words for a kind of subscription.
+fn words(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Channel => ("subscribe", "unsubscribe"),
+        Kind::Pattern => ("psubscribe", "punsubscribe"),
+        Kind::Shard => ("ssubscribe", "sunsubscribe"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +87,8 @@ impl Session {
             replies: Replies::On,
             own_reply: None,
             close_after_reply: false,
+            subscriptions: HashMap::new(),
+            outbox: None,
         }
     }
 
@@ -83,6 +103,76 @@ impl Session {
             // No password configured: the default user takes any password.
             None => Reply::ok(),
         }
+    }
+
+    /// Whether the connection is subscribed to anything (in RESP2 it may
+    /// then only (un)subscribe, PING, QUIT or RESET).
+    pub fn subscribed(&self) -> bool {
+        self.subscriptions.values().any(|s| !s.is_empty())
+    }
+
+    /// Redis counts channels and patterns together, shard channels apart.
+    fn subscription_count(&self, kind: Kind) -> i64 {
+        let len = |k: Kind| self.subscriptions.get(&k).map_or(0, HashSet::len);
+        let count = match kind {
+            Kind::Shard => len(Kind::Shard),
+            _ => len(Kind::Channel) + len(Kind::Pattern),
+        };
+        i64::try_from(count).unwrap_or(i64::MAX)
+    }
+
+    fn subscribe(&mut self, state: &NodeState, kind: Kind, names: Vec<Bytes>) -> Vec<Reply> {
+        let word = words(kind).0;
+        let mut replies = Vec::with_capacity(names.len());
+        for name in names {
+            let added = self
+                .subscriptions
+                .entry(kind)
+                .or_default()
+                .insert(name.clone());
+            if added && let Some(outbox) = &self.outbox {
+                state.pubsub.subscribe(kind, &name, self.id, outbox);
+            }
+            replies.push(Reply::Push(vec![
+                bulk(word),
+                Reply::Bulk(name),
+                Reply::Integer(self.subscription_count(kind)),
+            ]));
+        }
+        replies
+    }
+
+    /// Unsubscribes from `names`, or from every subscription of `kind`.
+    fn unsubscribe(&mut self, state: &NodeState, kind: Kind, names: Vec<Bytes>) -> Vec<Reply> {
+        let word = words(kind).1;
+        let names = if names.is_empty() {
+            self.subscriptions
+                .get(&kind)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        } else {
+            names
+        };
+        if names.is_empty() {
+            return vec![Reply::Push(vec![
+                bulk(word),
+                Reply::Null,
+                Reply::Integer(self.subscription_count(kind)),
+            ])];
+        }
+        let mut replies = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(set) = self.subscriptions.get_mut(&kind) {
+                set.remove(&name);
+            }
+            state.pubsub.unsubscribe(kind, &name, self.id);
+            replies.push(Reply::Push(vec![
+                bulk(word),
+                Reply::Bulk(name),
+                Reply::Integer(self.subscription_count(kind)),
+            ]));
+        }
+        replies
     }
 
     /// Whether the reply of the command about to run is dropped (CLIENT
@@ -105,6 +195,36 @@ impl Session {
 
     pub fn execute(&mut self, state: &NodeState, command: Command) -> Outcome {
         let reply = match command {
+            // Subscribed over RESP2, PING answers as a message would.
+            Command::Ping(message)
+                if self.subscribed() && self.protocol == ProtocolVersion::Resp2 =>
+            {
+                Reply::Array(vec![bulk("pong"), Reply::Bulk(message.unwrap_or_default())])
+            }
+            Command::Subscribe(kind, names) => {
+                return Outcome::Many(self.subscribe(state, kind, names));
+            }
+            Command::Unsubscribe(kind, names) => {
+                return Outcome::Many(self.unsubscribe(state, kind, names));
+            }
+            Command::PubsubChannels(kind, pattern) => Reply::Array(
+                state
+                    .pubsub
+                    .active(kind, pattern.as_deref())
+                    .into_iter()
+                    .map(Reply::Bulk)
+                    .collect(),
+            ),
+            Command::PubsubNumSub(kind, names) => Reply::Array(
+                names
+                    .into_iter()
+                    .flat_map(|name| {
+                        let count = state.pubsub.count(kind, &name);
+                        [Reply::Bulk(name), Reply::Integer(count as i64)]
+                    })
+                    .collect(),
+            ),
+            Command::PubsubNumPat => Reply::Integer(state.pubsub.patterns() as i64),
             Command::Ping(None) => Reply::simple("PONG"),
             Command::Ping(Some(message)) | Command::Echo(message) => Reply::Bulk(message),
             Command::Quit => return Outcome::Close(Reply::ok()),
@@ -163,6 +283,9 @@ impl Session {
                 }
             }
             Command::Reset => {
+                for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+                    let _ = self.unsubscribe(state, kind, Vec::new());
+                }
                 self.tx = Transaction::default();
                 self.protocol = ProtocolVersion::Resp2;
                 self.replies = Replies::On;

@@ -8,16 +8,22 @@ use elastickv_store::{ApplyBatch, ShardId, ShardRanges, StoreError};
 use std::sync::Arc;
 
 use crate::keyspace::ApplyKeyspace;
+use crate::pubsub::PubSub;
 use crate::waiters::KeyWaiters;
 
 pub struct ShardMachine {
     shards: u32,
     waiters: Arc<KeyWaiters>,
+    pubsub: Arc<PubSub>,
 }
 
 impl ShardMachine {
-    pub fn new(shards: u32, waiters: Arc<KeyWaiters>) -> ShardMachine {
-        ShardMachine { shards, waiters }
+    pub fn new(shards: u32, waiters: Arc<KeyWaiters>, pubsub: Arc<PubSub>) -> ShardMachine {
+        ShardMachine {
+            shards,
+            waiters,
+            pubsub,
+        }
     }
 }
 
@@ -45,8 +51,9 @@ impl StateMachine for ShardMachine {
         data: &[u8],
     ) -> Result<Reply, StoreError> {
         let shard = batch.shard();
-        let mut keyspace =
-            ApplyKeyspace::new(batch, self.shards, index).with_waiters(&self.waiters);
+        let mut keyspace = ApplyKeyspace::new(batch, self.shards, index)
+            .with_waiters(&self.waiters)
+            .with_pubsub(&self.pubsub);
         let reply = replicated::apply(&mut keyspace, index, data);
         keyspace.finish();
         reply.map_err(|e| match e {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, sets, sorted_sets, strings};
+use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, pubsub, sets, sorted_sets, strings};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -22,6 +22,18 @@ pub enum Command {
     Ping(Option<Bytes>),
     Echo(Bytes),
     Quit,
+    // pub/sub (answered by the connection)
+    Subscribe(pubsub::Kind, Vec<Bytes>),
+    /// No channels: every one of that kind.
+    Unsubscribe(pubsub::Kind, Vec<Bytes>),
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+        sharded: bool,
+    },
+    PubsubChannels(pubsub::Kind, Option<Bytes>),
+    PubsubNumSub(pubsub::Kind, Vec<Bytes>),
+    PubsubNumPat,
     // transactions (answered by the connection)
     Multi,
     Exec,

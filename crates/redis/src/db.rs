@@ -238,6 +238,11 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
         }
     }
 
+    /// Hands a published message to this node's subscribers.
+    pub fn publish(&mut self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
+        self.ks.publish(channel, message, sharded)
+    }
+
     /// Ends a command: every collection whose members it changed without
     /// storing its record gets a new revision, so WATCH sees the change.
     pub fn finish(&mut self) -> Result<(), StorageError> {

@@ -302,7 +302,9 @@ fn to_value(reply: &Reply) -> ReplyValue {
         Reply::Bulk(b) => Kind::Bulk(b.clone()),
         Reply::Null => Kind::Null(true),
         Reply::NullArray => Kind::NullArray(true),
-        Reply::Array(items) => Kind::Array(list(items)),
+        // Pushes are delivered where they arise and never relayed; kept
+        // as arrays if one ever is.
+        Reply::Array(items) | Reply::Push(items) => Kind::Array(list(items)),
         Reply::Map(pairs) => Kind::Map(ReplyList {
             items: pairs
                 .iter()

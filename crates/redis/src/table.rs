@@ -308,6 +308,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::hyperloglog::COMMANDS,
         cmd::sort::COMMANDS,
         cmd::transactions::COMMANDS,
+        cmd::pubsub::COMMANDS,
     ]
     .into_iter()
     .flatten()

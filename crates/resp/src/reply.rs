@@ -44,6 +44,9 @@ pub enum Reply {
     Pairs(Vec<(Reply, Reply)>),
     /// An unordered collection: an array in RESP2, `~` in RESP3.
     Set(Vec<Reply>),
+    /// Out-of-band data (pub/sub messages): an array in RESP2, `>` in
+    /// RESP3.
+    Push(Vec<Reply>),
     /// A double already formatted the way Redis formats it (`%.17g`,
     /// `inf`, `-inf`): a bulk string in RESP2, `,` in RESP3.
     Double(Bytes),
@@ -135,6 +138,12 @@ impl Reply {
                     }
                     first.encode(version, out);
                     second.encode(version, out);
+                }
+            }
+            Reply::Push(items) => {
+                integer(out, if resp3 { b'>' } else { b'*' }, items.len() as i64);
+                for item in items {
+                    item.encode(version, out);
                 }
             }
             Reply::Set(items) => {

@@ -855,6 +855,9 @@ pub(crate) fn execute_write<K: KeyspaceWrite + ?Sized>(
         }
         C::Rename(log::Rename { from, to, nx }) => rename(db, from, to, *nx),
         C::Sort(sort) => crate::cmd::sort::execute_write(db, sort),
+        C::Publish(p) => Ok(Reply::Integer(
+            db.publish(&p.channel, &p.message, p.sharded) as i64,
+        )),
         C::Copy(copy) => {
             let Some(source) = db.lookup(&copy.source)? else {
                 return Ok(Reply::Integer(0));

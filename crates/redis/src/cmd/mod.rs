@@ -12,6 +12,7 @@ pub mod hyperloglog;
 pub mod keys;
 pub mod lists;
 pub(crate) mod members;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
