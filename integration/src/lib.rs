@@ -169,6 +169,12 @@ impl Node {
         // restarted while the others wait, not after them.
         let mut attempts = vec![0usize; nodes.len()];
         let mut ready = vec![false; nodes.len()];
+        // A node that exited waits a little longer each time before it is
+        // started again: a founder may have met, through a peer's port
+        // that a parallel test took, a node of another cluster, and must
+        // not use up its attempts before that peer has moved.
+        let mut not_before = vec![Instant::now(); nodes.len()];
+        let mut exited = vec![false; nodes.len()];
         let deadline = Instant::now() + Duration::from_secs(120);
         while ready.iter().any(|r| !r) {
             for (i, launch) in launches.iter_mut().enumerate() {
@@ -176,11 +182,21 @@ impl Node {
                     continue;
                 }
                 let node = &mut nodes[i];
-                if let Ok(Some(_)) = node.child.try_wait() {
+                if !exited[i]
+                    && let Ok(Some(_)) = node.child.try_wait()
+                {
                     let text = std::fs::read_to_string(&node.log).unwrap_or_default();
                     attempts[i] += 1;
-                    assert!(attempts[i] < 5, "elastickv did not start:\n{text}");
-                    nodes[i] = spawn_one(launch, attempts[i]);
+                    assert!(attempts[i] < 12, "elastickv did not start:\n{text}");
+                    exited[i] = true;
+                    not_before[i] =
+                        Instant::now() + Duration::from_millis(100 * attempts[i] as u64);
+                }
+                if exited[i] {
+                    if Instant::now() >= not_before[i] {
+                        nodes[i] = spawn_one(launch, attempts[i]);
+                        exited[i] = false;
+                    }
                     continue;
                 }
                 ready[i] = answers_ping(node.port)

@@ -126,6 +126,8 @@ fn client_unblock_ends_a_blocked_command() {
     assert_eq!(admin.call(&["CLIENT", "UNBLOCK", &id]), b":0\r\n");
     blocked.send(&["BLPOP", "q", "0"]);
     std::thread::sleep(Duration::from_millis(150));
+    let info = String::from_utf8(admin.call(&["INFO", "clients"])).unwrap();
+    assert!(info.contains("blocked_clients:1\r\n"), "{info}");
     assert_eq!(admin.call(&["CLIENT", "UNBLOCK", &id]), b":1\r\n");
     assert_eq!(blocked.read_reply(), b"*-1\r\n");
     blocked.send(&["BZPOPMIN", "z", "0"]);

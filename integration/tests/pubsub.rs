@@ -162,6 +162,8 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
         reader.read_reply();
         read += 1;
     }
+    let stats = String::from_utf8(publisher.call(&["INFO", "stats"])).unwrap();
+    assert!(stats.contains("pubsub_channels:1\r\n"), "{stats}");
     let info = String::from_utf8(publisher.call(&["PUBSUB", "NUMSUB", "flood"])).unwrap();
     assert_eq!(
         info, "*2\r\n$5\r\nflood\r\n:1\r\n",

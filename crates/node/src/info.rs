@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use elastickv_router::Backend as _;
 
+use elastickv_redis::cmd::pubsub::Kind;
+
 use crate::NodeState;
 use crate::stats::Stats;
 
@@ -109,7 +111,7 @@ fn clients(state: &NodeState, out: &mut String) {
     out.push_str("# Clients\r\n");
     line(out, "connected_clients", state.clients.count());
     line(out, "maxclients", state.config.maxclients);
-    line(out, "blocked_clients", 0);
+    line(out, "blocked_clients", state.waiters.blocked());
 }
 
 fn memory(out: &mut String) {
@@ -156,6 +158,17 @@ fn stats(state: &NodeState, out: &mut String) {
         Stats::get(&s.connections_rejected),
     );
     line(out, "expired_keys", Stats::get(&s.expired_keys));
+    line(
+        out,
+        "pubsub_channels",
+        state.pubsub.active(Kind::Channel, None).len(),
+    );
+    line(out, "pubsub_patterns", state.pubsub.patterns());
+    line(
+        out,
+        "pubsub_shardchannels",
+        state.pubsub.active(Kind::Shard, None).len(),
+    );
     line(out, "total_error_replies", Stats::get(&s.error_replies));
 }
 

@@ -64,6 +64,11 @@ impl KeyWaiters {
         }
     }
 
+    /// How many clients are blocked (INFO's `blocked_clients`).
+    pub fn blocked(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// A write stored `key`'s record: wakes its longest waiter.
     pub fn touched(&self, key: &[u8]) {
         if self.waiting.load(Ordering::Relaxed) == 0 {
