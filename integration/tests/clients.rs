@@ -148,6 +148,22 @@ try:
     raise AssertionError("EXEC ran although the watched key changed")
 except redis.WatchError:
     pass
+# Pub/sub: a subscriber's messages, and a blocking pop woken by a push.
+p = r.pubsub()
+p.subscribe("{{ps}}news")
+assert p.get_message(timeout=5)["type"] == "subscribe"
+assert r.publish("{{ps}}news", "hello") == 1
+m = p.get_message(timeout=5)
+assert m["type"] == "message" and m["data"] == "hello", m
+p.psubscribe("{{ps}}n*")
+assert p.get_message(timeout=5)["type"] == "psubscribe"
+r.publish("{{ps}}news", "again")
+kinds = sorted(p.get_message(timeout=5)["type"] for _ in range(2))
+assert kinds == ["message", "pmessage"], kinds
+p.close()
+r.rpush("{{q}}jobs", "j1")
+assert tuple(r.blpop(["{{q}}jobs"], timeout=1)) == ("{{q}}jobs", "j1")
+assert r.blpop(["{{q}}jobs"], timeout=0.1) is None
 print("ok")
 "#,
         port = node.port
