@@ -13,6 +13,10 @@ use elastickv_store::{ApplyBatch, DataReader, StoreError};
 use crate::pubsub::PubSub;
 use crate::waiters::KeyWaiters;
 
+/// Messages applied this long after they were published are not
+/// delivered (see `ApplyKeyspace::publish`).
+const PUBLISH_STALE_MS: u64 = 5_000;
+
 fn storage(e: StoreError) -> StorageError {
     StorageError(e.to_string())
 }
@@ -107,7 +111,22 @@ impl KeyspaceRead for ApplyKeyspace<'_> {
 }
 
 impl KeyspaceWrite for ApplyKeyspace<'_> {
-    fn publish(&mut self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
+    fn publish(
+        &mut self,
+        channel: &[u8],
+        message: &[u8],
+        sharded: bool,
+        published_ms: u64,
+    ) -> usize {
+        // A node applying old entries (catching up after a restart or a
+        // partition) does not hand its current subscribers messages
+        // published before they could have subscribed.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if now_ms.saturating_sub(published_ms) > PUBLISH_STALE_MS {
+            return 0;
+        }
         self.pubsub
             .map_or(0, |pubsub| pubsub.publish(channel, message, sharded))
     }

@@ -240,7 +240,7 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
 
     /// Hands a published message to this node's subscribers.
     pub fn publish(&mut self, channel: &[u8], message: &[u8], sharded: bool) -> usize {
-        self.ks.publish(channel, message, sharded)
+        self.ks.publish(channel, message, sharded, self.now)
     }
 
     /// Ends a command: every collection whose members it changed without

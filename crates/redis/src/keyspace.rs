@@ -136,9 +136,16 @@ pub trait KeyspaceWrite: KeyspaceRead {
     ) -> Result<(), StorageError>;
     /// Deletes the request records of generations before `generation`.
     fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError>;
-    /// Hands a published message to this node's subscribers; how many
-    /// received it. Nothing to do where there are none (tests).
-    fn publish(&mut self, _channel: &[u8], _message: &[u8], _sharded: bool) -> usize {
+    /// Hands a message published at `published_ms` (the proposer's clock)
+    /// to this node's subscribers; how many received it. Nothing to do
+    /// where there are none (tests).
+    fn publish(
+        &mut self,
+        _channel: &[u8],
+        _message: &[u8],
+        _sharded: bool,
+        _published_ms: u64,
+    ) -> usize {
         0
     }
 }
