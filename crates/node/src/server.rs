@@ -238,32 +238,7 @@ async fn run_batch(
             }
         };
         last_command = Some(spec.name);
-        if !session.authenticated && !spec.flags.contains(&"no_auth") {
-            let reply = Reply::static_error(errors::NOAUTH);
-            state.stats.command_rejected(spec.name, &reply);
-            session.tx.refused();
-            in_flight.push_ready(reply, silent);
-            continue;
-        }
-        if session.subscribed()
-            && session.protocol == elastickv_resp::ProtocolVersion::Resp2
-            && !matches!(
-                spec.name,
-                "subscribe"
-                    | "ssubscribe"
-                    | "psubscribe"
-                    | "unsubscribe"
-                    | "sunsubscribe"
-                    | "punsubscribe"
-                    | "ping"
-                    | "quit"
-                    | "reset"
-            )
-        {
-            let reply = Reply::error(format!(
-                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
-                spec.name
-            ));
+        if let Some(reply) = session.refusal(spec) {
             state.stats.command_rejected(spec.name, &reply);
             session.tx.refused();
             in_flight.push_ready(reply, silent);
@@ -297,54 +272,17 @@ async fn run_batch(
                 continue;
             }
         };
-        // EXEC and WATCH wait for what the connection sent before them,
-        // then for their shard.
-        if let Command::Blocking {
-            write,
-            keys,
-            timeout_ms,
-        } = parsed.command
-        {
-            // Earlier replies go out before the wait, as in Redis.
+        // Commands that wait (for what the connection sent before them,
+        // for their shard, for keys to change) run here, in order.
+        if waits(&parsed.command) {
             in_flight.finish(conn).await;
-            conn.flush().await?;
-            let shards = keys.iter().map(|key| state.router.shard_of(key));
-            let reply = match same_shard(shards) {
-                Some(shard) => {
-                    match block(conn, session, state, shard, write, &keys, timeout_ms).await? {
-                        Some(reply) => reply,
-                        // The client left while blocked.
-                        None => return Ok(BatchEnd::Close),
-                    }
-                }
-                None => Reply::static_error(errors::CROSSSLOT),
+            let Some(reply) = run_waiting(conn, session, state, parsed.command).await? else {
+                // The client left while blocked.
+                return Ok(BatchEnd::Close);
             };
             state.stats.command_done(spec.name, began.elapsed(), &reply);
-            if !silent {
-                conn.queue(&reply);
-            }
-            continue;
-        }
-        if matches!(
-            parsed.command,
-            Command::Exec | Command::Watch(_) | Command::Wait { .. } | Command::Publish { .. }
-        ) {
-            in_flight.finish(conn).await;
-            let reply = match parsed.command {
-                Command::Publish {
-                    channel,
-                    message,
-                    sharded,
-                } => publish(state, channel, message, sharded).await,
-                Command::Watch(keys) => watch(session, state, keys).await,
-                Command::Wait {
-                    replicas,
-                    timeout_ms,
-                } => wait_for_replicas(state, replicas, timeout_ms).await,
-                _ => exec(session, state).await,
-            };
-            state.stats.command_done(spec.name, began.elapsed(), &reply);
-            if !spec.flags.contains(&"skip_slowlog") {
+            // A blocked command's wait is not its run time.
+            if !spec.flags.contains(&"skip_slowlog") && !spec.flags.contains(&"blocking") {
                 state.slowlog.record(began.elapsed(), &args, &session.ident);
             }
             conn.set_protocol(session.protocol);
@@ -510,6 +448,56 @@ async fn wait_for_replicas(state: &NodeState, replicas: u64, timeout_ms: u64) ->
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// Whether `command` waits rather than being started and finished later
+/// with the connection's other commands.
+fn waits(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Exec
+            | Command::Watch(_)
+            | Command::Wait { .. }
+            | Command::Publish { .. }
+            | Command::Blocking { .. }
+    )
+}
+
+/// Runs a command that [`waits`]; `None` if the client left meanwhile.
+async fn run_waiting(
+    conn: &mut Connection<TcpStream>,
+    session: &mut Session,
+    state: &NodeState,
+    command: Command,
+) -> std::io::Result<Option<Reply>> {
+    Ok(Some(match command {
+        Command::Blocking {
+            write,
+            keys,
+            timeout_ms,
+        } => {
+            // Earlier replies go out before the wait, as in Redis.
+            conn.flush().await?;
+            let shards = keys.iter().map(|key| state.router.shard_of(key));
+            match same_shard(shards) {
+                Some(shard) => {
+                    return block(conn, session, state, shard, write, &keys, timeout_ms).await;
+                }
+                None => Reply::static_error(errors::CROSSSLOT),
+            }
+        }
+        Command::Publish {
+            channel,
+            message,
+            sharded,
+        } => publish(state, channel, message, sharded).await,
+        Command::Watch(keys) => watch(session, state, keys).await,
+        Command::Wait {
+            replicas,
+            timeout_ms,
+        } => wait_for_replicas(state, replicas, timeout_ms).await,
+        _ => exec(session, state).await,
+    }))
 }
 
 /// The one shard of `shards`, if they are all the same.

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use elastickv_redis::cmd::pubsub::Kind;
 use elastickv_redis::command::{Command, ReplyMode};
+use elastickv_redis::table::CommandSpec;
 use elastickv_redis::{errors, glob, introspect};
 use elastickv_resp::{ProtocolVersion, Reply};
 
@@ -103,6 +104,34 @@ impl Session {
             // No password configured: the default user takes any password.
             None => Reply::ok(),
         }
+    }
+
+    /// Why the connection refuses `spec` now: it is not authenticated, or
+    /// it is subscribed over RESP2 (then it may only (un)subscribe, PING,
+    /// QUIT or RESET, as in Redis).
+    pub fn refusal(&self, spec: &CommandSpec) -> Option<Reply> {
+        if !self.authenticated && !spec.flags.contains(&"no_auth") {
+            return Some(Reply::static_error(errors::NOAUTH));
+        }
+        let allowed_subscribed = matches!(
+            spec.name,
+            "subscribe"
+                | "ssubscribe"
+                | "psubscribe"
+                | "unsubscribe"
+                | "sunsubscribe"
+                | "punsubscribe"
+                | "ping"
+                | "quit"
+                | "reset"
+        );
+        if self.subscribed() && self.protocol == ProtocolVersion::Resp2 && !allowed_subscribed {
+            return Some(Reply::error(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                spec.name
+            )));
+        }
+        None
     }
 
     /// Whether the connection is subscribed to anything (in RESP2 it may
