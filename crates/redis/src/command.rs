@@ -179,6 +179,43 @@ pub(crate) fn numkeys(arg: &[u8]) -> Result<u64, Reply> {
     }
 }
 
+/// What LMPOP, ZMPOP and their blocking forms take from the key count at
+/// `numkeys_at` on: the keys, the side (`side` reads the word after them,
+/// LEFT|RIGHT or MIN|MAX) and COUNT (1 if not given), checked in Redis's
+/// order.
+pub(crate) fn multi_pop_args<T>(
+    args: &[Bytes],
+    numkeys_at: usize,
+    side: impl Fn(&[u8]) -> Result<T, Reply>,
+) -> Result<(Vec<Bytes>, T, u64), Reply> {
+    let numkeys = numkeys(&args[numkeys_at])?;
+    let side_at = usize::try_from(numkeys)
+        .ok()
+        .and_then(|n| n.checked_add(numkeys_at + 1))
+        .filter(|&i| i < args.len())
+        .ok_or_else(|| Reply::static_error(errors::SYNTAX))?;
+    let side = side(&args[side_at])?;
+    let mut count = None;
+    let mut j = side_at + 1;
+    while j < args.len() {
+        if count.is_none() && eq(&args[j], "count") && j + 1 < args.len() {
+            j += 1;
+            count = Some(match parse_i64(&args[j]) {
+                Some(n) if n >= 1 => n.unsigned_abs(),
+                _ => return Err(Reply::static_error("ERR count should be greater than 0")),
+            });
+        } else {
+            return Err(Reply::static_error(errors::SYNTAX));
+        }
+        j += 1;
+    }
+    Ok((
+        args[numkeys_at + 1..side_at].to_vec(),
+        side,
+        count.unwrap_or(1),
+    ))
+}
+
 /// A blocking command's timeout in seconds (`getTimeoutFromObjectOrReply`),
 /// as milliseconds.
 pub(crate) fn blocking_timeout(arg: &[u8]) -> Result<u64, Reply> {

@@ -117,27 +117,6 @@ impl<'a, K: KeyspaceRead + ?Sized> ReadView<'a, K> {
             None => Ok(None),
         }
     }
-
-    /// Sub-key `sub` of collection `c` stored at `key`.
-    pub fn sub_get(
-        &self,
-        key: &[u8],
-        c: &Collection,
-        sub: &[u8],
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        self.ks.sub_get(key, c.version, sub)
-    }
-
-    /// Visits collection `c`'s `(sub, value)` pairs in `range`.
-    pub fn sub_scan(
-        &self,
-        key: &[u8],
-        c: &Collection,
-        range: SubRange<'_>,
-        visit: &mut SubVisitor<'_>,
-    ) -> Result<(), StorageError> {
-        self.ks.sub_scan(key, c.version, range, visit)
-    }
 }
 
 /// Reading a collection's sub-keys: the same for a read at a point in time
@@ -148,6 +127,7 @@ pub trait SubRead {
     /// place for now).
     fn record(&self, key: &[u8]) -> Result<Option<Record>, StorageError>;
 
+    /// Sub-key `sub` of collection `c` stored at `key`.
     fn sub_get(
         &self,
         key: &[u8],
@@ -155,6 +135,7 @@ pub trait SubRead {
         sub: &[u8],
     ) -> Result<Option<Vec<u8>>, StorageError>;
 
+    /// Visits collection `c`'s `(sub, value)` pairs in `range`.
     fn sub_scan(
         &self,
         key: &[u8],
@@ -175,7 +156,7 @@ impl<K: KeyspaceRead + ?Sized> SubRead for ReadView<'_, K> {
         c: &Collection,
         sub: &[u8],
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        ReadView::sub_get(self, key, c, sub)
+        self.ks.sub_get(key, c.version, sub)
     }
 
     fn sub_scan(
@@ -185,7 +166,7 @@ impl<K: KeyspaceRead + ?Sized> SubRead for ReadView<'_, K> {
         range: SubRange<'_>,
         visit: &mut SubVisitor<'_>,
     ) -> Result<(), StorageError> {
-        ReadView::sub_scan(self, key, c, range, visit)
+        self.ks.sub_scan(key, c.version, range, visit)
     }
 }
 
@@ -206,7 +187,7 @@ impl<K: KeyspaceWrite + ?Sized> SubRead for WriteView<'_, K> {
         c: &Collection,
         sub: &[u8],
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        WriteView::sub_get(self, key, c, sub)
+        self.ks.sub_get(key, c.version, sub)
     }
 
     fn sub_scan(
@@ -216,7 +197,7 @@ impl<K: KeyspaceWrite + ?Sized> SubRead for WriteView<'_, K> {
         range: SubRange<'_>,
         visit: &mut SubVisitor<'_>,
     ) -> Result<(), StorageError> {
-        WriteView::sub_scan(self, key, c, range, visit)
+        self.ks.sub_scan(key, c.version, range, visit)
     }
 }
 
@@ -284,27 +265,6 @@ impl<'a, K: KeyspaceWrite + ?Sized> WriteView<'a, K> {
             return Ok(None);
         }
         Ok(Some(record))
-    }
-
-    /// Sub-key `sub` of collection `c` stored at `key`.
-    pub fn sub_get(
-        &self,
-        key: &[u8],
-        c: &Collection,
-        sub: &[u8],
-    ) -> Result<Option<Vec<u8>>, StorageError> {
-        self.ks.sub_get(key, c.version, sub)
-    }
-
-    /// Visits collection `c`'s `(sub, value)` pairs in `range`.
-    pub fn sub_scan(
-        &self,
-        key: &[u8],
-        c: &Collection,
-        range: SubRange<'_>,
-        visit: &mut SubVisitor<'_>,
-    ) -> Result<(), StorageError> {
-        self.ks.sub_scan(key, c.version, range, visit)
     }
 
     pub fn sub_put(

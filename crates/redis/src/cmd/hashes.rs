@@ -12,7 +12,7 @@ use crate::cmd::members::{
     ScanOptions, Space, all_members, empty_scan, member_sub, random_members, scan,
 };
 use crate::command::{Command, ParseResult, eq, int};
-use crate::db::{ReadView, WriteView};
+use crate::db::{ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError};

@@ -11,7 +11,7 @@ use elastickv_resp::Reply;
 use crate::cmd::members::ScanOptions;
 use crate::cmd::{hyperloglog, sorted_sets};
 use crate::command::{Command, ParseResult, eq, int};
-use crate::db::{ReadTime, ReadView, WriteView};
+use crate::db::{ReadTime, ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::ExecResult;
 use crate::glob;

@@ -15,7 +15,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use elastickv_resp::Reply;
 
-use crate::command::{Command, ParseResult, blocking_timeout, eq, int, numkeys, positive};
+use crate::command::{Command, ParseResult, blocking_timeout, eq, int, multi_pop_args, positive};
 use crate::db::{ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
@@ -472,33 +472,11 @@ pub(crate) fn parse_lmpop(args: &[Bytes]) -> ParseResult {
 /// LMPOP's arguments from the key count at `numkeys_at` on (BLMPOP's
 /// timeout comes before it).
 fn lmpop_of(args: &[Bytes], numkeys_at: usize) -> Result<log::LMultiPop, Reply> {
-    let numkeys = numkeys(&args[numkeys_at])?;
-    let where_at = usize::try_from(numkeys)
-        .ok()
-        .and_then(|n| n.checked_add(numkeys_at + 1))
-        .filter(|&i| i < args.len())
-        .ok_or_else(|| Reply::static_error(errors::SYNTAX))?;
-    let end = end_of(&args[where_at])?;
-    let mut count = None;
-    let mut j = where_at + 1;
-    while j < args.len() {
-        if count.is_none() && eq(&args[j], "count") && j + 1 < args.len() {
-            j += 1;
-            count = Some(match parse_i64(&args[j]) {
-                Some(n) if n >= 1 => n.unsigned_abs(),
-                _ => {
-                    return Err(Reply::static_error("ERR count should be greater than 0"));
-                }
-            });
-        } else {
-            return Err(Reply::static_error(errors::SYNTAX));
-        }
-        j += 1;
-    }
+    let (keys, end, count) = multi_pop_args(args, numkeys_at, end_of)?;
     Ok(log::LMultiPop {
-        keys: args[numkeys_at + 1..where_at].to_vec(),
+        keys,
         end: end.into(),
-        count: count.unwrap_or(1),
+        count,
         keyed_element: false,
     })
 }

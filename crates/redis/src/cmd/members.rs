@@ -13,7 +13,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::command::{eq, int};
-use crate::db::ReadView;
+use crate::db::{ReadView, SubRead};
 use crate::errors;
 use crate::glob;
 use crate::keyspace::{KeyspaceRead, StorageError, SubRange, SubVisitor};

@@ -20,7 +20,7 @@ use crate::cmd::members::{
     random_members, scan,
 };
 use crate::command::{Command, ParseResult, eq, int, numkeys, positive};
-use crate::db::{ReadView, WriteView};
+use crate::db::{ReadView, SubRead, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
 use crate::keyspace::{KeyspaceRead, KeyspaceWrite, StorageError, SubRange};

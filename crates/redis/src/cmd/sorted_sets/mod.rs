@@ -21,7 +21,7 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 use crate::cmd::members::{ScanOptions, empty_scan, random_members, scan};
-use crate::command::{Command, ParseResult, blocking_timeout, eq, int, numkeys, positive};
+use crate::command::{Command, ParseResult, blocking_timeout, eq, int, multi_pop_args, positive};
 use crate::db::{ReadView, WriteView};
 use crate::errors;
 use crate::exec::{ExecResult, collection_of};
@@ -686,37 +686,20 @@ pub(crate) fn parse_zmpop(args: &[Bytes]) -> ParseResult {
 /// ZMPOP's arguments from the key count at `numkeys_at` on (BZMPOP's
 /// timeout comes before it).
 fn zmpop_of(args: &[Bytes], numkeys_at: usize) -> Result<log::ZPop, Reply> {
-    let numkeys = numkeys(&args[numkeys_at])?;
-    let where_at = usize::try_from(numkeys)
-        .ok()
-        .and_then(|n| n.checked_add(numkeys_at + 1))
-        .filter(|&i| i < args.len())
-        .ok_or_else(|| Reply::static_error(errors::SYNTAX))?;
-    let max = if eq(&args[where_at], "min") {
-        false
-    } else if eq(&args[where_at], "max") {
-        true
-    } else {
-        return Err(Reply::static_error(errors::SYNTAX));
-    };
-    let mut count = None;
-    let mut j = where_at + 1;
-    while j < args.len() {
-        if count.is_none() && eq(&args[j], "count") && j + 1 < args.len() {
-            j += 1;
-            count = Some(match parse_i64(&args[j]) {
-                Some(n) if n >= 1 => n.unsigned_abs(),
-                _ => return Err(Reply::static_error("ERR count should be greater than 0")),
-            });
+    let min_or_max = |arg: &[u8]| {
+        if eq(arg, "min") {
+            Ok(false)
+        } else if eq(arg, "max") {
+            Ok(true)
         } else {
-            return Err(Reply::static_error(errors::SYNTAX));
+            Err(Reply::static_error(errors::SYNTAX))
         }
-        j += 1;
-    }
+    };
+    let (keys, max, count) = multi_pop_args(args, numkeys_at, min_or_max)?;
     Ok(log::ZPop {
-        keys: args[numkeys_at + 1..where_at].to_vec(),
+        keys,
         max,
-        count: count.unwrap_or(1),
+        count,
         form: log::z_pop::Form::WithKey.into(),
     })
 }
