@@ -63,15 +63,26 @@ fn the_log_stays_bounded_under_sustained_writes() {
     let cluster = Cluster::start(3, 2, &[], &SMALL_LOG);
     write_keys(cluster.node(1), "k", 0..4000, 16);
     cluster.wait_caught_up(&cluster.ids(), Duration::from_secs(30));
+    // At most retain + snapshot_count entries behind the applied index,
+    // whatever was written. A leader keeps what a follower that was behind
+    // still needed at its last compaction; it compacts again with the next
+    // heartbeat round after hearing the follower caught up, so the bound is
+    // checked once that round had time to happen.
+    let settled = Instant::now();
     for id in cluster.ids() {
-        for shard in cluster.info_raft(id).unwrap() {
-            // At most retain + snapshot_count entries behind the applied
-            // index, whatever was written.
-            let kept = shard.last_index + 1 - shard.first_index;
-            assert!(
-                shard.applied > 1000 && kept <= 120,
-                "node {id} keeps {kept} entries: {shard:?}"
-            );
+        loop {
+            let shards = cluster.info_raft(id).unwrap();
+            let over = shards.iter().find(|shard| {
+                shard.applied <= 1000 || shard.last_index + 1 - shard.first_index > 120
+            });
+            match over {
+                None => break,
+                Some(shard) if settled.elapsed() > Duration::from_secs(5) => panic!(
+                    "node {id} keeps {} entries: {shard:?}",
+                    shard.last_index + 1 - shard.first_index
+                ),
+                Some(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
         }
     }
 }
