@@ -196,6 +196,7 @@ impl Transaction {
                 log::Transaction {
                     watched,
                     commands: on_shard,
+                    script_effects: false,
                 },
             )
         });

@@ -85,6 +85,12 @@ impl ReadTime {
         if at_ms > now { now } else { self.replicated_ms }
     }
 
+    /// The shard clock of the state being read: "now" for writes that run
+    /// over it ahead of the log (see [`crate::effects`]).
+    pub fn now_ms(&self) -> u64 {
+        self.replicated_ms
+    }
+
     /// Whether some key was undecided: the answer must not be used.
     pub fn undecided(&self) -> bool {
         self.undecided.get()

@@ -120,7 +120,8 @@ pub fn execute_write<K: KeyspaceWrite + ?Sized>(
 /// as WATCH saw it (EXEC answers nil), otherwise every queued command in
 /// order, each seeing the ones before, with nothing in between. A command
 /// that fails answers its error in place; the others still run, as in
-/// Redis.
+/// Redis. A script's effects (see [`crate::effects`]) are applied the same
+/// way and answer +OK.
 pub fn execute_transaction<K: KeyspaceWrite + ?Sized>(
     tx: &log::Transaction,
     ks: &mut K,
@@ -149,6 +150,11 @@ pub fn execute_transaction<K: KeyspaceWrite + ?Sized>(
             },
             None => unknown_write(),
         });
+    }
+    if tx.script_effects {
+        // The script's reply was computed where it ran, over the same
+        // state; these replies only repeat what it saw.
+        return Ok(Reply::ok());
     }
     Ok(Reply::Array(replies))
 }

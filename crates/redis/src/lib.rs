@@ -18,6 +18,8 @@
 //!   from `proto/elastickv/v1/log.proto`.
 //! - [`replicated`]: building and applying log entries
 //!   ([`replicated::apply`]).
+//! - [`effects`]: commands run ahead of the log over a snapshot (scripts),
+//!   and the guarded effects that replicate them.
 //! - [`db`], [`record`], [`keyspace`]: expiry-aware lookups, the stored
 //!   record format, and the storage traits.
 //! - [`introspect`]: COMMAND's replies, generated from the table.
@@ -34,6 +36,7 @@
 pub mod cmd;
 pub mod command;
 pub mod db;
+pub mod effects;
 pub mod errors;
 pub mod exec;
 pub mod glob;

@@ -431,7 +431,15 @@ mod tests {
                 }
             })
             .collect();
-        let mut entry = LogEntry::transaction(log::Transaction { watched, commands }, 9, seq);
+        let mut entry = LogEntry::transaction(
+            log::Transaction {
+                watched,
+                commands,
+                script_effects: false,
+            },
+            9,
+            seq,
+        );
         entry.timestamp_ms = 1_000;
         entry.to_bytes()
     }
