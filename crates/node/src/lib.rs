@@ -36,6 +36,7 @@ pub mod keyspace;
 pub mod metrics;
 pub mod pause;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod session;
 pub mod slowlog;
@@ -82,6 +83,8 @@ pub struct NodeState {
     pub waiters: Arc<waiters::KeyWaiters>,
     /// This node's pub/sub subscribers.
     pub pubsub: Arc<pubsub::PubSub>,
+    /// Lua scripts: the cache, the interpreters, the runs in progress.
+    pub scripts: scripting::Scripts,
     pub started: Instant,
     pub run_id: String,
     pub redis_addr: SocketAddr,
@@ -376,6 +379,7 @@ impl Node {
             pause: pause::Pause::default(),
             waiters,
             pubsub,
+            scripts: scripting::Scripts::default(),
             started: Instant::now(),
             run_id,
             redis_addr,

@@ -460,6 +460,7 @@ fn waits(command: &Command) -> bool {
             | Command::Wait { .. }
             | Command::Publish { .. }
             | Command::Blocking { .. }
+            | Command::Eval(_)
     )
 }
 
@@ -492,6 +493,7 @@ async fn run_waiting(
             sharded,
         } => publish(state, channel, message, sharded).await,
         Command::Watch(keys) => watch(session, state, keys).await,
+        Command::Eval(eval) => crate::scripting::eval(state, eval).await,
         Command::Wait {
             replicas,
             timeout_ms,
@@ -567,21 +569,12 @@ async fn block(
 /// shard), which every node applies by handing the message to its own
 /// subscribers. Answers how many clients of this node it reaches.
 async fn publish(state: &NodeState, channel: Bytes, message: Bytes, sharded: bool) -> Reply {
-    use elastickv_redis::log;
     let shard = if sharded {
         state.router.shard_of(&channel)
     } else {
         0
     };
-    let write = log::Write {
-        family: Some(log::write::Family::Keys(log::KeyWrite {
-            command: Some(log::key_write::Command::Publish(log::Publish {
-                channel: channel.clone(),
-                message,
-                sharded,
-            })),
-        })),
-    };
+    let write = elastickv_redis::cmd::pubsub::publish_write(channel.clone(), message, sharded);
     let reply = state.router.start_write(shard, write).await.await;
     if reply.is_error() {
         return reply;

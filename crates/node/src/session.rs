@@ -424,15 +424,11 @@ impl Session {
                     "    Reset statistics reported by the INFO command.",
                 ],
             ),
-            Command::Time => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                Reply::Array(vec![
-                    bulk(now.as_secs().to_string()),
-                    bulk(now.subsec_micros().to_string()),
-                ])
-            }
+            Command::Time => time_reply(),
+            Command::ScriptLoad(body) => state.scripts.load(body),
+            Command::ScriptExists(shas) => state.scripts.exists(&shas),
+            Command::ScriptFlush => state.scripts.flush(),
+            Command::ScriptKill => state.scripts.kill(),
             // Nothing is ever saved to a dump file: the start, as for a
             // Redis that saves nothing.
             Command::LastSave => {
@@ -532,6 +528,17 @@ impl Session {
     }
 }
 
+/// TIME's reply: this node's clock, seconds and microseconds.
+pub fn time_reply() -> Reply {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Reply::Array(vec![
+        bulk(now.as_secs().to_string()),
+        bulk(now.subsec_micros().to_string()),
+    ])
+}
+
 /// LATENCY DOCTOR's answer with latency monitoring off, as Redis words it.
 const LATENCY_DOCTOR: &str = "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable it. If we weren't in a deep space mission I'd suggest to take a look at https://redis.io/topics/latency-monitor.\n";
 
@@ -560,6 +567,8 @@ fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
         ),
         ("slowlog-max-len", state.slowlog.max_len().to_string()),
         ("latency-monitor-threshold", "0".into()),
+        ("busy-reply-threshold", state.scripts.busy_ms().to_string()),
+        ("lua-time-limit", state.scripts.busy_ms().to_string()),
     ]
 }
 
@@ -601,7 +610,17 @@ fn config_set(state: &NodeState, args: &[Bytes]) -> Reply {
                 state.slowlog.set_max_len(len.unsigned_abs());
                 return Reply::ok();
             }
-            ("slowlog-log-slower-than" | "slowlog-max-len", _) => {
+            ("busy-reply-threshold" | "lua-time-limit", Some(ms)) if ms >= 0 => {
+                state.scripts.set_busy_ms(ms.unsigned_abs());
+                return Reply::ok();
+            }
+            (
+                "slowlog-log-slower-than"
+                | "slowlog-max-len"
+                | "busy-reply-threshold"
+                | "lua-time-limit",
+                _,
+            ) => {
                 return Reply::error(format!(
                     "ERR CONFIG SET failed (possibly related to argument '{name}') - argument couldn't be parsed into an integer"
                 ));

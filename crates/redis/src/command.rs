@@ -9,7 +9,9 @@ use bytes::Bytes;
 use elastickv_resp::Reply;
 
 pub use crate::cmd::keys::{ScanArgs, del};
-use crate::cmd::{bitmaps, hashes, hyperloglog, keys, lists, pubsub, sets, sorted_sets, strings};
+use crate::cmd::{
+    bitmaps, hashes, hyperloglog, keys, lists, pubsub, scripting, sets, sorted_sets, strings,
+};
 use crate::errors;
 use crate::log;
 use crate::number::parse_i64;
@@ -40,6 +42,12 @@ pub enum Command {
     Discard,
     Watch(Vec<Bytes>),
     Unwatch,
+    // scripting (run by the node, over one shard's snapshot)
+    Eval(scripting::Eval),
+    ScriptLoad(Bytes),
+    ScriptExists(Vec<Bytes>),
+    ScriptFlush,
+    ScriptKill,
     Hello {
         protover: Option<i64>,
         auth: Option<(Bytes, Bytes)>,

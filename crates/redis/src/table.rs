@@ -309,6 +309,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::sort::COMMANDS,
         cmd::transactions::COMMANDS,
         cmd::pubsub::COMMANDS,
+        cmd::scripting::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -177,6 +177,11 @@ impl RunControl {
         self.killed.store(true, Ordering::Relaxed);
     }
 
+    /// Whether it was asked to stop.
+    pub fn killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
     /// Whether it has run longer than the busy threshold.
     pub fn is_busy(&self) -> bool {
         self.busy.load(Ordering::Relaxed)

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod lists;
 pub(crate) mod members;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;

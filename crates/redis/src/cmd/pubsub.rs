@@ -253,3 +253,17 @@ pub(crate) fn parse_pubsub_help(_: &[Bytes]) -> ParseResult {
         ],
     })
 }
+
+/// PUBLISH's (or SPUBLISH's) replicated write.
+pub fn publish_write(channel: Bytes, message: Bytes, sharded: bool) -> crate::log::Write {
+    use crate::log;
+    log::Write {
+        family: Some(log::write::Family::Keys(log::KeyWrite {
+            command: Some(log::key_write::Command::Publish(log::Publish {
+                channel,
+                message,
+                sharded,
+            })),
+        })),
+    }
+}

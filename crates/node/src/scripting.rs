@@ -1,0 +1,391 @@
+//! EVAL and SCRIPT on a node.
+//!
+//! A script runs here, on the node the client is connected to, never in a
+//! raft loop: after a linearizable read barrier on its shard, over one
+//! snapshot of that shard, in an interpreter from this node's pool. Its
+//! reads see the snapshot plus its own writes; its writes are collected as
+//! effects, guarded by every key it looked at, and proposed as one entry
+//! (see `elastickv_redis::effects`). If a key it saw changed before the
+//! entry applied, nothing is applied and the script runs again on a newer
+//! snapshot, so what a client gets is always the outcome of one run at one
+//! point of the shard's log.
+//!
+//! A script's shard is the shard of its declared keys (which must share
+//! one, else `-CROSSSLOT`). A script declaring none runs on the shard of
+//! the first key it touches. It may touch undeclared keys of its shard.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use elastickv_redis::cmd::pubsub::publish_write;
+use elastickv_redis::cmd::scripting::{Eval, NOSCRIPT, ScriptRef};
+use elastickv_redis::command::{Command, parse_args};
+use elastickv_redis::effects::Speculation;
+use elastickv_redis::table::CommandSpec;
+use elastickv_redis::{ReadTime, errors, log};
+use elastickv_resp::Reply;
+use elastickv_router::{Backend, ShardView, slots};
+use elastickv_script::{Host, Invocation, RunControl, Shebang, Vm, sha1hex};
+use parking_lot::Mutex;
+
+use crate::NodeState;
+
+/// How many times a script runs again after its effects met a changed
+/// key, before the client gets an error.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Redis's default `busy-reply-threshold` (ms): a script running longer
+/// is reported, may be killed, and other scripts get `-BUSY`.
+pub const DEFAULT_BUSY_MS: u64 = 5_000;
+
+const BUSY: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// This node's scripts: the cache EVALSHA reads, the interpreters, and
+/// the scripts running now.
+#[derive(Debug)]
+pub struct Scripts {
+    cache: Mutex<HashMap<String, Bytes>>,
+    /// Idle interpreters, each with the cache generation it compiled for.
+    idle: Mutex<Vec<(u64, VmSlot)>>,
+    /// Bumped by SCRIPT FLUSH: interpreters of an older one forget their
+    /// compiled scripts.
+    generation: AtomicU64,
+    running: Mutex<Vec<Arc<RunControl>>>,
+    busy_ms: AtomicU64,
+    /// Runs that had to start again because a key they saw changed.
+    pub conflicts: AtomicU64,
+}
+
+/// An interpreter in the pool.
+struct VmSlot(Vm);
+
+impl std::fmt::Debug for VmSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vm")
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            cache: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
+            running: Mutex::new(Vec::new()),
+            busy_ms: AtomicU64::new(DEFAULT_BUSY_MS),
+            conflicts: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Scripts {
+    pub fn busy_ms(&self) -> u64 {
+        self.busy_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_busy_ms(&self, ms: u64) {
+        self.busy_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The body of a cached script.
+    fn body(&self, sha: &str) -> Option<Bytes> {
+        self.cache.lock().get(sha).cloned()
+    }
+
+    fn remember(&self, sha: &str, body: Bytes) {
+        self.cache.lock().insert(sha.to_string(), body);
+    }
+
+    /// SCRIPT EXISTS.
+    pub fn exists(&self, shas: &[Bytes]) -> Reply {
+        let cache = self.cache.lock();
+        Reply::Array(
+            shas.iter()
+                .map(|sha| {
+                    let known = std::str::from_utf8(sha).is_ok_and(|s| cache.contains_key(s));
+                    Reply::Integer(i64::from(known))
+                })
+                .collect(),
+        )
+    }
+
+    /// SCRIPT FLUSH.
+    pub fn flush(&self) -> Reply {
+        self.cache.lock().clear();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.idle.lock().clear();
+        Reply::ok()
+    }
+
+    /// SCRIPT LOAD: compiled to check it, then cached.
+    pub fn load(&self, body: Bytes) -> Reply {
+        let sha = sha1hex(&body);
+        let checked = self.with_vm(|vm| vm.compile(&sha, &body));
+        match checked {
+            Ok(Ok(())) => {
+                self.remember(&sha, body);
+                Reply::Bulk(Bytes::from(sha))
+            }
+            Ok(Err(reply)) | Err(reply) => reply,
+        }
+    }
+
+    /// SCRIPT KILL: stops the script that has run longest here.
+    pub fn kill(&self) -> Reply {
+        let running = self.running.lock();
+        match running
+            .iter()
+            .filter(|run| !run.is_function)
+            .max_by_key(|run| run.elapsed())
+        {
+            Some(run) => {
+                run.kill();
+                Reply::ok()
+            }
+            None => Reply::static_error("NOTBUSY No scripts in execution right now."),
+        }
+    }
+
+    /// Whether a script here has run past the busy threshold.
+    fn busy(&self) -> bool {
+        self.running.lock().iter().any(|run| run.is_busy())
+    }
+
+    /// Runs `f` with an idle interpreter (or a new one).
+    fn with_vm<T>(&self, f: impl FnOnce(&mut Vm) -> T) -> Result<T, Reply> {
+        let generation = self.generation.load(Ordering::Relaxed);
+        let taken = self.idle.lock().pop();
+        let mut vm = match taken {
+            Some((g, VmSlot(mut vm))) => {
+                if g != generation {
+                    vm.forget_scripts();
+                }
+                vm
+            }
+            None => Vm::new()
+                .map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?,
+        };
+        let out = f(&mut vm);
+        let mut idle = self.idle.lock();
+        if self.generation.load(Ordering::Relaxed) == generation {
+            idle.push((generation, VmSlot(vm)));
+        }
+        Ok(out)
+    }
+
+    fn start(&self, control: &Arc<RunControl>) {
+        self.running.lock().push(control.clone());
+    }
+
+    fn finish(&self, control: &Arc<RunControl>) {
+        self.running.lock().retain(|run| !Arc::ptr_eq(run, control));
+    }
+}
+
+/// How one run on a snapshot ended.
+enum Run {
+    /// The script's reply, and its effects if it wrote.
+    Done(Reply, Option<log::Transaction>),
+    /// A script without declared keys first touched a key of this shard:
+    /// it runs again there.
+    Rebind(u32),
+    /// A key it touched is expired by this node's clock but not yet by the
+    /// shard's: the shard clock moves up first.
+    Undecided,
+}
+
+/// EVAL, EVALSHA and their `_RO` forms.
+pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
+    let scripts = &state.scripts;
+    let (sha, body) = match eval.script {
+        ScriptRef::Body(body) => {
+            let sha = sha1hex(&body);
+            (sha, body)
+        }
+        ScriptRef::Sha(sha) => match scripts.body(&sha) {
+            Some(body) => (sha, body),
+            None => return Reply::static_error(NOSCRIPT),
+        },
+    };
+    let shebang = match Shebang::parse(&body) {
+        Ok(shebang) => shebang,
+        Err(e) => return Reply::error(format!("ERR {e}")),
+    };
+    if eval.read_only && !shebang.flags.compat && !shebang.flags.no_writes {
+        return Reply::static_error(
+            "ERR Can not execute a script with write flag using *_ro command.",
+        );
+    }
+    let read_only = eval.read_only || (!shebang.flags.compat && shebang.flags.no_writes);
+    if scripts.busy() {
+        return Reply::static_error(BUSY);
+    }
+    let router = &state.router;
+    let mut declared = eval.keys.iter().map(|key| router.shard_of(key));
+    let mut shard = match declared.next() {
+        Some(first) if declared.all(|s| s == first) => first,
+        Some(_) => return Reply::static_error(errors::CROSSSLOT),
+        None => 0,
+    };
+    let backend = router.backend();
+    let mut settled = false;
+    for attempt in 0..MAX_ATTEMPTS {
+        let asked_at = Instant::now();
+        let replicated = match backend.read_barrier(shard).await {
+            Ok(replicated) => replicated,
+            Err(reply) => return reply,
+        };
+        let time = if settled {
+            ReadTime::settled(replicated, backend.now_ms())
+        } else {
+            ReadTime::new(replicated, backend.now_ms())
+        };
+        let control = RunControl::new(sha.clone(), false, Duration::from_millis(scripts.busy_ms()));
+        scripts.start(&control);
+        let run = tokio::task::block_in_place(|| {
+            scripts.with_vm(|vm| {
+                backend.with_view(shard, true, |view| {
+                    let mut host = ShardHost {
+                        state,
+                        speculation: Speculation::new(view, &time),
+                        shard,
+                        bound: !eval.keys.is_empty(),
+                        rebind: None,
+                        control: &control,
+                    };
+                    let invocation = Invocation {
+                        sha: &sha,
+                        body: &body,
+                        keys: &eval.keys,
+                        args: &eval.args,
+                        read_only,
+                    };
+                    let reply = vm.eval(&invocation, &mut host, &control);
+                    match host.rebind {
+                        Some(other) => Run::Rebind(other),
+                        None if time.undecided() => Run::Undecided,
+                        None => Run::Done(reply, host.speculation.into_effects()),
+                    }
+                })
+            })
+        });
+        scripts.finish(&control);
+        let (reply, effects) = match run {
+            Err(reply) => return reply,
+            Ok(Run::Rebind(other)) => {
+                shard = other;
+                continue;
+            }
+            Ok(Run::Undecided) => {
+                if let Err(reply) = backend.advance_clock(shard, asked_at).await {
+                    return reply;
+                }
+                settled = true;
+                continue;
+            }
+            Ok(Run::Done(reply, effects)) => (reply, effects),
+        };
+        // EVAL caches what it ran, as Redis does (a script that does not
+        // compile is not cached).
+        if !matches!(&reply, Reply::Error(e) if e.starts_with(b"ERR Error compiling script")) {
+            scripts.remember(&sha, body.clone());
+        }
+        // A killed script leaves nothing behind.
+        let Some(effects) = effects.filter(|_| !control.killed()) else {
+            return reply;
+        };
+        match router.transaction(shard, effects).await {
+            Reply::NullArray => {
+                scripts.conflicts.fetch_add(1, Ordering::Relaxed);
+                // Others keep writing these keys: step aside a little,
+                // more each time.
+                if attempt >= 2 {
+                    let pause = Duration::from_millis((attempt as u64).min(20));
+                    tokio::time::sleep(pause).await;
+                }
+            }
+            Reply::Error(e) => return Reply::Error(e),
+            _ => return reply,
+        }
+    }
+    Reply::static_error("ERR the script's keys kept changing while it ran; try again")
+}
+
+/// What a script's `redis.call` runs against: one shard's snapshot, with
+/// the script's writes on top.
+struct ShardHost<'s, 'v> {
+    state: &'s NodeState,
+    speculation: Speculation<'v, dyn ShardView + 'v>,
+    shard: u32,
+    /// Whether the shard is settled (declared keys, or a key touched).
+    bound: bool,
+    rebind: Option<u32>,
+    control: &'s Arc<RunControl>,
+}
+
+const CROSS_SHARD: &str = "ERR Script attempted to access keys that do not hash to the same slot";
+
+impl Host for ShardHost<'_, '_> {
+    fn call(&mut self, spec: &'static CommandSpec, args: &[Bytes]) -> Reply {
+        let parsed = match parse_args(spec, args) {
+            Ok(parsed) => parsed,
+            Err(reply) => return reply,
+        };
+        let shards: Vec<u32> = slots::command_keys(&parsed, args)
+            .into_iter()
+            .map(|(_, key)| self.state.router.shard_of(key))
+            .collect();
+        if let Some(&other) = shards.iter().find(|&&s| s != self.shard) {
+            if !self.bound && shards.iter().all(|&s| s == other) {
+                // Its first key is elsewhere: start over there.
+                self.rebind = Some(other);
+                self.control.kill();
+            }
+            return Reply::static_error(CROSS_SHARD);
+        }
+        if !shards.is_empty() {
+            self.bound = true;
+        }
+        let command = match parsed.command {
+            Command::Blocking { write, .. } => Command::Write(write),
+            Command::Publish {
+                channel,
+                message,
+                sharded,
+            } => {
+                let receivers = self.state.pubsub.receivers(&channel, sharded) as i64;
+                let write = publish_write(channel, message, sharded);
+                return match self.speculation.run(&Command::Write(write)) {
+                    Ok(_) => Reply::Integer(receivers),
+                    Err(e) => Reply::error(format!("ERR {e}")),
+                };
+            }
+            Command::Ping(None) => return Reply::Simple(Bytes::from_static(b"PONG")),
+            Command::Ping(Some(message)) | Command::Echo(message) => return Reply::Bulk(message),
+            Command::Time => return crate::session::time_reply(),
+            command @ (Command::Write(_)
+            | Command::StringRead(_)
+            | Command::KeyRead(_)
+            | Command::HashRead(_)
+            | Command::ListRead(_)
+            | Command::SetRead(_)
+            | Command::BitmapRead(_)
+            | Command::SortedSetRead(_)
+            | Command::HyperLogLogRead(_)
+            | Command::SortRead(_)) => command,
+            _ => {
+                return Reply::error(format!(
+                    "ERR '{}' cannot be called from a script on this server",
+                    spec.name
+                ));
+            }
+        };
+        self.speculation
+            .run(&command)
+            .unwrap_or_else(|e| Reply::error(format!("ERR {e}")))
+    }
+}
