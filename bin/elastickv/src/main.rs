@@ -120,6 +120,9 @@ impl Cli {
     }
 }
 
+/// Stack of each runtime thread (see where the runtime is built).
+const SCRIPT_STACK_BYTES: usize = 16 << 20;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -146,6 +149,11 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("elastickv")
+        // Lua scripts run on these threads (as blocking sections), and a
+        // script may nest tables up to 1000 deep through cjson and the
+        // reply conversions: room for that. Only the pages used are
+        // committed.
+        .thread_stack_size(SCRIPT_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

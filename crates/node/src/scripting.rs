@@ -106,7 +106,9 @@ impl Scripts {
         Reply::Array(
             shas.iter()
                 .map(|sha| {
-                    let known = std::str::from_utf8(sha).is_ok_and(|s| cache.contains_key(s));
+                    // SHA1s compare without regard to case, as in Redis.
+                    let known = std::str::from_utf8(sha)
+                        .is_ok_and(|s| cache.contains_key(&s.to_ascii_lowercase()));
                     Reply::Integer(i64::from(known))
                 })
                 .collect(),

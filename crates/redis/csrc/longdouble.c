@@ -180,3 +180,28 @@ int ekv_timeout_seconds_ms(const char *s, size_t slen, long long *out_ms) {
         *out_ms = (long long)ms;
     return 0;
 }
+
+/* strtod over the bytes (up to the first NUL, as C sees them): the value
+ * and how many bytes it used (0: no number). What lua-cjson's decoder and
+ * Lua's own conversions read. */
+size_t ekv_strtod_prefix(const char *s, size_t slen, double *out) {
+    char *buf;
+    char *eptr;
+    size_t used;
+
+    buf = malloc(slen + 1);
+    if (buf == NULL) return 0;
+    memcpy(buf, s, slen);
+    buf[slen] = '\0';
+    *out = strtod(buf, &eptr);
+    used = (size_t)(eptr - buf);
+    free(buf);
+    return used;
+}
+
+/* `%.<precision>g` (Lua's number format is %.14g). */
+size_t ekv_format_g(double value, int precision, char *out, size_t cap) {
+    int l = snprintf(out, cap, "%.*g", precision, value);
+    if (l < 0 || (size_t)l >= cap) return 0;
+    return (size_t)l;
+}

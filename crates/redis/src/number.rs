@@ -108,6 +108,20 @@ pub fn format_score(value: f64) -> Bytes {
     Bytes::copy_from_slice(&buf[..len])
 }
 
+/// C's `strtod` at the start of `s`: the value and how many bytes it
+/// used (0: none, no number there).
+pub fn strtod_prefix(s: &[u8]) -> (f64, usize) {
+    ffi::strtod_prefix(s)
+}
+
+/// `value` as C's `%.<precision>g` prints it (Lua prints numbers with
+/// `%.14g`, and so does lua-cjson).
+pub fn format_g(value: f64, precision: i32) -> String {
+    let mut buf = [0u8; 64];
+    let len = ffi::format_g(value, precision, &mut buf);
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
 /// A double as Redis stores one in a compact sorted set (`d2string`):
 /// integers in range print as integers, `-0` keeps its sign, the rest as
 /// `%.17g`.
@@ -148,6 +162,8 @@ mod ffi {
         fn ekv_string2d(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_range_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_format_g17(value: f64, out: *mut c_char, cap: usize) -> usize;
+        fn ekv_strtod_prefix(s: *const c_char, len: usize, out: *mut f64) -> usize;
+        fn ekv_format_g(value: f64, precision: c_int, out: *mut c_char, cap: usize) -> usize;
         fn ekv_sort_strtod(s: *const c_char, len: usize, out: *mut f64) -> c_int;
         fn ekv_timeout_seconds_ms(s: *const c_char, len: usize, out_ms: *mut i64) -> c_int;
     }
@@ -186,6 +202,20 @@ mod ffi {
         // SAFETY: as for string2d.
         let ok = unsafe { ekv_range_strtod(s.as_ptr().cast(), s.len(), &mut out) } != 0;
         ok.then_some(out)
+    }
+
+    pub(super) fn strtod_prefix(s: &[u8]) -> (f64, usize) {
+        let mut out = 0.0;
+        // SAFETY: reads at most `len` bytes of a live slice and writes one
+        // f64 into `out`.
+        let used = unsafe { ekv_strtod_prefix(s.as_ptr().cast(), s.len(), &mut out) };
+        (out, used.min(s.len()))
+    }
+
+    pub(super) fn format_g(value: f64, precision: i32, out: &mut [u8]) -> usize {
+        // SAFETY: writes at most `out.len()` bytes into a live buffer.
+        let len = unsafe { ekv_format_g(value, precision, out.as_mut_ptr().cast(), out.len()) };
+        len.min(out.len())
     }
 
     pub(super) fn format_g17(value: f64, out: &mut [u8]) -> usize {

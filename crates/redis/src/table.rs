@@ -91,6 +91,16 @@ impl CommandSpec {
         self.flags.contains(&"write")
     }
 
+    /// Redis's hidden `may_replicate` flag (COMMAND does not list it): a
+    /// command that is not a write but may propagate one, refused in
+    /// read-only scripts like a write.
+    pub fn may_replicate(&self) -> bool {
+        matches!(
+            self.name,
+            "eval" | "evalsha" | "fcall" | "pfcount" | "publish" | "spublish"
+        )
+    }
+
     /// The part after `|` of a subcommand's name.
     pub fn subcommand_name(&self) -> &'static str {
         self.name.rsplit('|').next().unwrap_or(self.name)

@@ -14,12 +14,12 @@ pub fn normalize(n: f64) -> i32 {
 }
 
 /// Argument `index` (1-based) of `name`, as `luaL_checknumber` takes it.
-fn bit_arg(args: &MultiValue, index: usize, name: &str) -> LibResult<i32> {
-    number_arg(args, index, name).map(normalize)
+fn bit_arg(args: &MultiValue, index: usize) -> LibResult<i32> {
+    number_arg(args, index).map(normalize)
 }
 
 /// A number argument: numbers, and strings Lua converts to numbers.
-pub fn number_arg(args: &MultiValue, index: usize, name: &str) -> LibResult<f64> {
+pub fn number_arg(args: &MultiValue, index: usize) -> LibResult<f64> {
     let value = args.get(index - 1).cloned().unwrap_or(Value::Nil);
     let parsed = match &value {
         Value::Number(n) => Some(*n),
@@ -30,43 +30,43 @@ pub fn number_arg(args: &MultiValue, index: usize, name: &str) -> LibResult<f64>
         }
         _ => None,
     };
-    parsed.ok_or_else(|| arg_error(index, name, "number", &value, args.len()))
+    parsed.ok_or_else(|| arg_error(index, "number", &value, args.len()))
 }
 
 fn int(n: i32) -> Value {
     Value::Number(f64::from(n))
 }
 
-fn fold(name: &'static str, op: fn(i32, i32) -> i32) -> LibFn {
+fn fold(op: fn(i32, i32) -> i32) -> LibFn {
     Box::new(move |_lua, args| {
-        let mut acc = bit_arg(&args, 1, name)?;
+        let mut acc = bit_arg(&args, 1)?;
         for i in 2..=args.len() {
-            acc = op(acc, bit_arg(&args, i, name)?);
+            acc = op(acc, bit_arg(&args, i)?);
         }
         Ok(MultiValue::from_vec(vec![int(acc)]))
     })
 }
 
-fn shift(name: &'static str, op: fn(i32, u32) -> i32) -> LibFn {
+fn shift(op: fn(i32, u32) -> i32) -> LibFn {
     Box::new(move |_lua, args| {
-        let x = bit_arg(&args, 1, name)?;
-        let n = bit_arg(&args, 2, name)? as u32 & 31;
+        let x = bit_arg(&args, 1)?;
+        let n = bit_arg(&args, 2)? as u32 & 31;
         Ok(MultiValue::from_vec(vec![int(op(x, n))]))
     })
 }
 
-fn unary(name: &'static str, op: fn(i32) -> i32) -> LibFn {
+fn unary(op: fn(i32) -> i32) -> LibFn {
     Box::new(move |_lua, args| {
-        let x = bit_arg(&args, 1, name)?;
+        let x = bit_arg(&args, 1)?;
         Ok(MultiValue::from_vec(vec![int(op(x))]))
     })
 }
 
 fn tohex(lua: &Lua, args: MultiValue) -> LibResult<MultiValue> {
-    let x = bit_arg(&args, 1, "tohex")? as u32;
+    let x = bit_arg(&args, 1)? as u32;
     let mut digits = match args.get(1) {
         None | Some(Value::Nil) => 8,
-        Some(_) => bit_arg(&args, 2, "tohex")?,
+        Some(_) => bit_arg(&args, 2)?,
     };
     let upper = digits < 0;
     if upper {
@@ -87,20 +87,17 @@ fn tohex(lua: &Lua, args: MultiValue) -> LibResult<MultiValue> {
 /// The library's functions, by name.
 pub fn functions() -> Vec<(&'static str, LibFn)> {
     vec![
-        ("tobit", unary("tobit", |x| x)),
-        ("bnot", unary("bnot", |x| !x)),
-        ("bswap", unary("bswap", i32::swap_bytes)),
-        ("band", fold("band", |a, b| a & b)),
-        ("bor", fold("bor", |a, b| a | b)),
-        ("bxor", fold("bxor", |a, b| a ^ b)),
-        ("lshift", shift("lshift", |x, n| ((x as u32) << n) as i32)),
-        ("rshift", shift("rshift", |x, n| ((x as u32) >> n) as i32)),
-        ("arshift", shift("arshift", |x, n| x >> n)),
-        ("rol", shift("rol", |x, n| (x as u32).rotate_left(n) as i32)),
-        (
-            "ror",
-            shift("ror", |x, n| (x as u32).rotate_right(n) as i32),
-        ),
+        ("tobit", unary(|x| x)),
+        ("bnot", unary(|x| !x)),
+        ("bswap", unary(i32::swap_bytes)),
+        ("band", fold(|a, b| a & b)),
+        ("bor", fold(|a, b| a | b)),
+        ("bxor", fold(|a, b| a ^ b)),
+        ("lshift", shift(|x, n| ((x as u32) << n) as i32)),
+        ("rshift", shift(|x, n| ((x as u32) >> n) as i32)),
+        ("arshift", shift(|x, n| x >> n)),
+        ("rol", shift(|x, n| (x as u32).rotate_left(n) as i32)),
+        ("ror", shift(|x, n| (x as u32).rotate_right(n) as i32)),
         ("tohex", Box::new(tohex)),
     ]
 }

@@ -12,10 +12,14 @@
 //! - [`vm`]: one sandboxed interpreter: building it, running a script,
 //!   the `redis` API, errors, SCRIPT KILL.
 //! - [`convert`]: replies to Lua values and back.
-//! - [`bit`]: the `bit` library.
+//! - [`bit`], [`cjson`], [`cmsgpack`], [`structlib`]: the libraries, as
+//!   the C ones Redis embeds behave.
 
 pub mod bit;
+pub mod cjson;
+pub mod cmsgpack;
 pub mod convert;
+pub mod structlib;
 pub mod vm;
 
 pub use vm::{Host, Invocation, RunControl, Vm};

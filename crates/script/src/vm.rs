@@ -30,6 +30,9 @@ pub type LibResult<T> = Result<T, LibError>;
 #[derive(Debug)]
 pub enum LibError {
     Message(String),
+    /// `luaL_argerror`: argument `index` is wrong; the message names the
+    /// function as its caller called it.
+    Arg(usize, String),
     Table(Table),
 }
 
@@ -64,16 +67,14 @@ const HOOK_EVERY: u32 = 100_000;
 /// "not enough memory".
 pub const MEMORY_LIMIT: usize = 1 << 30;
 
-/// `bad argument #N to 'name' (expected expected, got type)`.
-pub fn arg_error(index: usize, name: &str, expected: &str, value: &Value, argc: usize) -> LibError {
+/// `luaL_typerror`: argument `index` should have been `expected`.
+pub fn arg_error(index: usize, expected: &str, value: &Value, argc: usize) -> LibError {
     let got = if index > argc {
         "no value"
     } else {
         value.type_name()
     };
-    LibError::Message(format!(
-        "bad argument #{index} to '{name}' ({expected} expected, got {got})"
-    ))
+    LibError::Arg(index, format!("{expected} expected, got {got}"))
 }
 
 /// Lua 5.1's `lua_str2number`: a decimal (as `strtod`) or a `0x`
@@ -120,6 +121,11 @@ pub fn install_functions(
                 "{}{m}",
                 caller_position(lua)
             ))),
+            Err(LibError::Arg(index, m)) => Err(mlua::Error::RuntimeError(format!(
+                "{}bad argument #{index} to '{}' ({m})",
+                caller_position(lua),
+                called_name(lua)
+            ))),
             Err(LibError::Table(t)) => {
                 let slot: Table = lua.named_registry_value(SLOT)?;
                 slot.raw_set("pending", t)?;
@@ -129,6 +135,14 @@ pub fn install_functions(
         table.raw_set(name, function)?;
     }
     Ok(())
+}
+
+/// The name the running C function was called by (`?` when not known,
+/// as when `pcall` calls it), as `luaL_argerror` finds it.
+fn called_name(lua: &Lua) -> String {
+    lua.inspect_stack(0, |debug| debug.names().name.map(|n| n.into_owned()))
+        .flatten()
+        .unwrap_or_else(|| "?".to_string())
 }
 
 /// `luaL_where(L, 1)`: `source:line: ` of the Lua code calling the current
@@ -223,6 +237,9 @@ struct RunState {
     read_only: bool,
 }
 
+/// Fills a library's table.
+type Installer = fn(&Lua, &Table) -> mlua::Result<()>;
+
 /// A sandboxed interpreter.
 pub struct Vm {
     lua: Lua,
@@ -280,9 +297,17 @@ impl Vm {
         lua.set_named_registry_value(SLOT, slot.clone())?;
         install_redis_api(&lua, &redis)?;
         globals.raw_set("redis", redis)?;
-        let bit = lua.create_table()?;
-        crate::bit::install(&lua, &bit)?;
-        globals.raw_set("bit", bit)?;
+        let libraries: [(&str, Installer); 4] = [
+            ("bit", crate::bit::install),
+            ("cjson", crate::cjson::install),
+            ("cmsgpack", crate::cmsgpack::install),
+            ("struct", crate::structlib::install),
+        ];
+        for (name, install) in libraries {
+            let library = lua.create_table()?;
+            install(&lua, &library)?;
+            globals.raw_set(name, library)?;
+        }
         let math: Table = globals.raw_get("math")?;
         install_functions(&lua, &math, math_random())?;
         for name in ["dofile", "loadfile", "print"] {
@@ -610,7 +635,7 @@ fn call_command(
     if spec.flags.contains(&"noscript") {
         return fail("This Redis command is not allowed from script");
     }
-    let writes = spec.is_write() || spec.flags.contains(&"may_replicate");
+    let writes = spec.is_write() || spec.may_replicate();
     if writes && state.borrow().read_only {
         return fail("Write commands are not allowed from read-only scripts.");
     }
@@ -889,7 +914,7 @@ fn lua_number_text(lua: &Lua, n: f64) -> Vec<u8> {
 }
 
 /// A number value's text as Lua's `tostring` gives it.
-fn lua_number_string(value: &Value) -> String {
+pub fn lua_number_string(value: &Value) -> String {
     match value {
         Value::Integer(n) => n.to_string(),
         Value::Number(n) if n.is_finite() && *n == n.trunc() && n.abs() < 1e15 => {
@@ -915,21 +940,17 @@ fn math_random() -> Vec<(&'static str, LibFn)> {
                 let value = match args.len() {
                     0 => r,
                     1 => {
-                        let u = crate::bit::number_arg(&args, 1, "random")? as i32;
+                        let u = crate::bit::number_arg(&args, 1)? as i32;
                         if u < 1 {
-                            return Err(LibError::Message(
-                                "bad argument #1 to 'random' (interval is empty)".into(),
-                            ));
+                            return Err(LibError::Arg(1, "interval is empty".into()));
                         }
                         (r * f64::from(u)).floor() + 1.0
                     }
                     2 => {
-                        let l = crate::bit::number_arg(&args, 1, "random")? as i32;
-                        let u = crate::bit::number_arg(&args, 2, "random")? as i32;
+                        let l = crate::bit::number_arg(&args, 1)? as i32;
+                        let u = crate::bit::number_arg(&args, 2)? as i32;
                         if l > u {
-                            return Err(LibError::Message(
-                                "bad argument #2 to 'random' (interval is empty)".into(),
-                            ));
+                            return Err(LibError::Arg(2, "interval is empty".into()));
                         }
                         (r * (f64::from(u) - f64::from(l) + 1.0)).floor() + f64::from(l)
                     }
@@ -941,7 +962,7 @@ fn math_random() -> Vec<(&'static str, LibFn)> {
         (
             "randomseed",
             Box::new(|lua, args| {
-                let seed = crate::bit::number_arg(&args, 1, "randomseed")? as i32;
+                let seed = crate::bit::number_arg(&args, 1)? as i32;
                 if let Some(mut rng) = lua.app_data_mut::<Lrand48>() {
                     rng.seed(seed);
                 }
