@@ -276,3 +276,172 @@ fn scripts_on_several_shards_match_redis() {
         ],
     );
 }
+
+/// SCRIPT LOAD through one node makes the script runnable through every
+/// node, after restarts too; SCRIPT FLUSH through another forgets it
+/// everywhere.
+#[test]
+fn loaded_scripts_reach_every_node_and_survive_restarts() {
+    let mut cluster = elastickv_integration::Cluster::start(3, 2, &[], &[]);
+    let ids = cluster.ids();
+    cluster.wait_for_leaders(&ids, std::time::Duration::from_secs(30));
+    let body = "return redis.call('incrby', KEYS[1], ARGV[1])";
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(body)
+        .query(&mut cluster.node(1).client())
+        .unwrap();
+    let evalsha = |cluster: &elastickv_integration::Cluster, id: u64| -> redis::RedisResult<i64> {
+        redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg("counted")
+            .arg(10)
+            .query(&mut cluster.node(id).client())
+    };
+    for &id in &ids {
+        let exists: Vec<i64> = redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(&sha)
+            .query(&mut cluster.node(id).client())
+            .unwrap();
+        assert_eq!(exists, [1], "node {id}");
+        evalsha(&cluster, id).unwrap();
+    }
+    for &id in &ids {
+        cluster.node_mut(id).kill9();
+    }
+    for &id in &ids {
+        cluster.node_mut(id).restart();
+    }
+    cluster.wait_for_leaders(&ids, std::time::Duration::from_secs(30));
+    assert_eq!(evalsha(&cluster, 3).unwrap(), 40);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut cluster.node(2).client())
+        .unwrap();
+    for &id in &ids {
+        let err = evalsha(&cluster, id).unwrap_err();
+        assert_eq!(err.code(), Some("NOSCRIPT"), "node {id}: {err}");
+    }
+}
+
+/// Read-modify-write scripts (safe only if atomic) from clients on every
+/// node at once, on one key: none of the increments is lost.
+#[test]
+fn script_increments_from_every_node_lose_no_update() {
+    let cluster = elastickv_integration::Cluster::start(3, 2, &[], &[]);
+    let ids = cluster.ids();
+    cluster.wait_for_leaders(&ids, std::time::Duration::from_secs(30));
+    let per_client = 60;
+    let clients_per_node = 2;
+    let script = "local v = tonumber(redis.call('get', KEYS[1]) or '0') \
+                  redis.call('set', KEYS[1], v + 1) \
+                  redis.call('rpush', KEYS[2], v + 1) \
+                  return v + 1";
+    let started = std::time::Instant::now();
+    let mut handles = Vec::new();
+    for &id in &ids {
+        for _ in 0..clients_per_node {
+            let mut conn = cluster.node(id).client();
+            handles.push(std::thread::spawn(move || {
+                (0..per_client)
+                    .map(|_| {
+                        redis::cmd("EVAL")
+                            .arg(script)
+                            .arg(2)
+                            .arg("{c}counter")
+                            .arg("{c}seen")
+                            .query::<i64>(&mut conn)
+                            .unwrap()
+                    })
+                    .collect::<Vec<i64>>()
+            }));
+        }
+    }
+    let mut answers: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let total = (ids.len() * clients_per_node * per_client) as i64;
+    answers.sort_unstable();
+    // Every run saw the one before it: each value was handed out once.
+    assert_eq!(answers, (1..=total).collect::<Vec<i64>>());
+    for &id in &ids {
+        let mut conn = cluster.node(id).client();
+        let value: i64 = redis::cmd("GET")
+            .arg("{c}counter")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(value, total, "through node {id}");
+        let seen: Vec<i64> = redis::cmd("LRANGE")
+            .arg("{c}seen")
+            .arg(0)
+            .arg(-1)
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(seen, (1..=total).collect::<Vec<i64>>(), "through node {id}");
+    }
+    eprintln!(
+        "{total} script increments from {} clients in {:?}, none lost",
+        ids.len() * clients_per_node,
+        started.elapsed()
+    );
+}
+
+/// A script that never ends is reported: past busy-reply-threshold other
+/// scripts get -BUSY, and SCRIPT KILL stops it (nothing it wrote stays).
+#[test]
+fn a_runaway_script_is_busy_then_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = elastickv_integration::Node::start(&dir.path().join("data"), &["--shards", "1"]);
+    let mut conn = node.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(200)
+        .query(&mut conn)
+        .unwrap();
+    let idle = redis::cmd("SCRIPT")
+        .arg("KILL")
+        .query::<()>(&mut conn)
+        .unwrap_err();
+    assert_eq!(idle.code(), Some("NOTBUSY"));
+    let mut runaway = node.client();
+    let stuck = std::thread::spawn(move || {
+        redis::cmd("EVAL")
+            .arg("redis.call('set', 'written', 1) while true do end")
+            .arg(0)
+            .query::<()>(&mut runaway)
+            .unwrap_err()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let busy = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(0)
+        .query::<i64>(&mut conn)
+        .unwrap_err();
+    assert_eq!(busy.code(), Some("BUSY"), "{busy}");
+    // Plain commands are not held up meanwhile.
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT").arg("KILL").query(&mut conn).unwrap();
+    let killed = stuck.join().unwrap();
+    assert!(
+        killed
+            .to_string()
+            .contains("Script killed by user with SCRIPT KILL"),
+        "{killed}"
+    );
+    let written: Option<String> = redis::cmd("GET").arg("written").query(&mut conn).unwrap();
+    assert_eq!(written, None);
+    let one: i64 = redis::cmd("EVAL")
+        .arg("return 1")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(one, 1);
+}

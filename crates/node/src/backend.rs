@@ -271,6 +271,12 @@ impl Backend for NodeBackend {
         let entry = LogEntry::transaction(transaction, self.writes.origin, seq);
         self.submit_entry(shard, entry).await
     }
+
+    async fn submit_scripts(&self, change: log::ScriptsChange) -> ReplyFuture {
+        let seq = self.writes.next_seq.fetch_add(1, Ordering::Relaxed);
+        let entry = LogEntry::scripts(change, self.writes.origin, seq);
+        self.submit_entry(0, entry).await
+    }
 }
 
 impl NodeBackend {

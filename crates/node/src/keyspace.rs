@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use elastickv_redis::keyspace::{
-    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, ScanVisitor, StorageError, SubRange,
-    SubVisitor,
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, RegistryRecords, ScanVisitor,
+    StorageError, SubRange, SubVisitor,
 };
 use elastickv_router::{slot_for_key, slot_range};
 use elastickv_store::{ApplyBatch, DataReader, StoreError};
@@ -248,6 +248,22 @@ impl KeyspaceWrite for ApplyKeyspace<'_> {
 
     fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError> {
         self.batch.purge_dedup(generation).map_err(storage)
+    }
+
+    fn registry_get(&self, name: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.batch.get_registry(name).map_err(storage)
+    }
+
+    fn registry_put(&mut self, name: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
+        self.batch.put_registry(name, record).map_err(storage)
+    }
+
+    fn registry_delete(&mut self, name: &[u8]) -> Result<(), StorageError> {
+        self.batch.delete_registry(name).map_err(storage)
+    }
+
+    fn registry_scan(&self, prefix: &[u8]) -> Result<RegistryRecords, StorageError> {
+        self.batch.scan_registry(prefix).map_err(storage)
     }
 }
 

@@ -24,11 +24,14 @@ use elastickv_redis::cmd::pubsub::publish_write;
 use elastickv_redis::cmd::scripting::{Eval, NOSCRIPT, ScriptRef};
 use elastickv_redis::command::{Command, parse_args};
 use elastickv_redis::effects::Speculation;
+use elastickv_redis::log::scripts_change::Change;
+use elastickv_redis::registry::{self, Recorded};
 use elastickv_redis::table::CommandSpec;
 use elastickv_redis::{ReadTime, errors, log};
 use elastickv_resp::Reply;
 use elastickv_router::{Backend, ShardView, slots};
 use elastickv_script::{Host, Invocation, RunControl, Shebang, Vm, sha1hex};
+use elastickv_store::Store;
 use parking_lot::Mutex;
 
 use crate::NodeState;
@@ -44,15 +47,19 @@ pub const DEFAULT_BUSY_MS: u64 = 5_000;
 const BUSY: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
 
-/// This node's scripts: the cache EVALSHA reads, the interpreters, and
-/// the scripts running now.
+/// This node's scripts: the ones EVAL ran here, the ones every node keeps
+/// (SCRIPT LOAD, replicated on shard 0; see `elastickv_redis::registry`),
+/// the interpreters, and the scripts running now.
 #[derive(Debug)]
 pub struct Scripts {
-    cache: Mutex<HashMap<String, Bytes>>,
+    /// Scripts EVAL ran on this node, by SHA1 (as Redis caches them).
+    ran: Mutex<HashMap<String, Bytes>>,
+    /// The registry as last loaded from shard 0's applied state.
+    recorded: Mutex<Recorded>,
     /// Idle interpreters, each with the cache generation it compiled for.
     idle: Mutex<Vec<(u64, VmSlot)>>,
-    /// Bumped by SCRIPT FLUSH: interpreters of an older one forget their
-    /// compiled scripts.
+    /// Bumped when compiled scripts must be forgotten (SCRIPT FLUSH):
+    /// interpreters of an older one drop what they compiled.
     generation: AtomicU64,
     running: Mutex<Vec<Arc<RunControl>>>,
     busy_ms: AtomicU64,
@@ -72,7 +79,8 @@ impl std::fmt::Debug for VmSlot {
 impl Default for Scripts {
     fn default() -> Self {
         Scripts {
-            cache: Mutex::new(HashMap::new()),
+            ran: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(Recorded::default()),
             idle: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             running: Mutex::new(Vec::new()),
@@ -91,49 +99,52 @@ impl Scripts {
         self.busy_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// The body of a cached script.
+    /// Catches up with the registry as this node last applied it: a
+    /// point read when nothing changed.
+    fn refresh(&self, store: &Store) -> Result<(), Reply> {
+        let unreadable = |e: String| Reply::error(format!("ERR cannot read the scripts: {e}"));
+        let generation = store
+            .registry(0, registry::GENERATION)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let generation = registry::decode_all(&generation)
+            .map_err(unreadable)?
+            .generation;
+        if self.recorded.lock().generation == generation && generation != 0 {
+            return Ok(());
+        }
+        let all = store
+            .registry(0, b"")
+            .map_err(|e| unreadable(e.to_string()))?;
+        let fresh = registry::decode_all(&all).map_err(unreadable)?;
+        let mut recorded = self.recorded.lock();
+        if fresh.script_flushes != recorded.script_flushes {
+            self.ran.lock().clear();
+            self.forget_compiled();
+        }
+        *recorded = fresh;
+        Ok(())
+    }
+
+    /// The body of a script this node has, ran or recorded.
     fn body(&self, sha: &str) -> Option<Bytes> {
-        self.cache.lock().get(sha).cloned()
+        if let Some(body) = self.ran.lock().get(sha) {
+            return Some(body.clone());
+        }
+        self.recorded
+            .lock()
+            .scripts
+            .iter()
+            .find(|(s, _)| s == sha)
+            .map(|(_, body)| body.clone())
     }
 
     fn remember(&self, sha: &str, body: Bytes) {
-        self.cache.lock().insert(sha.to_string(), body);
+        self.ran.lock().insert(sha.to_string(), body);
     }
 
-    /// SCRIPT EXISTS.
-    pub fn exists(&self, shas: &[Bytes]) -> Reply {
-        let cache = self.cache.lock();
-        Reply::Array(
-            shas.iter()
-                .map(|sha| {
-                    // SHA1s compare without regard to case, as in Redis.
-                    let known = std::str::from_utf8(sha)
-                        .is_ok_and(|s| cache.contains_key(&s.to_ascii_lowercase()));
-                    Reply::Integer(i64::from(known))
-                })
-                .collect(),
-        )
-    }
-
-    /// SCRIPT FLUSH.
-    pub fn flush(&self) -> Reply {
-        self.cache.lock().clear();
+    fn forget_compiled(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
         self.idle.lock().clear();
-        Reply::ok()
-    }
-
-    /// SCRIPT LOAD: compiled to check it, then cached.
-    pub fn load(&self, body: Bytes) -> Reply {
-        let sha = sha1hex(&body);
-        let checked = self.with_vm(|vm| vm.compile(&sha, &body));
-        match checked {
-            Ok(Ok(())) => {
-                self.remember(&sha, body);
-                Reply::Bulk(Bytes::from(sha))
-            }
-            Ok(Err(reply)) | Err(reply) => reply,
-        }
     }
 
     /// SCRIPT KILL: stops the script that has run longest here.
@@ -188,6 +199,76 @@ impl Scripts {
     }
 }
 
+/// The store this node applies to.
+fn store(state: &NodeState) -> &Store {
+    &state.router.backend().store
+}
+
+/// SCRIPT LOAD: compiled here (a script that does not compile is
+/// refused), then recorded on shard 0 for every node.
+pub async fn load(state: &NodeState, body: Bytes) -> Reply {
+    let scripts = &state.scripts;
+    let sha = sha1hex(&body);
+    match scripts.with_vm(|vm| vm.compile(&sha, &body)) {
+        Ok(Ok(())) => {}
+        Ok(Err(reply)) | Err(reply) => return reply,
+    }
+    scripts.remember(&sha, body.clone());
+    let change = log::ScriptsChange {
+        change: Some(Change::ScriptLoad(log::Script { sha, body })),
+    };
+    let reply = state.router.scripts_change(change).await;
+    if !reply.is_error() {
+        let _ = scripts.refresh(store(state));
+    }
+    reply
+}
+
+/// SCRIPT FLUSH: every node forgets every script.
+pub async fn flush(state: &NodeState) -> Reply {
+    let change = log::ScriptsChange {
+        change: Some(Change::ScriptFlush(log::ScriptFlush {})),
+    };
+    let reply = state.router.scripts_change(change).await;
+    if !reply.is_error() {
+        let _ = state.scripts.refresh(store(state));
+    }
+    reply
+}
+
+/// SCRIPT EXISTS, as of everything applied before it was asked.
+pub async fn exists(state: &NodeState, shas: &[Bytes]) -> Reply {
+    if let Err(reply) = state.router.backend().read_barrier(0).await {
+        return reply;
+    }
+    if let Err(reply) = state.scripts.refresh(store(state)) {
+        return reply;
+    }
+    Reply::Array(
+        shas.iter()
+            .map(|sha| {
+                // SHA1s compare without regard to case, as in Redis.
+                let known = std::str::from_utf8(sha)
+                    .is_ok_and(|s| state.scripts.body(&s.to_ascii_lowercase()).is_some());
+                Reply::Integer(i64::from(known))
+            })
+            .collect(),
+    )
+}
+
+/// The body of `sha`, looked for again after everything applied so far
+/// on shard 0 (a SCRIPT LOAD through another node) when not known here.
+async fn find_script(state: &NodeState, sha: &str) -> Result<Option<Bytes>, Reply> {
+    let scripts = &state.scripts;
+    scripts.refresh(store(state))?;
+    if let Some(body) = scripts.body(sha) {
+        return Ok(Some(body));
+    }
+    state.router.backend().read_barrier(0).await?;
+    scripts.refresh(store(state))?;
+    Ok(scripts.body(sha))
+}
+
 /// How one run on a snapshot ended.
 enum Run {
     /// The script's reply, and its effects if it wrote.
@@ -208,9 +289,10 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
             let sha = sha1hex(&body);
             (sha, body)
         }
-        ScriptRef::Sha(sha) => match scripts.body(&sha) {
-            Some(body) => (sha, body),
-            None => return Reply::static_error(NOSCRIPT),
+        ScriptRef::Sha(sha) => match find_script(state, &sha).await {
+            Ok(Some(body)) => (sha, body),
+            Ok(None) => return Reply::static_error(NOSCRIPT),
+            Err(reply) => return reply,
         },
     };
     let shebang = match Shebang::parse(&body) {

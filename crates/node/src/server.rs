@@ -461,6 +461,9 @@ fn waits(command: &Command) -> bool {
             | Command::Publish { .. }
             | Command::Blocking { .. }
             | Command::Eval(_)
+            | Command::ScriptLoad(_)
+            | Command::ScriptFlush
+            | Command::ScriptExists(_)
     )
 }
 
@@ -494,6 +497,9 @@ async fn run_waiting(
         } => publish(state, channel, message, sharded).await,
         Command::Watch(keys) => watch(session, state, keys).await,
         Command::Eval(eval) => crate::scripting::eval(state, eval).await,
+        Command::ScriptLoad(body) => crate::scripting::load(state, body).await,
+        Command::ScriptFlush => crate::scripting::flush(state).await,
+        Command::ScriptExists(shas) => crate::scripting::exists(state, &shas).await,
         Command::Wait {
             replicas,
             timeout_ms,

@@ -425,9 +425,6 @@ impl Session {
                 ],
             ),
             Command::Time => time_reply(),
-            Command::ScriptLoad(body) => state.scripts.load(body),
-            Command::ScriptExists(shas) => state.scripts.exists(&shas),
-            Command::ScriptFlush => state.scripts.flush(),
             Command::ScriptKill => state.scripts.kill(),
             // Nothing is ever saved to a dump file: the start, as for a
             // Redis that saves nothing.

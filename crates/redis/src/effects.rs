@@ -27,7 +27,9 @@ use elastickv_resp::Reply;
 use crate::command::Command;
 use crate::db::ReadTime;
 use crate::exec::{execute_read, execute_write};
-use crate::keyspace::{KeyCounts, KeyspaceRead, KeyspaceWrite, StorageError, SubRange, SubVisitor};
+use crate::keyspace::{
+    KeyCounts, KeyspaceRead, KeyspaceWrite, RegistryRecords, StorageError, SubRange, SubVisitor,
+};
 use crate::log;
 use crate::record::Record;
 
@@ -363,6 +365,26 @@ impl<B: KeyspaceRead + ?Sized> KeyspaceWrite for Overlay<'_, B> {
     fn dedup_purge(&mut self, _generation: u64) -> Result<(), StorageError> {
         Ok(())
     }
+
+    fn registry_get(&self, _name: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Err(no_registry())
+    }
+
+    fn registry_put(&mut self, _name: &[u8], _record: Vec<u8>) -> Result<(), StorageError> {
+        Err(no_registry())
+    }
+
+    fn registry_delete(&mut self, _name: &[u8]) -> Result<(), StorageError> {
+        Err(no_registry())
+    }
+
+    fn registry_scan(&self, _prefix: &[u8]) -> Result<RegistryRecords, StorageError> {
+        Err(no_registry())
+    }
+}
+
+fn no_registry() -> StorageError {
+    StorageError("scripts cannot change the script registry".into())
 }
 
 /// Commands run ahead of the log over one shard's snapshot, and their

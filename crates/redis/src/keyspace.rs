@@ -24,6 +24,9 @@ pub struct KeyCounts {
     pub expires: u64,
 }
 
+/// Registry records: `(name, record)` pairs in name order.
+pub type RegistryRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Visitor of a collection's `(sub, value)` pairs.
 pub type SubVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
 
@@ -136,6 +139,14 @@ pub trait KeyspaceWrite: KeyspaceRead {
     ) -> Result<(), StorageError>;
     /// Deletes the request records of generations before `generation`.
     fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError>;
+    /// A registry record: replicated with the shard, outside its keys (the
+    /// scripts and function libraries kept on shard 0; see
+    /// [`crate::registry`]).
+    fn registry_get(&self, name: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    fn registry_put(&mut self, name: &[u8], record: Vec<u8>) -> Result<(), StorageError>;
+    fn registry_delete(&mut self, name: &[u8]) -> Result<(), StorageError>;
+    /// The registry records whose names start with `prefix`, in name order.
+    fn registry_scan(&self, prefix: &[u8]) -> Result<RegistryRecords, StorageError>;
     /// Hands a message published at `published_ms` (the proposer's clock)
     /// to this node's subscribers; how many received it. Nothing to do
     /// where there are none (tests).
@@ -166,6 +177,8 @@ pub struct MemKeyspace {
     /// Collections' sub-keys.
     pub subs: BTreeMap<SubId, Vec<u8>>,
     pub last_version: u64,
+    /// Registry records by name.
+    pub registry: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl KeyspaceRead for MemKeyspace {
@@ -338,5 +351,24 @@ impl KeyspaceWrite for MemKeyspace {
     fn dedup_purge(&mut self, generation: u64) -> Result<(), StorageError> {
         self.dedup = self.dedup.split_off(&(generation, 0, 0));
         Ok(())
+    }
+    fn registry_get(&self, name: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.registry.get(name).cloned())
+    }
+    fn registry_put(&mut self, name: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
+        self.registry.insert(name.to_vec(), record);
+        Ok(())
+    }
+    fn registry_delete(&mut self, name: &[u8]) -> Result<(), StorageError> {
+        self.registry.remove(name);
+        Ok(())
+    }
+    fn registry_scan(&self, prefix: &[u8]) -> Result<RegistryRecords, StorageError> {
+        Ok(self
+            .registry
+            .range(prefix.to_vec()..)
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, record)| (name.clone(), record.clone()))
+            .collect())
     }
 }

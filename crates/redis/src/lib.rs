@@ -20,6 +20,7 @@
 //!   ([`replicated::apply`]).
 //! - [`effects`]: commands run ahead of the log over a snapshot (scripts),
 //!   and the guarded effects that replicate them.
+//! - [`registry`]: the scripts and function libraries kept on shard 0.
 //! - [`db`], [`record`], [`keyspace`]: expiry-aware lookups, the stored
 //!   record format, and the storage traits.
 //! - [`introspect`]: COMMAND's replies, generated from the table.
@@ -49,6 +50,7 @@ pub mod log {
 }
 pub mod number;
 pub mod record;
+pub mod registry;
 pub mod replicated;
 pub mod table;
 

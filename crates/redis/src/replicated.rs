@@ -90,6 +90,17 @@ impl LogEntry {
         }
     }
 
+    /// A change to the scripts and function libraries (on shard 0), with
+    /// its request id, like a write.
+    pub fn scripts(change: log::ScriptsChange, origin: u64, seq: u64) -> LogEntry {
+        LogEntry {
+            version: LOG_VERSION,
+            timestamp_ms: 0,
+            request: Some(RequestId { origin, seq }),
+            body: Some(Body::Scripts(change)),
+        }
+    }
+
     /// An entry that only carries its proposer's clock: applying it moves
     /// the shard clock forward, and nothing else.
     pub fn tick(timestamp_ms: u64) -> LogEntry {
@@ -133,6 +144,7 @@ impl LogEntry {
                 None => false,
             }),
             Some(Body::Expiry(_) | Body::Tick(_)) => true,
+            Some(Body::Scripts(change)) => change.change.is_some(),
             None => false,
         };
         if !known {
@@ -182,6 +194,7 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
     let write = match entry.body {
         Some(Body::Write(write)) => Proposed::Write(write),
         Some(Body::Transaction(tx)) => Proposed::Transaction(tx),
+        Some(Body::Scripts(change)) => Proposed::Scripts(change),
         Some(Body::Expiry(batch)) => {
             let keys: Vec<(Bytes, u64)> = batch
                 .keys
@@ -212,6 +225,7 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
     let reply = match &write {
         Proposed::Write(write) => execute_write(write, ks, now)?,
         Proposed::Transaction(tx) => execute_transaction(tx, ks, now)?,
+        Proposed::Scripts(change) => crate::registry::apply(change, ks)?,
     };
     if let Some((origin, seq)) = request {
         ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
@@ -219,10 +233,12 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
     Ok(reply)
 }
 
-/// What a client proposed: one write, or a transaction.
+/// What a client proposed: one write, a transaction, or a change to the
+/// scripts and libraries.
 enum Proposed {
     Write(log::Write),
     Transaction(log::Transaction),
+    Scripts(log::ScriptsChange),
 }
 
 /// A request record: the shard clock when it applied, then its reply.

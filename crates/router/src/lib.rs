@@ -86,6 +86,13 @@ pub trait Backend: Send + Sync + 'static {
         shard: u32,
         transaction: log::Transaction,
     ) -> impl Future<Output = ReplyFuture> + Send;
+
+    /// Queues a change to the scripts and function libraries on shard 0's
+    /// log (see `elastickv_redis::registry`), like [`Backend::submit`].
+    fn submit_scripts(
+        &self,
+        change: log::ScriptsChange,
+    ) -> impl Future<Output = ReplyFuture> + Send;
 }
 
 /// The completion of a started command.
@@ -268,6 +275,12 @@ impl<B: Backend> Router<B> {
             .submit_transaction(shard, transaction)
             .await
             .await
+    }
+
+    /// SCRIPT LOAD, SCRIPT FLUSH and FUNCTION's changes: proposed on
+    /// shard 0, answered once applied.
+    pub async fn scripts_change(&self, change: log::ScriptsChange) -> Reply {
+        self.backend.submit_scripts(change).await.await
     }
 
     async fn read_on(&self, shard: u32, command: &Command) -> Reply {

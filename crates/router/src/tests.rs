@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use elastickv_redis::keyspace::{
-    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, StorageError, SubRange,
-    SubVisitor,
+    KeyCounts, KeyspaceRead, KeyspaceScan, KeyspaceWrite, MemKeyspace, RegistryRecords,
+    StorageError, SubRange, SubVisitor,
 };
 use elastickv_redis::log::{self, LogEntry};
 use elastickv_redis::replicated::apply;
@@ -135,6 +135,19 @@ impl KeyspaceWrite for SlotKeyspace {
     fn dedup_purge(&mut self, _: u64) -> Result<(), StorageError> {
         Ok(())
     }
+    // The registry is kept as the reference keyspace keeps it.
+    fn registry_get(&self, name: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.subs.registry_get(name)
+    }
+    fn registry_put(&mut self, name: &[u8], record: Vec<u8>) -> Result<(), StorageError> {
+        self.subs.registry_put(name, record)
+    }
+    fn registry_delete(&mut self, name: &[u8]) -> Result<(), StorageError> {
+        self.subs.registry_delete(name)
+    }
+    fn registry_scan(&self, prefix: &[u8]) -> Result<RegistryRecords, StorageError> {
+        self.subs.registry_scan(prefix)
+    }
 }
 
 impl SlotKeyspace {
@@ -211,6 +224,13 @@ impl Backend for MemBackend {
         entry.request = None;
         entry.timestamp_ms = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
         let reply = self.shards[shard as usize].lock().unwrap().apply(entry);
+        Box::pin(std::future::ready(reply))
+    }
+    async fn submit_scripts(&self, change: log::ScriptsChange) -> ReplyFuture {
+        let mut entry = LogEntry::scripts(change, 0, 0);
+        entry.request = None;
+        entry.timestamp_ms = self.leader_ms.load(std::sync::atomic::Ordering::SeqCst);
+        let reply = self.shards[0].lock().unwrap().apply(entry);
         Box::pin(std::future::ready(reply))
     }
 }

@@ -21,8 +21,8 @@ use crate::db::Store;
 use crate::error::{Result, StoreError};
 use crate::keys::{
     DEDUP_KEY_LEN, StateKind, dedup_generation_start, dedup_key, expire_key, meta_key,
-    raft_state_key, shard_end, shard_prefix, slot_start, split_expire_key, split_meta_key, sub_key,
-    sub_prefix, sub_version_end,
+    raft_state_key, registry_key, registry_name, shard_end, shard_prefix, slot_start,
+    split_expire_key, split_meta_key, sub_key, sub_prefix, sub_version_end,
 };
 use crate::log::encode_proto;
 use crate::{ShardId, Slot};
@@ -142,6 +142,27 @@ impl Store {
         }
     }
 
+    /// The shard's registry records whose names start with `prefix`, as
+    /// last applied, in name order.
+    pub fn registry(&self, shard: ShardId, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = registry_key(shard, prefix);
+        let mut out = Vec::new();
+        let iter = self.db().iterator_cf(
+            self.cf_dedup()?,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(&start) {
+                break;
+            }
+            if let Some(name) = registry_name(&key) {
+                out.push((name.to_vec(), value.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn apply_batch(&self, shard: ShardId, state: ApplyState) -> ApplyBatch {
         ApplyBatch {
             store: self.clone(),
@@ -151,6 +172,7 @@ impl Store {
             sub_overlay: BTreeMap::new(),
             sub_cleared: Vec::new(),
             dedup_overlay: HashMap::new(),
+            registry_overlay: BTreeMap::new(),
             cleared: false,
             state,
             conf_state: None,
@@ -173,6 +195,8 @@ pub struct ApplyBatch {
     sub_cleared: Vec<(Vec<u8>, Vec<u8>)>,
     /// Request records written in this batch.
     dedup_overlay: HashMap<[u8; DEDUP_KEY_LEN], Vec<u8>>,
+    /// Registry records written in this batch (`None`: deleted), by name.
+    registry_overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// The shard's data was cleared earlier in this batch: whatever is on
     /// disk is gone.
     cleared: bool,
@@ -458,6 +482,55 @@ impl ApplyBatch {
         self.dedup_overlay
             .retain(|key, _| key.as_slice() >= end.as_slice());
         Ok(())
+    }
+
+    /// A registry record of the shard (see `keys::registry_key`).
+    pub fn get_registry(&self, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(record) = self.registry_overlay.get(name) {
+            return Ok(record.clone());
+        }
+        Ok(self
+            .store
+            .db()
+            .get_pinned_cf(self.store.cf_dedup()?, registry_key(self.shard, name))?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn put_registry(&mut self, name: &[u8], record: Vec<u8>) -> Result<()> {
+        self.batch.put_cf(
+            self.store.cf_dedup()?,
+            registry_key(self.shard, name),
+            &record,
+        );
+        self.registry_overlay.insert(name.to_vec(), Some(record));
+        Ok(())
+    }
+
+    pub fn delete_registry(&mut self, name: &[u8]) -> Result<()> {
+        self.batch
+            .delete_cf(self.store.cf_dedup()?, registry_key(self.shard, name));
+        self.registry_overlay.insert(name.to_vec(), None);
+        Ok(())
+    }
+
+    /// The registry records whose names start with `prefix`, in name
+    /// order, with this batch's changes.
+    pub fn scan_registry(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut records: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .registry(self.shard, prefix)?
+            .into_iter()
+            .collect();
+        for (name, record) in &self.registry_overlay {
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            match record {
+                Some(value) => records.insert(name.clone(), value.clone()),
+                None => records.remove(name),
+            };
+        }
+        Ok(records.into_iter().collect())
     }
 
     /// Deletes every record of the shard, which owns slots

@@ -157,6 +157,24 @@ pub fn dedup_generation_start(shard: ShardId, generation: u64) -> [u8; 12] {
     key
 }
 
+/// The "generation" of registry records in the `dedup` column family: above
+/// every real one, so purging old request records never reaches them, and
+/// inside the shard's range, so snapshots carry them.
+const REGISTRY_GENERATION: u64 = u64::MAX;
+
+/// A named record replicated with `shard` that is not a key (the scripts
+/// and function libraries every node keeps, on shard 0).
+pub fn registry_key(shard: ShardId, name: &[u8]) -> Vec<u8> {
+    let mut key = dedup_generation_start(shard, REGISTRY_GENERATION).to_vec();
+    key.extend_from_slice(name);
+    key
+}
+
+/// The registry name of a `registry_key`.
+pub fn registry_name(key: &[u8]) -> Option<&[u8]> {
+    key.get(12..)
+}
+
 pub fn shard_prefix(shard: ShardId) -> [u8; 4] {
     shard.to_be_bytes()
 }
