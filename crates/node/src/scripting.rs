@@ -15,6 +15,7 @@
 //! the first key it touches. It may touch undeclared keys of its shard.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ use elastickv_router::{Backend, ShardView, slots};
 use elastickv_script::{Host, Invocation, RunControl, Shebang, Vm, sha1hex};
 use elastickv_store::Store;
 use parking_lot::Mutex;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::NodeState;
 
@@ -65,7 +67,12 @@ pub struct Scripts {
     busy_ms: AtomicU64,
     /// Runs that had to start again because a key they saw changed.
     pub conflicts: AtomicU64,
+    /// Turns of scripts on the same keys (see [`Scripts::take_turn`]).
+    turns: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// How many turns keys are spread over.
+const TURNS: usize = 256;
 
 /// An interpreter in the pool.
 struct VmSlot(Vm);
@@ -86,6 +93,9 @@ impl Default for Scripts {
             running: Mutex::new(Vec::new()),
             busy_ms: AtomicU64::new(DEFAULT_BUSY_MS),
             conflicts: AtomicU64::new(0),
+            turns: (0..TURNS)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
         }
     }
 }
@@ -188,6 +198,40 @@ impl Scripts {
             idle.push((generation, VmSlot(vm)));
         }
         Ok(out)
+    }
+
+    /// Waits until no other script on one of `keys` runs on this node
+    /// (`-BUSY` if one has run past the busy threshold meanwhile). Keys
+    /// map to a fixed set of turns, taken in order, so two scripts never
+    /// wait for each other.
+    async fn take_turn(&self, keys: &[Bytes]) -> Result<Vec<OwnedMutexGuard<()>>, Reply> {
+        let mut stripes: Vec<usize> = keys
+            .iter()
+            .map(|key| {
+                let mut hasher = fnv::FnvHasher::default();
+                hasher.write(key);
+                (hasher.finish() % TURNS as u64) as usize
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut held = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            let turn = self.turns[stripe].clone();
+            loop {
+                match tokio::time::timeout(Duration::from_millis(50), turn.clone().lock_owned())
+                    .await
+                {
+                    Ok(guard) => {
+                        held.push(guard);
+                        break;
+                    }
+                    Err(_) if self.busy() => return Err(Reply::static_error(BUSY)),
+                    Err(_) => {}
+                }
+            }
+        }
+        Ok(held)
     }
 
     fn start(&self, control: &Arc<RunControl>) {
@@ -314,6 +358,12 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         Some(first) if declared.all(|s| s == first) => first,
         Some(_) => return Reply::static_error(errors::CROSSSLOT),
         None => 0,
+    };
+    // Scripts on the same keys take turns on this node, each until its
+    // effects applied: they would only void each other's.
+    let _turn = match scripts.take_turn(&eval.keys).await {
+        Ok(turn) => turn,
+        Err(reply) => return reply,
     };
     let backend = router.backend();
     let mut settled = false;
