@@ -12,6 +12,7 @@
 //! - [`vm`]: one sandboxed interpreter: building it, running a script,
 //!   the `redis` API, errors, SCRIPT KILL.
 //! - [`convert`]: replies to Lua values and back.
+//! - [`functions`]: FUNCTION's libraries and FCALL.
 //! - [`bit`], [`cjson`], [`cmsgpack`], [`structlib`]: the libraries, as
 //!   the C ones Redis embeds behave.
 
@@ -19,9 +20,11 @@ pub mod bit;
 pub mod cjson;
 pub mod cmsgpack;
 pub mod convert;
+pub mod functions;
 pub mod structlib;
 pub mod vm;
 
+pub use functions::{FunctionInfo, LibraryInfo, library_name};
 pub use vm::{Host, Invocation, RunControl, Vm};
 
 /// The SHA1 of `data` in lower-case hex, as scripts are named.

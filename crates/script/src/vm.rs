@@ -57,7 +57,7 @@ const REDIS_VERSION_NUM: u32 = (7 << 16) | 15;
 
 /// The chunk name of this module's own Lua code; its frames are skipped
 /// when an error is located in the user's script.
-const INTERNAL_CHUNK: &str = "=ekv";
+pub(crate) const INTERNAL_CHUNK: &str = "=ekv";
 
 /// How many VM instructions run between checks for SCRIPT KILL and for
 /// the busy threshold (Redis's figure).
@@ -100,11 +100,11 @@ pub fn lua_str_to_number(text: &str) -> Option<f64> {
 
 /// The registry name of the table where a run keeps its bindings
 /// (`call`, `setresp`) and an error table being raised (`pending`).
-const SLOT: &str = "elastickv.slot";
+pub(crate) const SLOT: &str = "elastickv.slot";
 
 /// What a Rust function raises when the error is a table: the table waits
 /// in the slot, and the error handler (or `pcall`) picks it up.
-const RAISED: &str = "elastickv: error table raised";
+pub(crate) const RAISED: &str = "elastickv: error table raised";
 
 /// Installs Rust library functions into `table`. They are C functions to
 /// Lua, as Redis's are: an error message is raised at the caller's line
@@ -242,16 +242,27 @@ type Installer = fn(&Lua, &Table) -> mlua::Result<()>;
 
 /// A sandboxed interpreter.
 pub struct Vm {
-    lua: Lua,
+    pub(crate) lua: Lua,
     /// The globals' real contents (the global table itself is an empty,
     /// read-only proxy in front of it).
-    hidden: Table,
+    pub(crate) hidden: Table,
     /// Where each run puts the functions bound to its host.
     slot: Table,
     /// `xpcall` with Redis's error handler.
-    runner: Function,
+    pub(crate) runner: Function,
+    /// The same for a function, called with its keys and arguments.
+    function_runner: Function,
+    /// The global table's metatable: FUNCTION LOAD points its `__index` at
+    /// the library API while a library's code runs.
+    pub(crate) globals_meta: Table,
+    /// The library API (`redis.register_function`, `redis.log`).
+    pub(crate) library_api: Table,
     /// Compiled scripts by SHA1.
     scripts: HashMap<String, Function>,
+    /// Registered functions by lower-case name (see [`crate::functions`]).
+    pub(crate) functions: HashMap<String, crate::functions::Registered>,
+    /// The registry generation `functions` was loaded from.
+    pub(crate) functions_generation: Option<u64>,
 }
 
 /// 48-bit linear congruential generator, as Redis's `redisLrand48` (so
@@ -317,13 +328,26 @@ impl Vm {
         let handler = lua.create_function(error_handler)?;
         let pcall_error = lua.create_function(pcall_error)?;
         let sandbox: Function = lua.load(SANDBOX).set_name(INTERNAL_CHUNK).into_function()?;
-        let (hidden, runner): (Table, Function) = sandbox.call((handler, pcall_error))?;
+        let library_redis = lua.create_table()?;
+        crate::functions::install_library_api(&lua, &library_redis)?;
+        let (hidden, runner, function_runner, globals_meta, library_api): (
+            Table,
+            Function,
+            Function,
+            Table,
+            Table,
+        ) = sandbox.call((handler, pcall_error, library_redis))?;
         Ok(Vm {
             lua,
             hidden,
             slot,
             runner,
+            function_runner,
+            globals_meta,
+            library_api,
             scripts: HashMap::new(),
+            functions: HashMap::new(),
+            functions_generation: None,
         })
     }
 
@@ -368,7 +392,18 @@ impl Vm {
         let Some(function) = self.scripts.get(invocation.sha).cloned() else {
             return Reply::static_error("ERR script vanished");
         };
-        match self.run(function, invocation, host, control) {
+        self.run(Target::Script(function), invocation, host, control)
+    }
+
+    /// Runs a script or a function; its reply, errors included.
+    pub(crate) fn run(
+        &mut self,
+        target: Target,
+        invocation: &Invocation<'_>,
+        host: &mut dyn Host,
+        control: &Arc<RunControl>,
+    ) -> Reply {
+        match self.try_run(target, invocation, host, control) {
             Ok(reply) => reply,
             Err(e) => Reply::error(format!(
                 "ERR Error running script {}: {}",
@@ -378,9 +413,9 @@ impl Vm {
         }
     }
 
-    fn run(
+    fn try_run(
         &mut self,
-        function: Function,
+        target: Target,
         invocation: &Invocation<'_>,
         host: &mut dyn Host,
         control: &Arc<RunControl>,
@@ -388,8 +423,12 @@ impl Vm {
         let lua = &self.lua;
         let keys = string_array(lua, invocation.keys)?;
         let args = string_array(lua, invocation.args)?;
-        self.hidden.raw_set("KEYS", keys)?;
-        self.hidden.raw_set("ARGV", args)?;
+        // EVAL's scripts read KEYS and ARGV as globals; functions get
+        // them as arguments.
+        if matches!(target, Target::Script(_)) {
+            self.hidden.raw_set("KEYS", keys.clone())?;
+            self.hidden.raw_set("ARGV", args.clone())?;
+        }
         let state = RefCell::new(RunState {
             resp: 2,
             read_only: invocation.read_only,
@@ -410,7 +449,10 @@ impl Vm {
             })?;
             self.slot.raw_set("call", call)?;
             self.slot.raw_set("setresp", setresp)?;
-            let outcome: (bool, Value) = self.runner.call(function)?;
+            let outcome: (bool, Value) = match &target {
+                Target::Script(f) => self.runner.call(f.clone())?,
+                Target::Function(f) => self.function_runner.call((f.clone(), keys, args))?,
+            };
             let resp = state.borrow().resp;
             self.slot.raw_set("call", Value::Nil)?;
             self.slot.raw_set("setresp", Value::Nil)?;
@@ -431,8 +473,14 @@ impl Vm {
     }
 }
 
+/// What a run calls: an EVAL script's chunk, or a registered function.
+pub(crate) enum Target {
+    Script(Function),
+    Function(Function),
+}
+
 /// The message of a compile error, as Lua's `luaL_loadbuffer` puts it.
-fn syntax_message(e: &mlua::Error) -> String {
+pub(crate) fn syntax_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         other => other.to_string(),
@@ -444,7 +492,7 @@ fn one_line_message(e: &mlua::Error) -> String {
 }
 
 /// The text of an error value that is not a table.
-fn plain_message(value: &Value) -> String {
+pub(crate) fn plain_message(value: &Value) -> String {
     match value {
         Value::String(s) => s.to_string_lossy(),
         Value::Number(_) | Value::Integer(_) => lua_number_string(value),
@@ -978,7 +1026,7 @@ fn math_random() -> Vec<(&'static str, LibFn)> {
 /// or `setmetatable`). Returns the real globals and the runner: `xpcall`
 /// of a script with the error handler.
 const SANDBOX: &str = r#"
-local handler, pcall_error = ...
+local handler, pcall_error, library_redis = ...
 local G = _G
 local H = {}
 local pairs, next, type, error, tostring = pairs, next, type, error, tostring
@@ -1016,10 +1064,36 @@ setmetatable(H, {
   end,
   __metatable = false,
 })
-setmetatable(G, {__index = H, __newindex = deny, __metatable = false})
+local globals_meta = {__index = H, __newindex = deny, __metatable = false}
+setmetatable(G, globals_meta)
 readonly[G] = true
+-- What a library's code sees while FUNCTION LOAD runs it: `redis` with
+-- register_function and logging, and nothing else.
+local function strict(real)
+  local p = {}
+  setmetatable(p, {
+    __index = function(_, k)
+      local v = real[k]
+      if v == nil then
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+      end
+      return v
+    end,
+    __newindex = deny,
+    __metatable = false,
+  })
+  readonly[p] = true
+  return p
+end
+for _, name in pairs({"log", "LOG_DEBUG", "LOG_VERBOSE", "LOG_NOTICE", "LOG_WARNING", "REDIS_VERSION", "REDIS_VERSION_NUM"}) do
+  library_redis[name] = H.redis[name]
+end
+local library_api = strict({redis = strict(library_redis)})
 local function run(f) return xpcall(f, handler) end
-return H, run
+local function run_function(f, keys, args)
+  return xpcall(function() return f(keys, args) end, handler)
+end
+return H, run, run_function, globals_meta, library_api
 "#;
 
 #[cfg(test)]
