@@ -244,6 +244,139 @@ const SCRIPTS: &[&str] = &[
     r#"EVAL "redis.call('rpush', 'bl', 'x'); return redis.call('blpop', 'bl', 0)" 0"#,
 ];
 
+/// FUNCTION and FCALL, compared with Redis (one library listed at a time:
+/// Redis lists libraries in hash-table order).
+const FUNCTIONS: &[&str] = &[
+    "FUNCTION FLUSH",
+    "FUNCTION LOAD \"#!lua name=lib1\nredis.register_function('f1', function(keys, args) return {keys[1], args[1]} end)\"",
+    "FUNCTION LOAD \"#!lua name=lib1\nredis.register_function('other', function() return 1 end)\"",
+    "FUNCTION LOAD \"#!lua name=libx\nredis.register_function('F1', function() return 1 end)\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function()\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.call('ping')\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nlocal x = string.len('a')\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nerror('boom')\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nretur 1\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nreturn 1\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 2 end, flags={'no-writes','bogus'}}\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function('bad name', function() end)\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function('f5', function() end)\nredis.register_function('f5', function() end)\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function{function_name='f2'}\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function{callback=function() end}\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() end, bogus=1}\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function(1, 2)\"",
+    "FUNCTION LOAD \"#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return redis.call('get', KEYS and 'x' or 'y') end, flags={'no-writes'}, description='reads'}\"",
+    "FUNCTION LOAD \"#!lua name=bad-name\nredis.register_function('f5', function() end)\"",
+    "FUNCTION LOAD \"#!luaX name=x\n\"",
+    "FUNCTION LOAD \"#!lua\n\"",
+    "FUNCTION LOAD \"#!lua name=a name=b\n\"",
+    "FUNCTION LOAD \"#!lua foo=bar\n\"",
+    "FUNCTION LOAD \"no shebang\"",
+    "FUNCTION LOAD \"#!lua name=x\"",
+    "FUNCTION LOAD REPLACE",
+    "FUNCTION LOAD BOGUS \"#!lua name=x\n\"",
+    "SET x value",
+    "FCALL f1 1 key arg",
+    "FCALL F1 1 key arg",
+    "FCALL_RO f1 0",
+    "FCALL f2 0",
+    "FCALL_RO f2 0",
+    "FCALL nosuch 0",
+    "FCALL f1 x",
+    "FCALL f1 5",
+    "FCALL f1 -1",
+    "FUNCTION LOAD \"#!lua name=lib3\nredis.register_function('f3', function(keys, args) error('inside') end)\nredis.register_function('f4', function(keys, args) return redis.call('incr', keys[1]) end)\nredis.register_function('f6', function(keys, args) redis.call('set', keys[1], args[1]) return redis.call('get', keys[1]) end)\"",
+    "FCALL f3 0",
+    "FCALL f4 1 x",
+    "FCALL f6 1 y written",
+    "GET y",
+    "FUNCTION LIST LIBRARYNAME lib1",
+    "FUNCTION LIST LIBRARYNAME lib2 WITHCODE",
+    "FUNCTION LIST LIBRARYNAME LIB2",
+    "FUNCTION LIST LIBRARYNAME nosuch",
+    "FUNCTION LIST bogus",
+    "FUNCTION LIST LIBRARYNAME",
+    "FUNCTION LOAD REPLACE \"#!lua name=lib1\nredis.register_function('f1', function() return 'replaced' end)\"",
+    "FCALL f1 0",
+    "FUNCTION LOAD REPLACE \"#!lua name=lib1\nredis.register_function('f2', function() return 'taken' end)\"",
+    "FUNCTION DELETE nosuch",
+    "FUNCTION DELETE lib3",
+    "FCALL f3 0",
+    "FUNCTION STATS",
+    "FUNCTION KILL",
+    "FUNCTION RESTORE bogus",
+    "FUNCTION RESTORE bogus WHAT",
+    "FUNCTION RESTORE a b c",
+    "FUNCTION FLUSH bogus",
+    "FUNCTION FLUSH a b",
+    "FUNCTION HELP",
+    "FUNCTION NOSUCH",
+    "FUNCTION DELETE lib2",
+    "FUNCTION LIST",
+    "FUNCTION DUMP",
+    "FUNCTION FLUSH",
+    "FUNCTION LIST",
+    "FCALL f1 0",
+];
+
+#[test]
+fn functions_match_redis() {
+    let (_dir, node, redis) = pair("1");
+    run_script(&mut redis.raw(), &mut node.raw(), FUNCTIONS);
+}
+
+/// A DUMP from Redis restores here, and ours restores in Redis, with each
+/// policy's collisions as Redis reports them.
+/// The data of a RESP bulk string reply.
+fn bulk_payload(reply: &[u8]) -> Vec<u8> {
+    let header_end = reply.iter().position(|&b| b == b'\n').unwrap() + 1;
+    reply[header_end..reply.len() - 2].to_vec()
+}
+
+#[test]
+fn function_dumps_restore_both_ways() {
+    let (_dir, node, redis) = pair("1");
+    let (mut r, mut e) = (redis.raw(), node.raw());
+    let long_body = format!(
+        "#!lua name=big\n{}redis.register_function('big', function() return 'big' end)",
+        "-- a comment long enough for LZF to be worth it\n".repeat(30)
+    );
+    let libraries = [
+        "#!lua name=small\nredis.register_function('small', function() return 'small' end)".to_string(),
+        long_body,
+    ];
+    for code in &libraries {
+        for client in [&mut r, &mut e] {
+            client.call(&["FUNCTION", "LOAD", code.as_str()]);
+        }
+    }
+    // One library at a time: the order of several depends on Redis's
+    // hash table.
+    for code in &libraries {
+        for client in [&mut r, &mut e] {
+            client.call(&["FUNCTION", "FLUSH"]);
+            client.call(&["FUNCTION", "LOAD", code.as_str()]);
+        }
+        let ours = e.call(&["FUNCTION", "DUMP"]);
+        let theirs = r.call(&["FUNCTION", "DUMP"]);
+        assert_eq!(ours, theirs, "FUNCTION DUMP of {code:?}");
+        let payload = bulk_payload(&theirs);
+        for client in [&mut r, &mut e] {
+            client.call(&["FUNCTION", "FLUSH"]);
+        }
+        for policy in [&[][..], &[&b"APPEND"[..]][..], &[&b"REPLACE"[..]][..], &[&b"FLUSH"[..]][..]] {
+            let mut cmd = vec![b"FUNCTION".to_vec(), b"RESTORE".to_vec(), payload.clone()];
+            cmd.extend(policy.iter().map(|p| p.to_vec()));
+            let expected = r.call(&cmd);
+            let got = e.call(&cmd);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&expected),
+                "FUNCTION RESTORE {policy:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn scripts_match_redis() {
     let (_dir, node, redis) = pair("1");

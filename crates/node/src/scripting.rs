@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use elastickv_redis::cmd::pubsub::publish_write;
-use elastickv_redis::cmd::scripting::{Eval, NOSCRIPT, ScriptRef};
+use elastickv_redis::cmd::scripting::{Eval, Fcall, NOSCRIPT, RestorePolicy, ScriptRef};
 use elastickv_redis::command::{Command, parse_args};
 use elastickv_redis::effects::Speculation;
 use elastickv_redis::log::scripts_change::Change;
@@ -31,7 +31,10 @@ use elastickv_redis::table::CommandSpec;
 use elastickv_redis::{ReadTime, errors, log};
 use elastickv_resp::Reply;
 use elastickv_router::{Backend, ShardView, slots};
-use elastickv_script::{Host, Invocation, RunControl, Shebang, Vm, sha1hex};
+use elastickv_script::dump::RestoreError;
+use elastickv_script::{
+    FunctionInfo, Host, Invocation, LibraryInfo, RunControl, Shebang, Vm, sha1hex,
+};
 use elastickv_store::Store;
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
@@ -46,8 +49,10 @@ const MAX_ATTEMPTS: usize = 64;
 /// is reported, may be killed, and other scripts get `-BUSY`.
 pub const DEFAULT_BUSY_MS: u64 = 5_000;
 
-const BUSY: &str =
+const BUSY_EVAL: &str =
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 /// This node's scripts: the ones EVAL ran here, the ones every node keeps
 /// (SCRIPT LOAD, replicated on shard 0; see `elastickv_redis::registry`),
@@ -58,12 +63,15 @@ pub struct Scripts {
     ran: Mutex<HashMap<String, Bytes>>,
     /// The registry as last loaded from shard 0's applied state.
     recorded: Mutex<Recorded>,
+    /// What its libraries register, in name order.
+    infos: Mutex<Vec<LibraryInfo>>,
     /// Idle interpreters, each with the cache generation it compiled for.
     idle: Mutex<Vec<(u64, VmSlot)>>,
     /// Bumped when compiled scripts must be forgotten (SCRIPT FLUSH):
     /// interpreters of an older one drop what they compiled.
     generation: AtomicU64,
-    running: Mutex<Vec<Arc<RunControl>>>,
+    /// Runs in progress, with the command that started each.
+    running: Mutex<Vec<(Arc<RunControl>, Vec<Bytes>)>>,
     busy_ms: AtomicU64,
     /// Runs that had to start again because a key they saw changed.
     pub conflicts: AtomicU64,
@@ -88,6 +96,7 @@ impl Default for Scripts {
         Scripts {
             ran: Mutex::new(HashMap::new()),
             recorded: Mutex::new(Recorded::default()),
+            infos: Mutex::new(Vec::new()),
             idle: Mutex::new(Vec::new()),
             generation: AtomicU64::new(0),
             running: Mutex::new(Vec::new()),
@@ -126,13 +135,79 @@ impl Scripts {
             .registry(0, b"")
             .map_err(|e| unreadable(e.to_string()))?;
         let fresh = registry::decode_all(&all).map_err(unreadable)?;
+        let infos = library_infos(&fresh.libraries);
         let mut recorded = self.recorded.lock();
         if fresh.script_flushes != recorded.script_flushes {
             self.ran.lock().clear();
             self.forget_compiled();
         }
         *recorded = fresh;
+        *self.infos.lock() = infos;
         Ok(())
+    }
+
+    /// The recorded libraries' code, and the generation they are of.
+    fn libraries(&self) -> (u64, Vec<Bytes>) {
+        let recorded = self.recorded.lock();
+        (
+            recorded.generation,
+            recorded.libraries.iter().map(|l| l.code.clone()).collect(),
+        )
+    }
+
+    /// A recorded function (names compare without regard to case).
+    fn function(&self, name: &str) -> Option<FunctionInfo> {
+        self.infos
+            .lock()
+            .iter()
+            .flat_map(|l| l.functions.iter())
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    fn library(&self, name: &str) -> Option<LibraryInfo> {
+        self.infos.lock().iter().find(|l| l.name == name).cloned()
+    }
+
+    /// FUNCTION STATS: the function that has run longest here, and what
+    /// the libraries hold.
+    pub fn stats(&self) -> Reply {
+        let bulk = |s: &str| Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+        let running = self
+            .running
+            .lock()
+            .iter()
+            .filter(|(run, _)| run.is_function)
+            .max_by_key(|(run, _)| run.elapsed())
+            .map(|(run, command)| {
+                Reply::Map(vec![
+                    (bulk("name"), bulk(&run.name)),
+                    (
+                        bulk("command"),
+                        Reply::Array(command.iter().cloned().map(Reply::Bulk).collect()),
+                    ),
+                    (
+                        bulk("duration_ms"),
+                        Reply::Integer(run.elapsed().as_millis() as i64),
+                    ),
+                ])
+            })
+            .unwrap_or(Reply::Null);
+        let infos = self.infos.lock();
+        let functions: usize = infos.iter().map(|l| l.functions.len()).sum();
+        Reply::Map(vec![
+            (bulk("running_script"), running),
+            (
+                bulk("engines"),
+                Reply::Map(vec![(
+                    bulk("LUA"),
+                    Reply::Map(vec![
+                        (bulk("libraries_count"), Reply::Integer(infos.len() as i64)),
+                        (bulk("functions_count"), Reply::Integer(functions as i64)),
+                    ]),
+                )]),
+            ),
+        ])
     }
 
     /// The body of a script this node has, ran or recorded.
@@ -157,25 +232,42 @@ impl Scripts {
         self.idle.lock().clear();
     }
 
-    /// SCRIPT KILL: stops the script that has run longest here.
-    pub fn kill(&self) -> Reply {
+    /// SCRIPT KILL (`functions` false) and FUNCTION KILL: stops the
+    /// script or function that has run longest here. Nothing it wrote was
+    /// applied, so even one that wrote can be stopped.
+    pub fn kill(&self, functions: bool) -> Reply {
         let running = self.running.lock();
-        match running
+        let longest = running
             .iter()
-            .filter(|run| !run.is_function)
-            .max_by_key(|run| run.elapsed())
-        {
-            Some(run) => {
+            .filter(|(run, _)| run.is_function == functions)
+            .max_by_key(|(run, _)| run.elapsed());
+        match longest {
+            Some((run, _)) => {
                 run.kill();
                 Reply::ok()
+            }
+            // Only the other kind runs: Redis's answer for that.
+            None if !running.is_empty() => {
+                Reply::static_error(if functions { BUSY_EVAL } else { BUSY_FUNCTION })
             }
             None => Reply::static_error("NOTBUSY No scripts in execution right now."),
         }
     }
 
-    /// Whether a script here has run past the busy threshold.
-    fn busy(&self) -> bool {
-        self.running.lock().iter().any(|run| run.is_busy())
+    /// Redis's -BUSY for the kind of script that has run past the busy
+    /// threshold here, if one has.
+    fn busy(&self) -> Option<&'static str> {
+        self.running
+            .lock()
+            .iter()
+            .find(|(run, _)| run.is_busy())
+            .map(|(run, _)| {
+                if run.is_function {
+                    BUSY_FUNCTION
+                } else {
+                    BUSY_EVAL
+                }
+            })
     }
 
     /// Runs `f` with an idle interpreter (or a new one).
@@ -226,21 +318,46 @@ impl Scripts {
                         held.push(guard);
                         break;
                     }
-                    Err(_) if self.busy() => return Err(Reply::static_error(BUSY)),
-                    Err(_) => {}
+                    Err(_) => {
+                        if let Some(busy) = self.busy() {
+                            return Err(Reply::static_error(busy));
+                        }
+                    }
                 }
             }
         }
         Ok(held)
     }
 
-    fn start(&self, control: &Arc<RunControl>) {
-        self.running.lock().push(control.clone());
+    fn start(&self, control: &Arc<RunControl>, command: &[Bytes]) {
+        self.running
+            .lock()
+            .push((control.clone(), command.to_vec()));
     }
 
     fn finish(&self, control: &Arc<RunControl>) {
-        self.running.lock().retain(|run| !Arc::ptr_eq(run, control));
+        self.running
+            .lock()
+            .retain(|(run, _)| !Arc::ptr_eq(run, control));
     }
+}
+
+/// What `libraries` register, loaded in a fresh interpreter (each was
+/// checked when it was recorded).
+fn library_infos(libraries: &[log::Library]) -> Vec<LibraryInfo> {
+    let Ok(mut vm) = Vm::new() else {
+        return Vec::new();
+    };
+    libraries
+        .iter()
+        .filter_map(|library| match vm.load_library(&library.code) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::warn!(library = %library.name, error = %e, "a recorded function library does not load");
+                None
+            }
+        })
+        .collect()
 }
 
 /// The store this node applies to.
@@ -327,7 +444,6 @@ enum Run {
 
 /// EVAL, EVALSHA and their `_RO` forms.
 pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
-    let scripts = &state.scripts;
     let (sha, body) = match eval.script {
         ScriptRef::Body(body) => {
             let sha = sha1hex(&body);
@@ -344,16 +460,90 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         Err(e) => return Reply::error(format!("ERR {e}")),
     };
     if eval.read_only && !shebang.flags.compat && !shebang.flags.no_writes {
-        return Reply::static_error(
-            "ERR Can not execute a script with write flag using *_ro command.",
-        );
+        return Reply::static_error(WRITE_FLAG_RO);
     }
     let read_only = eval.read_only || (!shebang.flags.compat && shebang.flags.no_writes);
-    if scripts.busy() {
-        return Reply::static_error(BUSY);
+    let command = vec![Bytes::from_static(b"EVAL")];
+    run(
+        state,
+        Runnable::Script { sha, body },
+        &eval.keys,
+        &eval.args,
+        read_only,
+        command,
+    )
+    .await
+}
+
+const WRITE_FLAG_RO: &str = "ERR Can not execute a script with write flag using *_ro command.";
+
+/// FCALL and FCALL_RO.
+pub async fn fcall(state: &NodeState, fcall: Fcall) -> Reply {
+    let name = String::from_utf8_lossy(&fcall.function).into_owned();
+    let function = match find_function(state, &name).await {
+        Ok(Some(function)) => function,
+        Ok(None) => return Reply::static_error("ERR Function not found"),
+        Err(reply) => return reply,
+    };
+    let (keys, args) = match fcall.keys_and_args() {
+        Ok(split) => split,
+        Err(reply) => return reply,
+    };
+    if fcall.read_only && !function.flags.no_writes {
+        return Reply::static_error(WRITE_FLAG_RO);
+    }
+    let read_only = fcall.read_only || function.flags.no_writes;
+    let mut command = vec![Bytes::from_static(if fcall.read_only {
+        b"FCALL_RO"
+    } else {
+        b"FCALL"
+    })];
+    command.push(fcall.function.clone());
+    command.extend(fcall.rest.iter().cloned());
+    run(
+        state,
+        Runnable::Function {
+            name: function.name,
+        },
+        &keys,
+        &args,
+        read_only,
+        command,
+    )
+    .await
+}
+
+/// What a run executes.
+enum Runnable {
+    Script { sha: String, body: Bytes },
+    Function { name: String },
+}
+
+impl Runnable {
+    fn label(&self) -> &str {
+        match self {
+            Runnable::Script { sha, .. } => sha,
+            Runnable::Function { name } => name,
+        }
+    }
+}
+
+/// Runs a script or a function on its shard, until its effects apply over
+/// what it saw (or it wrote nothing).
+async fn run(
+    state: &NodeState,
+    runnable: Runnable,
+    keys: &[Bytes],
+    args: &[Bytes],
+    read_only: bool,
+    command: Vec<Bytes>,
+) -> Reply {
+    let scripts = &state.scripts;
+    if let Some(busy) = scripts.busy() {
+        return Reply::static_error(busy);
     }
     let router = &state.router;
-    let mut declared = eval.keys.iter().map(|key| router.shard_of(key));
+    let mut declared = keys.iter().map(|key| router.shard_of(key));
     let mut shard = match declared.next() {
         Some(first) if declared.all(|s| s == first) => first,
         Some(_) => return Reply::static_error(errors::CROSSSLOT),
@@ -361,10 +551,11 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
     };
     // Scripts on the same keys take turns on this node, each until its
     // effects applied: they would only void each other's.
-    let _turn = match scripts.take_turn(&eval.keys).await {
+    let _turn = match scripts.take_turn(keys).await {
         Ok(turn) => turn,
         Err(reply) => return reply,
     };
+    let is_function = matches!(runnable, Runnable::Function { .. });
     let backend = router.backend();
     let mut settled = false;
     for attempt in 0..MAX_ATTEMPTS {
@@ -378,27 +569,51 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         } else {
             ReadTime::new(replicated, backend.now_ms())
         };
-        let control = RunControl::new(sha.clone(), false, Duration::from_millis(scripts.busy_ms()));
-        scripts.start(&control);
+        let control = RunControl::new(
+            runnable.label().to_string(),
+            is_function,
+            Duration::from_millis(scripts.busy_ms()),
+        );
+        scripts.start(&control, &command);
+        let libraries = scripts.libraries();
         let run = tokio::task::block_in_place(|| {
             scripts.with_vm(|vm| {
+                if is_function && vm.functions_generation() != Some(libraries.0) {
+                    for error in vm.load_libraries(libraries.0, &libraries.1) {
+                        tracing::warn!(error = %error, "a recorded function library does not load");
+                    }
+                }
                 backend.with_view(shard, true, |view| {
                     let mut host = ShardHost {
                         state,
                         speculation: Speculation::new(view, &time),
                         shard,
-                        bound: !eval.keys.is_empty(),
+                        bound: !keys.is_empty(),
                         rebind: None,
                         control: &control,
                     };
-                    let invocation = Invocation {
-                        sha: &sha,
-                        body: &body,
-                        keys: &eval.keys,
-                        args: &eval.args,
-                        read_only,
+                    let reply = match &runnable {
+                        Runnable::Script { sha, body } => {
+                            let invocation = Invocation {
+                                sha,
+                                body,
+                                keys,
+                                args,
+                                read_only,
+                            };
+                            vm.eval(&invocation, &mut host, &control)
+                        }
+                        Runnable::Function { name } => {
+                            let invocation = Invocation {
+                                sha: name,
+                                body: b"",
+                                keys,
+                                args,
+                                read_only,
+                            };
+                            vm.call_function(name, &invocation, &mut host, &control)
+                        }
                     };
-                    let reply = vm.eval(&invocation, &mut host, &control);
                     match host.rebind {
                         Some(other) => Run::Rebind(other),
                         None if time.undecided() => Run::Undecided,
@@ -425,8 +640,10 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         };
         // EVAL caches what it ran, as Redis does (a script that does not
         // compile is not cached).
-        if !matches!(&reply, Reply::Error(e) if e.starts_with(b"ERR Error compiling script")) {
-            scripts.remember(&sha, body.clone());
+        if let Runnable::Script { sha, body } = &runnable
+            && !matches!(&reply, Reply::Error(e) if e.starts_with(b"ERR Error compiling script"))
+        {
+            scripts.remember(sha, body.clone());
         }
         // A killed script leaves nothing behind.
         let Some(effects) = effects.filter(|_| !control.killed()) else {
@@ -447,6 +664,228 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         }
     }
     Reply::static_error("ERR the script's keys kept changing while it ran; try again")
+}
+
+/// A function of the recorded libraries, looked for again after
+/// everything applied so far on shard 0 when not known here.
+async fn find_function(state: &NodeState, name: &str) -> Result<Option<FunctionInfo>, Reply> {
+    let scripts = &state.scripts;
+    scripts.refresh(store(state))?;
+    if let Some(function) = scripts.function(name) {
+        return Ok(Some(function));
+    }
+    state.router.backend().read_barrier(0).await?;
+    scripts.refresh(store(state))?;
+    Ok(scripts.function(name))
+}
+
+/// Loads `code` in a fresh interpreter: what it registers, or Redis's
+/// error.
+fn check_library(code: &[u8]) -> Result<LibraryInfo, Reply> {
+    let mut vm =
+        Vm::new().map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?;
+    vm.load_library(code)
+        .map_err(|e| Reply::error(format!("ERR {e}")))
+}
+
+fn library_record(info: &LibraryInfo, replace: bool) -> log::Library {
+    log::Library {
+        name: info.name.clone(),
+        code: info.code.clone(),
+        functions: info.functions.iter().map(|f| f.name.clone()).collect(),
+        replace,
+    }
+}
+
+/// Proposes a change to the libraries and catches up with it.
+async fn change_libraries(state: &NodeState, change: Change) -> Reply {
+    let reply = state
+        .router
+        .scripts_change(log::ScriptsChange {
+            change: Some(change),
+        })
+        .await;
+    if !reply.is_error() {
+        let _ = state.scripts.refresh(store(state));
+    }
+    reply
+}
+
+/// FUNCTION LOAD [REPLACE].
+pub async fn function_load(state: &NodeState, replace: bool, code: Bytes) -> Reply {
+    let name = match elastickv_script::library_name(&code) {
+        Ok(name) => name,
+        Err(e) => return Reply::error(format!("ERR {e}")),
+    };
+    // Redis refuses an existing library before compiling the code; the
+    // log decides for good when the load applies.
+    if let Err(reply) = state.scripts.refresh(store(state)) {
+        return reply;
+    }
+    if !replace && state.scripts.library(&name).is_some() {
+        return Reply::error(format!("ERR Library '{name}' already exists"));
+    }
+    let info = match tokio::task::block_in_place(|| check_library(&code)) {
+        Ok(info) => info,
+        Err(reply) => return reply,
+    };
+    change_libraries(state, Change::FunctionLoad(library_record(&info, replace))).await
+}
+
+/// FUNCTION DELETE.
+pub async fn function_delete(state: &NodeState, name: Bytes) -> Reply {
+    let name = String::from_utf8_lossy(&name).into_owned();
+    change_libraries(state, Change::FunctionDelete(name)).await
+}
+
+/// FUNCTION FLUSH.
+pub async fn function_flush(state: &NodeState) -> Reply {
+    change_libraries(state, Change::FunctionFlush(log::FunctionFlush {})).await
+}
+
+/// FUNCTION RESTORE: the payload's libraries, checked as Redis loads them
+/// (in order, into an empty set of their own), then joined to the
+/// recorded ones by `policy` when applied.
+pub async fn function_restore(state: &NodeState, payload: Bytes, policy: RestorePolicy) -> Reply {
+    let codes = match elastickv_script::dump::restore(&payload) {
+        Ok(codes) => codes,
+        Err(RestoreError::Footer) => {
+            return Reply::static_error("ERR DUMP payload version or checksum are wrong");
+        }
+        Err(RestoreError::Record(why)) => return Reply::error(format!("ERR {why}")),
+    };
+    let checked = tokio::task::block_in_place(|| -> Result<Vec<LibraryInfo>, Reply> {
+        let mut vm = Vm::new()
+            .map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?;
+        let mut infos: Vec<LibraryInfo> = Vec::new();
+        for code in &codes {
+            let name = elastickv_script::library_name(code)
+                .map_err(|e| Reply::error(format!("ERR {e}")))?;
+            if infos.iter().any(|i| i.name == name) {
+                return Err(Reply::error(format!("ERR Library '{name}' already exists")));
+            }
+            let info = vm
+                .load_library(code)
+                .map_err(|e| Reply::error(format!("ERR {e}")))?;
+            let taken = info.functions.iter().find(|f| {
+                infos
+                    .iter()
+                    .flat_map(|i| i.functions.iter())
+                    .any(|g| g.name.eq_ignore_ascii_case(&f.name))
+            });
+            if let Some(f) = taken {
+                return Err(Reply::error(format!(
+                    "ERR Function {} already exists",
+                    f.name
+                )));
+            }
+            infos.push(info);
+        }
+        Ok(infos)
+    });
+    let infos = match checked {
+        Ok(infos) => infos,
+        Err(reply) => return reply,
+    };
+    let policy = match policy {
+        RestorePolicy::Append => log::RestorePolicy::Append,
+        RestorePolicy::Replace => log::RestorePolicy::Replace,
+        RestorePolicy::Flush => log::RestorePolicy::Flush,
+    };
+    change_libraries(
+        state,
+        Change::FunctionRestore(log::FunctionRestore {
+            libraries: infos.iter().map(|i| library_record(i, false)).collect(),
+            policy: policy as i32,
+        }),
+    )
+    .await
+}
+
+/// The libraries as of everything applied before the command was asked.
+async fn current_libraries(state: &NodeState) -> Result<Vec<LibraryInfo>, Reply> {
+    state.router.backend().read_barrier(0).await?;
+    state.scripts.refresh(store(state))?;
+    Ok(state.scripts.infos.lock().clone())
+}
+
+/// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
+pub async fn function_list(state: &NodeState, pattern: Option<Bytes>, with_code: bool) -> Reply {
+    let libraries = match current_libraries(state).await {
+        Ok(libraries) => libraries,
+        Err(reply) => return reply,
+    };
+    let bulk = |s: &str| Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+    Reply::Array(
+        libraries
+            .into_iter()
+            .filter(|library| {
+                pattern.as_ref().is_none_or(|p| {
+                    elastickv_redis::glob::matches(
+                        &p.to_ascii_lowercase(),
+                        &library.name.to_ascii_lowercase().into_bytes(),
+                    )
+                })
+            })
+            .map(|library| {
+                let functions = library
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        Reply::Map(vec![
+                            (bulk("name"), bulk(&f.name)),
+                            (
+                                bulk("description"),
+                                f.description.as_deref().map_or(Reply::Null, bulk),
+                            ),
+                            (
+                                bulk("flags"),
+                                Reply::Set(
+                                    flag_names(f.flags)
+                                        .into_iter()
+                                        .map(|n| Reply::Simple(Bytes::from_static(n.as_bytes())))
+                                        .collect(),
+                                ),
+                            ),
+                        ])
+                    })
+                    .collect();
+                let mut fields = vec![
+                    (bulk("library_name"), bulk(&library.name)),
+                    (bulk("engine"), bulk("LUA")),
+                    (bulk("functions"), Reply::Array(functions)),
+                ];
+                if with_code {
+                    fields.push((bulk("library_code"), Reply::Bulk(library.code.clone())));
+                }
+                Reply::Map(fields)
+            })
+            .collect(),
+    )
+}
+
+/// A function's flags, in Redis's order.
+fn flag_names(flags: elastickv_script::ScriptFlags) -> Vec<&'static str> {
+    [
+        (flags.no_writes, "no-writes"),
+        (flags.allow_oom, "allow-oom"),
+        (flags.allow_stale, "allow-stale"),
+        (flags.no_cluster, "no-cluster"),
+        (flags.allow_cross_slot_keys, "allow-cross-slot-keys"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect()
+}
+
+/// FUNCTION DUMP.
+pub async fn function_dump(state: &NodeState) -> Reply {
+    match current_libraries(state).await {
+        Ok(libraries) => Reply::Bulk(elastickv_script::dump::dump(
+            &libraries.into_iter().map(|l| l.code).collect::<Vec<_>>(),
+        )),
+        Err(reply) => reply,
+    }
 }
 
 /// What a script's `redis.call` runs against: one shard's snapshot, with

@@ -464,6 +464,13 @@ fn waits(command: &Command) -> bool {
             | Command::ScriptLoad(_)
             | Command::ScriptFlush
             | Command::ScriptExists(_)
+            | Command::Fcall(_)
+            | Command::FunctionLoad { .. }
+            | Command::FunctionDelete(_)
+            | Command::FunctionFlush
+            | Command::FunctionList { .. }
+            | Command::FunctionDump
+            | Command::FunctionRestore { .. }
     )
 }
 
@@ -500,6 +507,19 @@ async fn run_waiting(
         Command::ScriptLoad(body) => crate::scripting::load(state, body).await,
         Command::ScriptFlush => crate::scripting::flush(state).await,
         Command::ScriptExists(shas) => crate::scripting::exists(state, &shas).await,
+        Command::Fcall(fcall) => crate::scripting::fcall(state, fcall).await,
+        Command::FunctionLoad { replace, code } => {
+            crate::scripting::function_load(state, replace, code).await
+        }
+        Command::FunctionDelete(name) => crate::scripting::function_delete(state, name).await,
+        Command::FunctionFlush => crate::scripting::function_flush(state).await,
+        Command::FunctionList { pattern, with_code } => {
+            crate::scripting::function_list(state, pattern, with_code).await
+        }
+        Command::FunctionDump => crate::scripting::function_dump(state).await,
+        Command::FunctionRestore { payload, policy } => {
+            crate::scripting::function_restore(state, payload, policy).await
+        }
         Command::Wait {
             replicas,
             timeout_ms,

@@ -425,7 +425,9 @@ impl Session {
                 ],
             ),
             Command::Time => time_reply(),
-            Command::ScriptKill => state.scripts.kill(),
+            Command::ScriptKill => state.scripts.kill(false),
+            Command::FunctionKill => state.scripts.kill(true),
+            Command::FunctionStats => state.scripts.stats(),
             // Nothing is ever saved to a dump file: the start, as for a
             // Redis that saves nothing.
             Command::LastSave => {

@@ -48,6 +48,24 @@ pub enum Command {
     ScriptExists(Vec<Bytes>),
     ScriptFlush,
     ScriptKill,
+    Fcall(scripting::Fcall),
+    FunctionLoad {
+        replace: bool,
+        code: Bytes,
+    },
+    FunctionDelete(Bytes),
+    FunctionFlush,
+    FunctionList {
+        pattern: Option<Bytes>,
+        with_code: bool,
+    },
+    FunctionDump,
+    FunctionRestore {
+        payload: Bytes,
+        policy: scripting::RestorePolicy,
+    },
+    FunctionStats,
+    FunctionKill,
     Hello {
         protover: Option<i64>,
         auth: Option<(Bytes, Bytes)>,

@@ -12,7 +12,8 @@
 //! - [`vm`]: one sandboxed interpreter: building it, running a script,
 //!   the `redis` API, errors, SCRIPT KILL.
 //! - [`convert`]: replies to Lua values and back.
-//! - [`functions`]: FUNCTION's libraries and FCALL.
+//! - [`functions`]: FUNCTION's libraries and FCALL; [`dump`]: FUNCTION
+//!   DUMP's payload.
 //! - [`bit`], [`cjson`], [`cmsgpack`], [`structlib`]: the libraries, as
 //!   the C ones Redis embeds behave.
 
@@ -20,6 +21,7 @@ pub mod bit;
 pub mod cjson;
 pub mod cmsgpack;
 pub mod convert;
+pub mod dump;
 pub mod functions;
 pub mod structlib;
 pub mod vm;

@@ -1,5 +1,6 @@
-//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT: table entries and
-//! parsing, with Redis's argument checks in Redis's order.
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, FCALL, FCALL_RO and
+//! FUNCTION: table entries and parsing, with Redis's argument checks in
+//! Redis's order.
 //!
 //! Scripts run on the node that receives them (crates/node: `scripting`,
 //! over crates/script's interpreter) against a snapshot of one shard; what
@@ -12,6 +13,43 @@ use crate::command::{Command, ParseResult};
 use crate::errors;
 use crate::number::parse_i64;
 use crate::table::*;
+
+/// A parsed FCALL or FCALL_RO. The number of keys is checked once the
+/// function is found, as Redis does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fcall {
+    pub function: Bytes,
+    /// `numkeys key... arg...`.
+    pub rest: Vec<Bytes>,
+    pub read_only: bool,
+}
+
+impl Fcall {
+    /// The keys and arguments (Redis's errors for a bad number of keys).
+    pub fn keys_and_args(&self) -> Result<(Vec<Bytes>, Vec<Bytes>), Reply> {
+        let numkeys = parse_i64(&self.rest[0])
+            .ok_or_else(|| Reply::static_error("ERR Bad number of keys provided"))?;
+        let available = (self.rest.len() - 1) as i64;
+        if numkeys > available {
+            return Err(Reply::static_error(
+                "ERR Number of keys can't be greater than number of args",
+            ));
+        }
+        if numkeys < 0 {
+            return Err(Reply::static_error("ERR Number of keys can't be negative"));
+        }
+        let split = 1 + numkeys as usize;
+        Ok((self.rest[1..split].to_vec(), self.rest[split..].to_vec()))
+    }
+}
+
+/// FUNCTION RESTORE's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePolicy {
+    Append,
+    Replace,
+    Flush,
+}
 
 /// Redis's reply to EVALSHA of a script it does not have.
 pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
@@ -109,6 +147,24 @@ const fn script_sub(
     local(name, arity, flags, SCRIPTING, tips, Route::Local, parse)
 }
 
+/// A FUNCTION subcommand that changes the libraries.
+const fn function_write(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    parse: fn(&[Bytes]) -> ParseResult,
+) -> CommandSpec {
+    local(
+        name,
+        arity,
+        flags,
+        &["@write", "@slow", "@scripting"],
+        &["request_policy:all_shards", "response_policy:all_succeeded"],
+        Route::Local,
+        parse,
+    )
+}
+
 /// The scripting commands' table entries.
 pub(crate) static COMMANDS: &[CommandSpec] = &[
     eval_like("eval", EVAL_FLAGS, RW_SCRIPT_KEYS, parse_eval),
@@ -125,6 +181,82 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         RO_SCRIPT_KEYS_NO_NOTES,
         parse_evalsha_ro,
     ),
+    eval_like("fcall", EVAL_FLAGS, RW_SCRIPT_KEYS, parse_fcall),
+    eval_like("fcall_ro", EVAL_RO_FLAGS, RO_SCRIPT_KEYS, parse_fcall_ro),
+    CommandSpec {
+        name: "function",
+        arity: -2,
+        flags: NONE,
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["@slow"],
+        tips: NONE,
+        key_specs: &[],
+        subcommands: &[
+            script_sub(
+                "function|kill",
+                2,
+                &["noscript", "allow_busy"],
+                &["request_policy:all_shards", "response_policy:one_succeeded"],
+                parse_function_kill,
+            ),
+            script_sub(
+                "function|list",
+                -2,
+                &["noscript"],
+                &["nondeterministic_output_order"],
+                parse_function_list,
+            ),
+            function_write(
+                "function|delete",
+                3,
+                &["write", "noscript"],
+                parse_function_delete,
+            ),
+            script_sub("function|dump", 2, &["noscript"], NONE, parse_function_dump),
+            function_write(
+                "function|restore",
+                -3,
+                &["write", "denyoom", "noscript"],
+                parse_function_restore,
+            ),
+            local(
+                "function|help",
+                2,
+                &["loading", "stale"],
+                SCRIPTING,
+                NONE,
+                Route::Local,
+                parse_function_help,
+            ),
+            function_write(
+                "function|load",
+                -3,
+                &["write", "denyoom", "noscript"],
+                parse_function_load,
+            ),
+            function_write(
+                "function|flush",
+                -2,
+                &["write", "noscript"],
+                parse_function_flush,
+            ),
+            script_sub(
+                "function|stats",
+                2,
+                &["noscript", "allow_busy"],
+                &[
+                    "nondeterministic_output",
+                    "request_policy:all_shards",
+                    "response_policy:special",
+                ],
+                parse_function_stats,
+            ),
+        ],
+        route: Route::Local,
+        parse: None,
+    },
     CommandSpec {
         name: "script",
         arity: -2,
@@ -231,6 +363,164 @@ pub(crate) fn parse_eval_ro(args: &[Bytes]) -> ParseResult {
 
 pub(crate) fn parse_evalsha_ro(args: &[Bytes]) -> ParseResult {
     eval(args, true, true)
+}
+
+fn fcall(args: &[Bytes], read_only: bool) -> ParseResult {
+    Ok(Command::Fcall(Fcall {
+        function: args[1].clone(),
+        rest: args[2..].to_vec(),
+        read_only,
+    }))
+}
+
+pub(crate) fn parse_fcall(args: &[Bytes]) -> ParseResult {
+    fcall(args, false)
+}
+
+pub(crate) fn parse_fcall_ro(args: &[Bytes]) -> ParseResult {
+    fcall(args, true)
+}
+
+pub(crate) fn parse_function_kill(_: &[Bytes]) -> ParseResult {
+    Ok(Command::FunctionKill)
+}
+
+pub(crate) fn parse_function_stats(_: &[Bytes]) -> ParseResult {
+    Ok(Command::FunctionStats)
+}
+
+pub(crate) fn parse_function_dump(_: &[Bytes]) -> ParseResult {
+    Ok(Command::FunctionDump)
+}
+
+pub(crate) fn parse_function_delete(args: &[Bytes]) -> ParseResult {
+    Ok(Command::FunctionDelete(args[2].clone()))
+}
+
+pub(crate) fn parse_function_list(args: &[Bytes]) -> ParseResult {
+    let (mut with_code, mut pattern) = (false, None);
+    let mut i = 2;
+    while i < args.len() {
+        let arg = &args[i];
+        if !with_code && arg.eq_ignore_ascii_case(b"withcode") {
+            with_code = true;
+        } else if pattern.is_none() && arg.eq_ignore_ascii_case(b"libraryname") {
+            if i >= args.len() - 1 {
+                return Err(Reply::static_error(
+                    "ERR library name argument was not given",
+                ));
+            }
+            i += 1;
+            pattern = Some(args[i].clone());
+        } else {
+            let mut text = b"ERR Unknown argument ".to_vec();
+            text.extend_from_slice(arg);
+            return Err(Reply::Error(Bytes::from(text)));
+        }
+        i += 1;
+    }
+    Ok(Command::FunctionList { pattern, with_code })
+}
+
+pub(crate) fn parse_function_load(args: &[Bytes]) -> ParseResult {
+    let mut replace = false;
+    let mut at = 2;
+    while at < args.len() - 1 {
+        let arg = &args[at];
+        at += 1;
+        if arg.eq_ignore_ascii_case(b"replace") {
+            replace = true;
+            continue;
+        }
+        let mut text = b"ERR Unknown option given: ".to_vec();
+        text.extend_from_slice(arg);
+        return Err(Reply::Error(Bytes::from(text)));
+    }
+    Ok(Command::FunctionLoad {
+        replace,
+        code: args[at].clone(),
+    })
+}
+
+pub(crate) fn parse_function_flush(args: &[Bytes]) -> ParseResult {
+    if args.len() > 3 {
+        return Err(errors::subcommand_syntax(&args[0], &args[1]));
+    }
+    match args.get(2) {
+        None => Ok(Command::FunctionFlush),
+        Some(mode) if mode.eq_ignore_ascii_case(b"sync") || mode.eq_ignore_ascii_case(b"async") => {
+            Ok(Command::FunctionFlush)
+        }
+        Some(_) => Err(Reply::static_error(
+            "ERR FUNCTION FLUSH only supports SYNC|ASYNC option",
+        )),
+    }
+}
+
+pub(crate) fn parse_function_restore(args: &[Bytes]) -> ParseResult {
+    if args.len() > 4 {
+        return Err(errors::subcommand_syntax(&args[0], &args[1]));
+    }
+    let policy = match args.get(3) {
+        None => RestorePolicy::Append,
+        Some(p) if p.eq_ignore_ascii_case(b"append") => RestorePolicy::Append,
+        Some(p) if p.eq_ignore_ascii_case(b"replace") => RestorePolicy::Replace,
+        Some(p) if p.eq_ignore_ascii_case(b"flush") => RestorePolicy::Flush,
+        Some(_) => {
+            return Err(Reply::static_error(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+            ));
+        }
+    };
+    Ok(Command::FunctionRestore {
+        payload: args[2].clone(),
+        policy,
+    })
+}
+
+pub(crate) fn parse_function_help(_: &[Bytes]) -> ParseResult {
+    Ok(Command::Help {
+        container: "function",
+        lines: &[
+            "LOAD [REPLACE] <FUNCTION CODE>",
+            "    Create a new library with the given library name and code.",
+            "DELETE <LIBRARY NAME>",
+            "    Delete the given library.",
+            "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+            "    Return general information on all the libraries:",
+            "    * Library name",
+            "    * The engine used to run the Library",
+            "    * Library description",
+            "    * Functions list",
+            "    * Library code (if WITHCODE is given)",
+            "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+            "STATS",
+            "    Return information about the current function running:",
+            "    * Function name",
+            "    * Command used to run the function",
+            "    * Duration in MS that the function is running",
+            "    If no function is running, return nil",
+            "    In addition, returns a list of available engines.",
+            "KILL",
+            "    Kill the current running function.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Delete all the libraries.",
+            "    When called without the optional mode argument, the behavior is determined by the",
+            "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+            "    * ASYNC: Asynchronously flush the libraries.",
+            "    * SYNC: Synchronously flush the libraries.",
+            "DUMP",
+            "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+            "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+            "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+            "    control how to handle existing libraries (default APPEND):",
+            "    * FLUSH: delete all existing libraries.",
+            "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+            "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+            "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+            "      in case of functions name collision with another library).",
+        ],
+    })
 }
 
 pub(crate) fn parse_script_exists(args: &[Bytes]) -> ParseResult {
