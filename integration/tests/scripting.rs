@@ -341,7 +341,8 @@ fn function_dumps_restore_both_ways() {
         "-- a comment long enough for LZF to be worth it\n".repeat(30)
     );
     let libraries = [
-        "#!lua name=small\nredis.register_function('small', function() return 'small' end)".to_string(),
+        "#!lua name=small\nredis.register_function('small', function() return 'small' end)"
+            .to_string(),
         long_body,
     ];
     for code in &libraries {
@@ -363,7 +364,12 @@ fn function_dumps_restore_both_ways() {
         for client in [&mut r, &mut e] {
             client.call(&["FUNCTION", "FLUSH"]);
         }
-        for policy in [&[][..], &[&b"APPEND"[..]][..], &[&b"REPLACE"[..]][..], &[&b"FLUSH"[..]][..]] {
+        for policy in [
+            &[][..],
+            &[&b"APPEND"[..]][..],
+            &[&b"REPLACE"[..]][..],
+            &[&b"FLUSH"[..]][..],
+        ] {
             let mut cmd = vec![b"FUNCTION".to_vec(), b"RESTORE".to_vec(), payload.clone()];
             cmd.extend(policy.iter().map(|p| p.to_vec()));
             let expected = r.call(&cmd);
