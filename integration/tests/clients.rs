@@ -181,3 +181,110 @@ print("ok")
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 }
+
+/// redis-py and the `redis` crate against a 3-node cluster, through a node
+/// that follows the shard of the keys they use: a transaction pipeline, a
+/// `Lock` (SET NX PX, then Lua to extend and release), a registered script
+/// (EVALSHA, falling back to EVAL on NOSCRIPT), pub/sub, and a blocking
+/// pop.
+#[test]
+fn clients_work_through_a_follower_of_a_cluster() {
+    use std::time::Duration;
+
+    let cluster = elastickv_integration::Cluster::start(3, 2, &[], &[]);
+    let ids = cluster.ids();
+    cluster.wait_for_leaders(&ids, Duration::from_secs(30));
+    let shard = elastickv_router::shard_for_key(b"{t}", 2);
+    let leader = cluster.leader_of(shard, &ids).expect("a leader");
+    let follower = *ids.iter().find(|&&id| id != leader).unwrap();
+    let port = cluster.node(follower).port;
+
+    let script = format!(
+        r#"
+import threading, time
+import redis
+r = redis.Redis(port={port}, decode_responses=True)
+t = r.pipeline(transaction=True)
+t.set("{{t}}a", 1).incr("{{t}}a").get("{{t}}a")
+assert t.execute() == [True, 2, "2"]
+lock = r.lock("{{t}}lock", timeout=5, blocking_timeout=3)
+assert lock.acquire()
+assert lock.locked() and lock.owned()
+other = r.lock("{{t}}lock", timeout=5, blocking_timeout=0.2)
+assert not other.acquire(), "a held lock was acquired twice"
+assert lock.extend(10)
+assert 10000 < r.pttl("{{t}}lock") <= 15000
+lock.release()
+assert not lock.locked()
+try:
+    lock.release()
+    raise AssertionError("released a lock it no longer held")
+except redis.exceptions.LockError:
+    pass
+# Locks taken in turns by threads: the counter they guard loses nothing.
+def worker():
+    for _ in range(10):
+        with r.lock("{{t}}guard", timeout=5, blocking_timeout=30, sleep=0.01):
+            n = int(r.get("{{t}}guarded") or 0)
+            r.set("{{t}}guarded", n + 1)
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for th in threads: th.start()
+for th in threads: th.join()
+assert r.get("{{t}}guarded") == "40", r.get("{{t}}guarded")
+add = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+r.script_flush()
+assert add(keys=["{{t}}n"], args=[5]) == 5
+assert add(keys=["{{t}}n"], args=[5]) == 10
+p = r.pubsub()
+p.subscribe("{{t}}news")
+assert p.get_message(timeout=5)["type"] == "subscribe"
+r.publish("{{t}}news", "hello")
+m = p.get_message(timeout=5)
+assert m["type"] == "message" and m["data"] == "hello", m
+p.close()
+def push_later():
+    time.sleep(0.3)
+    redis.Redis(port={port}).rpush("{{t}}jobs", "j1")
+threading.Thread(target=push_later).start()
+assert tuple(r.blpop(["{{t}}jobs"], timeout=10)) == ("{{t}}jobs", "j1")
+print("ok")
+"#
+    );
+    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "redis-py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+
+    // The `redis` crate's equivalents.
+    let mut conn = cluster.node(follower).client();
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("{t}x", 1)
+        .incr("{t}x", 2)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((a, b), (1, 3));
+    let script = redis::Script::new("return redis.call('incrby', KEYS[1], ARGV[1])");
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    let n: i64 = script.key("{t}y").arg(7).invoke(&mut conn).unwrap();
+    assert_eq!(n, 7);
+    let n: i64 = script.key("{t}y").arg(7).invoke(&mut conn).unwrap();
+    assert_eq!(n, 14);
+    let mut sub = cluster.node(follower).client();
+    let mut pubsub = sub.as_pubsub();
+    pubsub.subscribe("{t}chan").unwrap();
+    let _: i64 = conn.publish("{t}chan", "hi").unwrap();
+    let message = pubsub.get_message().unwrap();
+    assert_eq!(message.get_payload::<String>().unwrap(), "hi");
+    let _: () = conn.rpush("{t}q", "item").unwrap();
+    let popped: (String, String) = conn.blpop("{t}q", 5.0).unwrap();
+    assert_eq!(popped, ("{t}q".to_string(), "item".to_string()));
+}
