@@ -584,3 +584,23 @@ fn a_runaway_script_is_busy_then_killed() {
         .unwrap();
     assert_eq!(one, 1);
 }
+
+/// A script cannot join a transaction (its writes replicate apart from
+/// the transaction's entry): refused while queueing, which voids it.
+#[test]
+fn scripts_inside_multi_are_refused_and_void_the_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = elastickv_integration::Node::start(&dir.path().join("data"), &["--shards", "1"]);
+    let mut c = node.raw();
+    assert_eq!(c.call(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(c.call(&["SET", "k", "v"]), b"+QUEUED\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&c.call(&["EVAL", "return 1", "0"])),
+        "-ERR EVAL inside MULTI is not supported\r\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&c.call(&["EXEC"])),
+        "-EXECABORT Transaction discarded because of previous errors.\r\n"
+    );
+    assert_eq!(c.call(&["GET", "k"]), b"$-1\r\n");
+}

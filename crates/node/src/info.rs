@@ -56,7 +56,7 @@ pub fn render(state: &NodeState, requested: &[Bytes]) -> String {
         match *name {
             "server" => server(state, &mut out),
             "clients" => clients(state, &mut out),
-            "memory" => memory(&mut out),
+            "memory" => memory(state, &mut out),
             "persistence" => out.push_str("# Persistence\r\nloading:0\r\nasync_loading:0\r\n"),
             "stats" => stats(state, &mut out),
             "replication" => {
@@ -114,7 +114,7 @@ fn clients(state: &NodeState, out: &mut String) {
     line(out, "blocked_clients", state.waiters.blocked());
 }
 
-fn memory(out: &mut String) {
+fn memory(state: &NodeState, out: &mut String) {
     // Resident set size from /proc; 0 where /proc is unavailable.
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -124,6 +124,10 @@ fn memory(out: &mut String) {
     line(out, "used_memory", rss);
     line(out, "used_memory_human", human_bytes(rss));
     line(out, "used_memory_rss", rss);
+    let (scripts, libraries, functions) = state.scripts.counts();
+    line(out, "number_of_cached_scripts", scripts);
+    line(out, "number_of_functions", functions);
+    line(out, "number_of_libraries", libraries);
     line(out, "maxmemory", 0);
     line(out, "maxmemory_policy", "noeviction");
 }

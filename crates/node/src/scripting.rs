@@ -146,6 +146,24 @@ impl Scripts {
         Ok(())
     }
 
+    /// For INFO: the scripts this node has (ran or recorded), and the
+    /// libraries and functions recorded.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let scripts = {
+            let ran = self.ran.lock();
+            let recorded = self.recorded.lock();
+            ran.len()
+                + recorded
+                    .scripts
+                    .iter()
+                    .filter(|(sha, _)| !ran.contains_key(sha))
+                    .count()
+        };
+        let infos = self.infos.lock();
+        let functions = infos.iter().map(|l| l.functions.len()).sum();
+        (scripts, infos.len(), functions)
+    }
+
     /// The recorded libraries' code, and the generation they are of.
     fn libraries(&self) -> (u64, Vec<Bytes>) {
         let recorded = self.recorded.lock();

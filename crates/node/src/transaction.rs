@@ -109,6 +109,15 @@ impl Transaction {
                 return Reply::simple("QUEUED");
             }
         };
+        if runs_scripts(&parsed.command) {
+            // A script runs ahead of the log and replicates its effects;
+            // a transaction is applied from the log as queued. The two do
+            // not combine into one atomic entry, so this is refused (and
+            // voids the transaction) rather than run apart from it.
+            queue.aborted = true;
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            return Reply::error(format!("ERR {name} inside MULTI is not supported"));
+        }
         let queued = match parsed.spec.route {
             Route::Local => Queued::Local(parsed.command),
             Route::Server if !matches!(parsed.command, Command::DbSize | Command::RandomKey) => {
@@ -241,4 +250,22 @@ impl Prepared {
         }
         Reply::Array(replies)
     }
+}
+
+/// Scripts, functions, and the commands that change them.
+fn runs_scripts(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Eval(_)
+            | Command::Fcall(_)
+            | Command::ScriptLoad(_)
+            | Command::ScriptFlush
+            | Command::ScriptExists(_)
+            | Command::FunctionLoad { .. }
+            | Command::FunctionDelete(_)
+            | Command::FunctionFlush
+            | Command::FunctionList { .. }
+            | Command::FunctionDump
+            | Command::FunctionRestore { .. }
+    )
 }
