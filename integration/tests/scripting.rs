@@ -227,6 +227,14 @@ const SCRIPTS: &[&str] = &[
     "SCRIPT EXISTS e0e1f9fabfc9d4800c877a703b823ac0578ff8db",
     r#"EVALSHA e0e1f9fabfc9d4800c877a703b823ac0578ff8db 0"#,
     "SCRIPT FLUSH ASYNC",
+    // Big replies, both ways.
+    r#"EVAL "local t = {} for i = 1, 20000 do t[i] = i end return t" 0"#,
+    r#"EVAL "return string.rep('x', 1000000)" 0"#,
+    r#"EVAL "local t = {} for i = 1, 3000 do t[i] = {i, tostring(i), {ok = 'S' .. i}} end return t" 0"#,
+    r#"EVAL "for i = 1, 5000 do redis.call('rpush', 'big', string.rep('e', 100) .. i) end return #redis.call('lrange', 'big', 0, -1)" 0"#,
+    "LRANGE big 4990 -1",
+    r#"EVAL "return redis.call('lrange', 'big', 0, -1)" 0"#,
+    r#"EVAL "return cjson.encode(redis.call('lrange', 'big', 0, 999))" 0"#,
     // What the scripts wrote is there afterwards.
     r#"EVAL "redis.call('del', 'w'); for i = 1, 100 do redis.call('rpush', 'w', i) end; return redis.call('llen', 'w')" 0"#,
     "LRANGE w 0 4",
