@@ -97,9 +97,18 @@ impl Proxy {
         }
     }
 
-    /// Sends new connections to `target` from now on.
+    /// Sends connections to `target` from now on: the ones it carries are
+    /// cut (they lead to the old target), so their senders dial again.
     pub fn retarget(&self, target: SocketAddr) {
-        *self.target.lock().unwrap() = target;
+        self.handle().retarget(target);
+    }
+
+    /// What moving the proxy's target takes, to keep after the proxy.
+    pub fn handle(&self) -> ProxyTarget {
+        ProxyTarget {
+            target: self.target.clone(),
+            connections: self.connections.clone(),
+        }
     }
 
     /// Cuts every connection through the proxy and refuses new ones.
@@ -120,6 +129,22 @@ impl Proxy {
     /// delay).
     pub fn set_delay(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+/// A proxy's target, movable from elsewhere (see [`Proxy::retarget`]).
+#[derive(Clone)]
+pub struct ProxyTarget {
+    target: Arc<Mutex<SocketAddr>>,
+    connections: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl ProxyTarget {
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+        for conn in self.connections.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -293,14 +318,14 @@ impl Cluster {
         let mut nodes = Node::launch_all(launches);
         drop(raft_port_of);
         for (node, id) in nodes.iter_mut().zip(1..) {
-            let targets: Vec<_> = links
+            let targets: Vec<ProxyTarget> = links
                 .iter()
                 .filter(|((_, to), _)| *to == id)
-                .map(|(_, proxy)| proxy.target.clone())
+                .map(|(_, proxy)| proxy.handle())
                 .collect();
             node.on_raft_port_moved = Some(Box::new(move |port| {
                 for target in &targets {
-                    *target.lock().unwrap() = ([127, 0, 0, 1], port).into();
+                    target.retarget(([127, 0, 0, 1], port).into());
                 }
             }));
         }
@@ -363,10 +388,6 @@ impl Cluster {
     pub fn retarget(&self, from: u64, to: u64, port: u16) {
         if let Some(proxy) = self.links.get(&(from, to)) {
             proxy.retarget(([127, 0, 0, 1], port).into());
-            // Cut what runs over the old target; new connections go to
-            // the new one.
-            proxy.block();
-            proxy.unblock();
         }
     }
 

@@ -18,12 +18,22 @@ pub mod faketime;
 pub mod power;
 pub use cluster::{Cluster, Proxy, ShardInfo};
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and not handed out before by this
+/// process (the system may offer a port it just gave: two nodes of one
+/// cluster must not both get it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free port");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn elastickv_bin() -> PathBuf {

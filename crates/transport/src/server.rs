@@ -66,7 +66,18 @@ impl RaftTransport for RaftService {
                     }
                 };
                 let ack = deliver(node_id, &step, batch);
-                if acks.send(Ok(ack)).await.is_err() {
+                if let Some(wrong) = ack.misaddressed {
+                    // The sender's address for a peer reaches this node
+                    // instead: end the stream so it says so and dials
+                    // again, rather than drop its messages for good.
+                    let _ = acks
+                        .send(Err(Status::failed_precondition(format!(
+                            "this address answers as node {node_id}, not node {wrong}"
+                        ))))
+                        .await;
+                    return;
+                }
+                if acks.send(Ok(ack.ack)).await.is_err() {
                     return;
                 }
             }
@@ -75,9 +86,17 @@ impl RaftTransport for RaftService {
     }
 }
 
+/// What delivering a batch came to.
+struct Delivered {
+    ack: BatchAck,
+    /// A message was for another node: the node it was addressed to.
+    misaddressed: Option<u64>,
+}
+
 /// Steps every message of a batch; counts what was refused or invalid.
-fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> BatchAck {
+fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> Delivered {
     let mut ack = BatchAck::default();
+    let mut misaddressed = None;
     for envelope in batch.messages {
         let msg = match Message::parse_from_bytes(&envelope.message) {
             Ok(msg) if msg.to == node_id && envelope.to == node_id => msg,
@@ -87,6 +106,7 @@ fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> BatchAck {
                     addressed_to = msg.to,
                     "raft message for another node dropped"
                 );
+                misaddressed = Some(msg.to);
                 ack.invalid += 1;
                 continue;
             }
@@ -106,7 +126,7 @@ fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> BatchAck {
         metrics::counter!("elastickv_transport_invalid_messages_total")
             .increment(u64::from(ack.invalid));
     }
-    ack
+    Delivered { ack, misaddressed }
 }
 
 struct ForwardService {
@@ -250,6 +270,40 @@ mod tests {
 
     use super::*;
     use crate::{ClusterIdentity, ForwardClient, PeerDirectory};
+
+    /// A batch that reaches the wrong node (the sender's address for a
+    /// peer answers as another) is reported, so the stream ends and the
+    /// sender dials again; the right node's messages are stepped.
+    #[test]
+    fn messages_for_another_node_are_reported_not_just_dropped() {
+        use protobuf::Message as _;
+        let stepped = Arc::new(AtomicUsize::new(0));
+        let counter = stepped.clone();
+        let step: StepFn = Arc::new(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        let envelope = |to: u64| {
+            let mut msg = Message::default();
+            msg.to = to;
+            msg.from = 1;
+            crate::pb::RaftEnvelope {
+                shard: 0,
+                from: 1,
+                to,
+                message: msg.write_to_bytes().unwrap().into(),
+            }
+        };
+        let batch = |to: u64| crate::pb::RaftBatch {
+            from_node: 1,
+            messages: vec![envelope(to)],
+        };
+        let right = deliver(2, &step, batch(2));
+        assert_eq!((right.ack.accepted, right.misaddressed), (1, None));
+        let wrong = deliver(2, &step, batch(3));
+        assert_eq!((wrong.ack.invalid, wrong.misaddressed), (1, Some(3)));
+        assert_eq!(stepped.load(Ordering::SeqCst), 1);
+    }
 
     /// Counts the commands it was handed; their outcomes wait for `release`.
     struct Stalled {
