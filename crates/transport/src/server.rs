@@ -284,14 +284,16 @@ mod tests {
             Ok(())
         });
         let envelope = |to: u64| {
-            let mut msg = Message::default();
-            msg.to = to;
-            msg.from = 1;
+            let msg = Message {
+                to,
+                from: 1,
+                ..Default::default()
+            };
             crate::pb::RaftEnvelope {
                 shard: 0,
                 from: 1,
                 to,
-                message: msg.write_to_bytes().unwrap().into(),
+                message: msg.write_to_bytes().unwrap(),
             }
         };
         let batch = |to: u64| crate::pb::RaftBatch {
