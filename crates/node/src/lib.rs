@@ -90,6 +90,30 @@ pub struct NodeState {
     pub redis_addr: SocketAddr,
 }
 
+/// How many raft threads the shards are spread over:
+/// `ELASTICKV_RAFT_THREADS` (1 to the shard count), else one per core up to
+/// one per shard. An invalid value is reported and the default used.
+pub fn raft_threads(shards: u32, env: &dyn Fn(&str) -> Option<String>) -> usize {
+    const VAR: &str = "ELASTICKV_RAFT_THREADS";
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let default = cores.clamp(1, shards.max(1) as usize);
+    let Some(raw) = env(VAR) else {
+        return default;
+    };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=shards.max(1) as usize).contains(&n) => n,
+        _ => {
+            tracing::warn!(
+                variable = VAR,
+                value = %raw,
+                default,
+                "invalid raft thread count (1 to the shard count); using the default"
+            );
+            default
+        }
+    }
+}
+
 /// Why a node could not start. Each renders as one line for the operator.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -258,6 +282,7 @@ impl Node {
             // makes it a member.
             initial_voters: Vec::new(),
             known_nodes: known.keys().copied().collect(),
+            threads: raft_threads(config.shards, &|var| std::env::var(var).ok()),
         };
         let waiters = Arc::new(waiters::KeyWaiters::default());
         let pubsub = Arc::new(pubsub::PubSub::default());
@@ -404,6 +429,7 @@ impl Node {
             ),
             joining = standing == founding::Standing::Joining,
             shards = state.config.shards,
+            raft_threads = engine_config.threads,
             redis_addr = %redis_addr,
             raft_addr = %state.config.raft_addr,
             peers = peers.len(),

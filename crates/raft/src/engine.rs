@@ -124,6 +124,9 @@ pub struct EngineConfig {
     /// Every node this node knows how to reach, itself included: the
     /// outbound lanes exist for these from the start.
     pub known_nodes: Vec<u64>,
+    /// Raft threads the shards are spread over (shard `s` on thread
+    /// `s % threads`); at least 1, at most one per shard.
+    pub threads: usize,
 }
 
 impl EngineConfig {

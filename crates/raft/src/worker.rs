@@ -1,10 +1,10 @@
-//! The raft thread and its handle.
+//! The raft threads and their handle.
 //!
-//! One thread owns a set of shard engines (all shards of the node, for
-//! now; the handle addresses shards by id, so they can later be spread over
-//! several threads). Async callers talk to it through bounded channels and
-//! wake it by unparking it; it never waits on anything but its own disk
-//! writes and the next tick.
+//! Each raft thread owns a set of shard engines (shard `s` on thread
+//! `s % threads`), so shards' fsyncs, applies and reads proceed in
+//! parallel on several cores. Async callers talk to a shard's thread
+//! through bounded channels and wake it by unparking it; a thread never
+//! waits on anything but its own disk writes and the next tick.
 //!
 //! Each round: take the queued requests, step the queued inbound messages,
 //! tick if due, issue one ReadIndex per shard for the reads that arrived,
@@ -68,19 +68,32 @@ enum Request<O> {
 /// queue traffic per read. `None` once the raft thread has stopped.
 type PendingReads = Arc<Vec<Mutex<Option<Vec<ReadWaiter>>>>>;
 
-struct Shared<O> {
+/// One raft thread, as its callers reach it.
+struct ThreadLink<O> {
     requests: flume::Sender<Request<O>>,
+    thread: Thread,
+    join: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shared<O> {
+    threads: Vec<ThreadLink<O>>,
+    /// The thread of each shard (an index into `threads`).
+    thread_of: Vec<usize>,
     reads: PendingReads,
     steps: Vec<StepLane>,
     statuses: Vec<Arc<Mutex<ShardStatus>>>,
     limits: Vec<RaftLimits>,
-    thread: Thread,
     outbox: Arc<Outbox>,
     snapshots: flume::Receiver<SnapshotJob>,
     members: flume::Receiver<MemberAdded>,
-    join: Mutex<Option<JoinHandle<()>>>,
-    /// `Some(reason)` once the thread has stopped.
+    /// `Some(reason)` once a raft thread has stopped.
     stopped: watch::Receiver<Option<String>>,
+}
+
+impl<O> Shared<O> {
+    fn link(&self, shard: ShardId) -> Option<&ThreadLink<O>> {
+        self.threads.get(*self.thread_of.get(shard as usize)?)
+    }
 }
 
 /// A cloneable handle to the raft thread.
@@ -147,53 +160,74 @@ pub fn start<SM: StateMachine>(
     // Every interrupted install is finished (engines open above): what is
     // left in the staging directory belongs to cut transfers.
     store.remove_stale_snapshots();
-    let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
     let reads: PendingReads = Arc::new(
         (0..engines.len())
             .map(|_| Mutex::new(Some(Vec::new())))
             .collect(),
     );
+    let thread_count = cfg.threads.clamp(1, engines.len().max(1));
+    let thread_of: Vec<usize> = (0..engines.len()).map(|s| s % thread_count).collect();
+    let mut groups: Vec<Vec<ShardEngine<SM>>> = (0..thread_count).map(|_| Vec::new()).collect();
+    for (shard, engine) in engines.into_iter().enumerate() {
+        groups[thread_of[shard]].push(engine);
+    }
     let (stopped_tx, stopped_rx) = watch::channel(None);
-    let worker = Worker {
-        engines,
-        requests: requests_rx,
-        reads: reads.clone(),
-        store: store.clone(),
-        tick: cfg.tick,
-    };
-    let join = thread::Builder::new()
-        .name("raft-worker".into())
-        .spawn(move || {
-            let result = std::panic::catch_unwind(AssertUnwindSafe(move || worker.run()));
-            // Reported (once) by whoever waits on `stopped()`: the node
-            // logs it and exits.
-            let reason = match result {
-                Ok(Ok(())) => "shut down".to_string(),
-                Ok(Err(e)) => e.to_string(),
-                Err(panic) => {
-                    let text = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    format!("panic in the raft thread: {text}")
-                }
-            };
-            let _ = stopped_tx.send(Some(reason));
-        })?;
-    let thread = join.thread().clone();
+    let stopped_tx = Arc::new(stopped_tx);
+    let mut threads = Vec::with_capacity(thread_count);
+    for (i, engines) in groups.into_iter().enumerate() {
+        let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
+        let worker = Worker {
+            engines,
+            requests: requests_rx,
+            reads: reads.clone(),
+            store: store.clone(),
+            tick: cfg.tick,
+        };
+        let stopped_tx = stopped_tx.clone();
+        let join = thread::Builder::new()
+            .name(format!("raft-worker-{i}"))
+            .spawn(move || {
+                let result = std::panic::catch_unwind(AssertUnwindSafe(move || worker.run()));
+                // Reported (the first thread to stop) to whoever waits on
+                // `stopped()`: the node logs it and exits.
+                let reason = match result {
+                    Ok(Ok(())) => "shut down".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(panic) => {
+                        let text = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "unknown panic".into());
+                        format!("panic in the raft thread: {text}")
+                    }
+                };
+                stopped_tx.send_if_modified(|current| {
+                    if current.is_none() {
+                        *current = Some(reason);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            })?;
+        threads.push(ThreadLink {
+            requests: requests_tx,
+            thread: join.thread().clone(),
+            join: Mutex::new(Some(join)),
+        });
+    }
     Ok(RaftHandle {
         shared: Arc::new(Shared {
-            requests: requests_tx,
+            threads,
+            thread_of,
             reads,
             steps,
             statuses,
             limits,
-            thread,
             outbox,
             snapshots: snapshots_rx,
             members: members_rx,
-            join: Mutex::new(Some(join)),
             stopped: stopped_rx,
         }),
     })
@@ -208,14 +242,24 @@ impl<O: Send + 'static> RaftHandle<O> {
         }
     }
 
-    async fn send(&self, request: Request<O>) -> Result<(), ProposeError> {
-        self.shared
-            .requests
+    /// Queues `request` for `shard`'s raft thread and wakes it.
+    async fn send(&self, shard: ShardId, request: Request<O>) -> Result<(), ProposeError> {
+        let link = self
+            .shared
+            .link(shard)
+            .ok_or(ProposeError::UnknownShard(shard))?;
+        link.requests
             .send_async(request)
             .await
             .map_err(|_| ProposeError::Stopped)?;
-        self.shared.thread.unpark();
+        link.thread.unpark();
         Ok(())
+    }
+
+    fn wake(&self, shard: ShardId) {
+        if let Some(link) = self.shared.link(shard) {
+            link.thread.unpark();
+        }
     }
 
     /// Replicates `data` through `shard`'s log and returns what applying it
@@ -234,7 +278,8 @@ impl<O: Send + 'static> RaftHandle<O> {
     ) -> Result<impl Future<Output = Result<O, ProposeError>> + Send + 'static, ProposeError> {
         self.check_shard(shard)?;
         let (reply, rx) = oneshot::channel();
-        self.send(Request::Propose { shard, data, reply }).await?;
+        self.send(shard, Request::Propose { shard, data, reply })
+            .await?;
         Ok(async move { rx.await.map_err(|_| ProposeError::Stopped)? })
     }
 
@@ -253,7 +298,7 @@ impl<O: Send + 'static> RaftHandle<O> {
             Some(waiters) => waiters.push(reply),
             None => return Err(ProposeError::Stopped),
         }
-        self.shared.thread.unpark();
+        self.wake(shard);
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
@@ -261,7 +306,8 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// node `to` once `to` has caught up.
     pub async fn transfer_leader(&self, shard: ShardId, to: u64) -> Result<(), ProposeError> {
         self.check_shard(shard)?;
-        self.send(Request::TransferLeader { shard, to }).await
+        self.send(shard, Request::TransferLeader { shard, to })
+            .await
     }
 
     /// Queues an inbound raft message without blocking; a full queue
@@ -273,7 +319,7 @@ impl<O: Send + 'static> RaftHandle<O> {
             .get(shard as usize)
             .ok_or(StepError::UnknownShard(shard))?;
         lane.try_push(msg)?;
-        self.shared.thread.unpark();
+        self.wake(shard);
         Ok(())
     }
 
@@ -319,11 +365,14 @@ impl<O: Send + 'static> RaftHandle<O> {
     ) -> Result<(), ProposeError> {
         self.check_shard(shard)?;
         let (reply, rx) = oneshot::channel();
-        self.send(Request::ChangeMembership {
+        self.send(
             shard,
-            change,
-            reply,
-        })
+            Request::ChangeMembership {
+                shard,
+                change,
+                reply,
+            },
+        )
         .await?;
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
@@ -332,11 +381,14 @@ impl<O: Send + 'static> RaftHandle<O> {
     pub async fn report_snapshot(&self, shard: ShardId, to: u64, delivered: bool) {
         if self.check_shard(shard).is_ok() {
             let _ = self
-                .send(Request::ReportSnapshot {
+                .send(
                     shard,
-                    to,
-                    delivered,
-                })
+                    Request::ReportSnapshot {
+                        shard,
+                        to,
+                        delivered,
+                    },
+                )
                 .await;
         }
     }
@@ -381,18 +433,22 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// Stops the raft thread and waits for it. Whatever is still pending
     /// fails with [`ProposeError::Stopped`].
     pub fn shutdown(&self) {
-        // The queue may be full; the worker also stops when every sender is
-        // gone, but the handle may be cloned elsewhere, so insist.
-        while self.shared.requests.try_send(Request::Shutdown).is_err() {
-            if self.shared.requests.is_disconnected() {
-                break;
+        for link in &self.shared.threads {
+            // The queue may be full; a worker also stops when every sender
+            // is gone, but the handle may be cloned elsewhere, so insist.
+            while link.requests.try_send(Request::Shutdown).is_err() {
+                if link.requests.is_disconnected() {
+                    break;
+                }
+                link.thread.unpark();
+                thread::sleep(Duration::from_millis(1));
             }
-            self.shared.thread.unpark();
-            thread::sleep(Duration::from_millis(1));
+            link.thread.unpark();
         }
-        self.shared.thread.unpark();
-        if let Some(join) = self.shared.join.lock().take() {
-            let _ = join.join();
+        for link in &self.shared.threads {
+            if let Some(join) = link.join.lock().take() {
+                let _ = join.join();
+            }
         }
     }
 }
@@ -423,12 +479,19 @@ impl<SM: StateMachine> Worker<SM> {
             Request::TransferLeader { .. } | Request::ReportSnapshot { .. } | Request::Shutdown => {
             }
         });
-        for pending in self.reads.iter() {
-            for reply in pending.lock().take().into_iter().flatten() {
-                let _ = reply.send(Err(ProposeError::Stopped));
+        for engine in &self.engines {
+            if let Some(pending) = self.reads.get(engine.shard() as usize) {
+                for reply in pending.lock().take().into_iter().flatten() {
+                    let _ = reply.send(Err(ProposeError::Stopped));
+                }
             }
         }
         result
+    }
+
+    /// This thread's engine of `shard`.
+    fn engine(&mut self, shard: ShardId) -> Option<&mut ShardEngine<SM>> {
+        self.engines.iter_mut().find(|e| e.shard() == shard)
     }
 
     fn run_loop(&mut self) -> Result<(), EngineError> {
@@ -441,7 +504,7 @@ impl<SM: StateMachine> Worker<SM> {
                 match self.requests.try_recv() {
                     Ok(Request::Propose { shard, data, reply }) => {
                         busy = true;
-                        match self.engines.get_mut(shard as usize) {
+                        match self.engine(shard) {
                             Some(engine) => engine.propose(data, reply),
                             None => {
                                 let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
@@ -449,7 +512,7 @@ impl<SM: StateMachine> Worker<SM> {
                         }
                     }
                     Ok(Request::TransferLeader { shard, to }) => {
-                        if let Some(engine) = self.engines.get_mut(shard as usize) {
+                        if let Some(engine) = self.engine(shard) {
                             engine.transfer_leader(to);
                         }
                     }
@@ -459,7 +522,7 @@ impl<SM: StateMachine> Worker<SM> {
                         reply,
                     }) => {
                         busy = true;
-                        match self.engines.get_mut(shard as usize) {
+                        match self.engine(shard) {
                             Some(engine) => engine.change_membership(change, reply),
                             None => {
                                 let _ = reply.send(Err(ProposeError::UnknownShard(shard)));
@@ -472,7 +535,7 @@ impl<SM: StateMachine> Worker<SM> {
                         delivered,
                     }) => {
                         busy = true;
-                        if let Some(engine) = self.engines.get_mut(shard as usize) {
+                        if let Some(engine) = self.engine(shard) {
                             engine.report_snapshot(to, delivered);
                         }
                     }
@@ -481,12 +544,12 @@ impl<SM: StateMachine> Worker<SM> {
                     Err(flume::TryRecvError::Disconnected) => return Ok(()),
                 }
             }
-            for (engine, pending) in self.engines.iter_mut().zip(self.reads.iter()) {
+            for engine in self.engines.iter_mut() {
                 busy |= engine.drain_steps();
-                let waiters = pending
-                    .lock()
-                    .as_mut()
-                    .map(std::mem::take)
+                let waiters = self
+                    .reads
+                    .get(engine.shard() as usize)
+                    .and_then(|pending| pending.lock().as_mut().map(std::mem::take))
                     .unwrap_or_default();
                 busy |= !waiters.is_empty();
                 for reply in waiters {

@@ -35,6 +35,7 @@ impl StateMachine for KvMachine {
 
 fn config() -> EngineConfig {
     EngineConfig {
+        threads: 1,
         node_id: 1,
         election_tick: 10,
         heartbeat_tick: 1,

@@ -75,7 +75,11 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId { origin, seq }),
+            request: Some(RequestId {
+                origin,
+                seq,
+                resent: false,
+            }),
             body: Some(Body::Write(write)),
         }
     }
@@ -85,7 +89,11 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId { origin, seq }),
+            request: Some(RequestId {
+                origin,
+                seq,
+                resent: false,
+            }),
             body: Some(Body::Transaction(transaction)),
         }
     }
@@ -96,7 +104,11 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId { origin, seq }),
+            request: Some(RequestId {
+                origin,
+                seq,
+                resent: false,
+            }),
             body: Some(Body::Scripts(change)),
         }
     }
@@ -209,8 +221,10 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
     let request = entry
         .request
         .filter(|r| r.origin != 0)
-        .map(|r| (r.origin, r.seq));
-    if let Some((origin, seq)) = request {
+        .map(|r| (r.origin, r.seq, r.resent));
+    // A request sent once appears once in the log (a proposal is never
+    // appended twice): only a resend can have been applied already.
+    if let Some((origin, seq, true)) = request {
         for generation in [generation, generation.saturating_sub(1)] {
             let Some(record) = ks.dedup_get(generation, origin, seq)? else {
                 continue;
@@ -227,7 +241,7 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
         Proposed::Transaction(tx) => execute_transaction(tx, ks, now)?,
         Proposed::Scripts(change) => crate::registry::apply(change, ks)?,
     };
-    if let Some((origin, seq)) = request {
+    if let Some((origin, seq, _)) = request {
         ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
     }
     Ok(reply)
@@ -414,10 +428,15 @@ mod tests {
         entry
     }
 
-    /// The write `line` with request id `(origin, seq)`.
+    /// The write `line` with request id `(origin, seq)`, as a resend
+    /// carries it (a first sending is never looked up).
     fn retryable(line: &str, origin: u64, seq: u64) -> LogEntry {
         let mut entry = command(0, line);
-        entry.request = Some(RequestId { origin, seq });
+        entry.request = Some(RequestId {
+            origin,
+            seq,
+            resent: true,
+        });
         entry
     }
 

@@ -51,6 +51,7 @@ pub fn engine_config(
     tick: Duration,
 ) -> EngineConfig {
     EngineConfig {
+        threads: 2,
         node_id,
         election_tick: 10,
         heartbeat_tick: 1,
