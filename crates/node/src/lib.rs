@@ -91,12 +91,13 @@ pub struct NodeState {
 }
 
 /// How many raft threads the shards are spread over:
-/// `ELASTICKV_RAFT_THREADS` (1 to the shard count), else one per core up to
-/// one per shard. An invalid value is reported and the default used.
+/// `ELASTICKV_RAFT_THREADS` (1 to the shard count), else one per two cores
+/// (the other half serves clients), at least one and at most one per
+/// shard. An invalid value is reported and the default used.
 pub fn raft_threads(shards: u32, env: &dyn Fn(&str) -> Option<String>) -> usize {
     const VAR: &str = "ELASTICKV_RAFT_THREADS";
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let default = cores.clamp(1, shards.max(1) as usize);
+    let default = (cores / 2).clamp(1, shards.max(1) as usize);
     let Some(raw) = env(VAR) else {
         return default;
     };
