@@ -321,11 +321,15 @@ impl NodeBackend {
             }
             // On the leader's stream now, in the connection's order;
             // answered later.
+            let sent = Instant::now();
             if let Ok(answer) = writes.forward.submit(leader, shard, payload).await {
                 let writes = writes.clone();
                 return Box::pin(async move {
                     match tokio::time::timeout_at(deadline.into(), answer).await {
-                        Ok(Ok(ForwardOutcome::Reply(bytes))) => decode_forwarded(&bytes),
+                        Ok(Ok(ForwardOutcome::Reply(bytes))) => {
+                            crate::metrics::forwarded(shard, sent.elapsed());
+                            decode_forwarded(&bytes)
+                        }
                         Err(_elapsed) => unknown_outcome(shard),
                         // Not applied, or not known to be: send it again
                         // with the same request id.

@@ -81,11 +81,14 @@ impl Clients {
                 unblock: Arc::default(),
             },
         );
+        metrics::gauge!("elastickv_connected_clients").increment(1.0);
         id
     }
 
     pub fn unregister(&self, id: u64) {
-        self.entries.lock().remove(&id);
+        if self.entries.lock().remove(&id).is_some() {
+            metrics::gauge!("elastickv_connected_clients").decrement(1.0);
+        }
     }
 
     pub fn count(&self) -> usize {

@@ -416,6 +416,7 @@ impl Node {
         let client_tasks = vec![
             tokio::spawn(server::serve(listener, state.clone(), clients_rx.clone())),
             tokio::spawn(expiry::run(state.clone(), clients_rx.clone())),
+            tokio::spawn(metrics::sample(state.clone(), clients_rx.clone())),
             tokio::spawn(balance::run(
                 state.clone(),
                 peers.keys().copied().collect(),

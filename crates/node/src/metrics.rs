@@ -1,6 +1,8 @@
-//! The Prometheus endpoint. Metric names are prefixed `elastickv_`.
+//! The Prometheus endpoint, and the node's own metrics. Metric names are
+//! prefixed `elastickv_`; the README lists every family.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -10,4 +12,77 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         .with_http_listener(addr)
         .install()
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+/// A command that ran: its call, its time, and whether it answered an
+/// error.
+pub fn command(name: &'static str, took: Duration, failed: bool) {
+    metrics::counter!("elastickv_commands_total", "command" => name).increment(1);
+    if failed {
+        metrics::counter!("elastickv_command_errors_total", "command" => name).increment(1);
+    }
+    metrics::histogram!("elastickv_command_duration_seconds", "command" => name)
+        .record(took.as_secs_f64());
+}
+
+/// A write forwarded to its shard's leader on another node, and how long
+/// its answer took.
+pub fn forwarded(shard: u32, took: Duration) {
+    let label = shard.to_string();
+    metrics::counter!("elastickv_forwarded_requests_total", "shard" => label.clone()).increment(1);
+    metrics::histogram!("elastickv_forwarded_request_seconds", "shard" => label)
+        .record(took.as_secs_f64());
+}
+
+/// A script or function that ran again because a key it saw changed
+/// before its writes applied.
+pub fn script_conflict() {
+    metrics::counter!("elastickv_script_conflicts_total").increment(1);
+}
+
+/// Clients blocked on keys now.
+pub fn blocked_clients(count: usize) {
+    metrics::gauge!("elastickv_blocked_clients").set(count as f64);
+}
+
+/// RocksDB's size on disk and its compaction debt, sampled.
+pub fn storage(store: &elastickv_store::Store) {
+    for (property, name) in [
+        (
+            "rocksdb.total-sst-files-size",
+            "elastickv_rocksdb_sst_bytes",
+        ),
+        (
+            "rocksdb.estimate-pending-compaction-bytes",
+            "elastickv_rocksdb_pending_compaction_bytes",
+        ),
+        (
+            "rocksdb.cur-size-all-mem-tables",
+            "elastickv_rocksdb_memtable_bytes",
+        ),
+        (
+            "rocksdb.estimate-num-keys",
+            "elastickv_rocksdb_estimated_keys",
+        ),
+    ] {
+        if let Some(value) = store.property_sum(property) {
+            metrics::gauge!(name).set(value as f64);
+        }
+    }
+}
+
+/// Samples what is not counted as it happens (storage sizes) every few
+/// seconds, until shutdown.
+pub async fn sample(
+    state: std::sync::Arc<crate::NodeState>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        storage(&state.router.backend().store);
+    }
 }

@@ -670,6 +670,7 @@ async fn run(
         match router.transaction(shard, effects).await {
             Reply::NullArray => {
                 scripts.conflicts.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::script_conflict();
                 // Others keep writing these keys: step aside a little,
                 // more each time.
                 if attempt >= 2 {

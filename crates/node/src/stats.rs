@@ -84,6 +84,7 @@ impl Stats {
     /// `command` ran for `took` and answered `reply`.
     pub fn command_done(&self, command: &'static str, took: Duration, reply: &Reply) {
         self.count_reply(reply);
+        crate::metrics::command(command, took, reply.is_error());
         if let Some(c) = self.commands.get(command) {
             Stats::add(&c.calls, 1);
             Stats::add(&c.usec, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));

@@ -55,7 +55,8 @@ impl KeyWaiters {
                 .or_default()
                 .push((id, notify.clone()));
         }
-        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::blocked_clients(now);
         Registration {
             registry: self.clone(),
             id,
@@ -105,7 +106,12 @@ impl Drop for Registration {
                 by_key.remove(key);
             }
         }
-        self.registry.waiting.fetch_sub(1, Ordering::Relaxed);
+        let now = self
+            .registry
+            .waiting
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        crate::metrics::blocked_clients(now);
     }
 }
 

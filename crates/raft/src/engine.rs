@@ -256,6 +256,7 @@ pub(crate) type ProposalReply<O> = oneshot::Sender<Result<O, ProposeError>>;
 struct Pending<O> {
     term: u64,
     reply: ProposalReply<O>,
+    proposed_at: Instant,
 }
 
 /// How an engine reaches the rest of the node.
@@ -456,7 +457,15 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 .reply
                 .send(Err(ProposeError::Dropped { shard: self.shard }));
         }
-        self.proposals.insert(index, Pending { term, reply });
+        metrics::proposed(self.shard);
+        self.proposals.insert(
+            index,
+            Pending {
+                term,
+                reply,
+                proposed_at: Instant::now(),
+            },
+        );
     }
 
     /// Queues a linearizable read. A leader holding a lease serves it at
@@ -832,6 +841,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.raw.report_snapshot(to, SnapshotStatus::Failure);
             return;
         }
+        metrics::snapshot_sent(self.shard);
         let job = SnapshotJob {
             shard: self.shard,
             to,
@@ -948,6 +958,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         // Entries proposed here before the snapshot can no longer be
         // matched to their outcome.
         self.fail_proposals();
+        metrics::snapshot_installed(self.shard);
         Ok(())
     }
 
@@ -1011,6 +1022,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         }
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.ss() {
+            metrics::leader_changed(self.shard);
             tracing::info!(
                 shard_id = self.shard,
                 local_id = self.raw.raft.id,
@@ -1034,6 +1046,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.install_snapshot(&snapshot, log_batch)?;
         }
         let committed = rd.take_committed_entries();
+        metrics::ready_round(self.shard, rd.entries().len(), committed.len());
         self.apply_committed(committed)?;
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries(), log_batch)?;
@@ -1131,7 +1144,13 @@ impl<SM: StateMachine> ShardEngine<SM> {
         let later = self.proposals.split_off(&(last_index + 1));
         for (index, pending) in std::mem::replace(&mut self.proposals, later) {
             let result = match outputs.remove(&index) {
-                Some((term, out)) if term == pending.term => Ok(out),
+                Some((term, out)) if term == pending.term => {
+                    metrics::proposal_applied(
+                        self.shard,
+                        pending.proposed_at.elapsed().as_secs_f64(),
+                    );
+                    Ok(out)
+                }
                 _ => Err(ProposeError::Dropped { shard: self.shard }),
             };
             let _ = pending.reply.send(result);
@@ -1208,6 +1227,17 @@ impl<SM: StateMachine> ShardEngine<SM> {
 
     pub(crate) fn publish_status(&self) {
         let raft = &self.raw.raft;
+        metrics::shard_state(
+            self.shard,
+            match raft.state {
+                StateRole::Leader => 2.0,
+                StateRole::Candidate | StateRole::PreCandidate => 1.0,
+                StateRole::Follower => 0.0,
+            },
+            raft.term,
+            raft.raft_log.committed,
+            self.apply.state().applied_index,
+        );
         let store = self.raw.store();
         let status = ShardStatus {
             shard: self.shard,

@@ -584,7 +584,9 @@ impl<SM: StateMachine> Worker<SM> {
             if !log_batch.is_empty() {
                 let must_sync = readies.iter().any(|(_, rd)| rd.must_sync());
                 metrics::log_write(log_batch.size_in_bytes(), must_sync);
+                let started = Instant::now();
                 log_batch.write(must_sync)?;
+                metrics::log_write_time(must_sync, started.elapsed().as_secs_f64());
             }
             for (i, rd) in readies.drain(..) {
                 let engine = &mut self.engines[i];

@@ -482,6 +482,19 @@ impl Store {
     pub fn property(&self, name: &str) -> Option<String> {
         self.inner.db.property_value(name).ok().flatten()
     }
+
+    /// An integer RocksDB property summed over every column family (e.g.
+    /// `rocksdb.total-sst-files-size`); `None` if no family reports it.
+    pub fn property_sum(&self, name: &str) -> Option<u64> {
+        let mut total = None;
+        for cf in ALL_CFS {
+            let Ok(handle) = self.cf(cf) else { continue };
+            if let Ok(Some(value)) = self.inner.db.property_int_value_cf(handle, name) {
+                total = Some(total.unwrap_or(0) + value);
+            }
+        }
+        total
+    }
 }
 
 #[cfg(test)]

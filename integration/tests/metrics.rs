@@ -1,0 +1,73 @@
+//! The Prometheus endpoint: after some traffic, the families the README
+//! documents are there, with values that follow the traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use elastickv_integration::{Node, free_port};
+
+fn scrape(port: u16) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_follow_the_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let addr = format!("127.0.0.1:{metrics_port}");
+    let node = Node::start(
+        &dir.path().join("data"),
+        &["--shards", "2", "--metrics-addr", &addr],
+    );
+    let mut c = node.raw();
+    for i in 0..50 {
+        c.call(&["SET", &format!("k{i}"), "v"]);
+    }
+    c.call(&["GET", "k1"]);
+    c.call(&["INCR", "k1"]);
+    let started = Instant::now();
+    let text = loop {
+        let text = scrape(metrics_port);
+        if text.contains("elastickv_rocksdb_sst_bytes")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let at_least = |prefix: &str, min: f64| {
+        let v = value(&text, prefix).unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+        assert!(v >= min, "{prefix} is {v}, expected at least {min}");
+    };
+    at_least("elastickv_commands_total{command=\"set\"}", 50.0);
+    at_least("elastickv_command_errors_total{command=\"incr\"}", 1.0);
+    at_least(
+        "elastickv_command_duration_seconds_count{command=\"set\"}",
+        50.0,
+    );
+    at_least("elastickv_connected_clients", 1.0);
+    at_least("elastickv_raft_role{shard=\"0\"}", 2.0);
+    at_least("elastickv_raft_term{shard=\"1\"}", 1.0);
+    at_least("elastickv_raft_applied_index{shard=\"0\"}", 1.0);
+    at_least("elastickv_raft_proposals_total{shard=", 1.0);
+    at_least("elastickv_raft_proposal_apply_seconds_count{shard=", 1.0);
+    at_least("elastickv_raft_log_write_seconds_count{sync=\"true\"}", 1.0);
+    at_least("elastickv_raft_ready_rounds_total{shard=\"0\"}", 1.0);
+    at_least("elastickv_rocksdb_sst_bytes", 0.0);
+    at_least("elastickv_rocksdb_memtable_bytes", 1.0);
+}
