@@ -263,6 +263,8 @@ struct Pending<O> {
 pub(crate) struct EngineLinks {
     /// Where the engine publishes its status.
     pub(crate) status: Arc<Mutex<ShardStatus>>,
+    /// Where the engine publishes whether readers may go without it.
+    pub(crate) lease: Arc<Mutex<LeaseView>>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) snapshots: flume::Sender<SnapshotJob>,
     pub(crate) members: flume::Sender<MemberAdded>,
@@ -322,6 +324,18 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     /// otherwise.
     amnesia_probed: std::collections::HashSet<u64>,
     status: Arc<Mutex<ShardStatus>>,
+    lease_view: Arc<Mutex<LeaseView>>,
+}
+
+/// What a reader on this node may rely on without the raft thread: while
+/// `serve_until` is in the future this replica leads the shard under a
+/// lease, has applied everything committed, and no transfer is under way,
+/// so its data is at least as new as any write acknowledged anywhere
+/// (the LocalReader of TiKV).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaseView {
+    pub serve_until: Option<Instant>,
+    pub point: ReadPoint,
 }
 
 impl<SM: StateMachine> ShardEngine<SM> {
@@ -338,6 +352,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
     ) -> Result<(ShardEngine<SM>, StepLane), EngineError> {
         let EngineLinks {
             status,
+            lease,
             outbox,
             snapshots,
             members,
@@ -419,6 +434,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             lost_data_logged: None,
             amnesia_probed: std::collections::HashSet::new(),
             status,
+            lease_view: lease,
         };
         engine.publish_status();
         Ok((engine, lane))
@@ -606,6 +622,27 @@ impl<SM: StateMachine> ShardEngine<SM> {
     fn drop_lease(&mut self) {
         self.lease_until = None;
         self.last_renewal = None;
+        self.lease_view.lock().serve_until = None;
+    }
+
+    /// Publishes what readers may rely on without this thread (see
+    /// [`LeaseView`]).
+    fn publish_lease(&self) {
+        let raft = &self.raw.raft;
+        let now = Instant::now();
+        let state = self.apply.state();
+        let serves = raft.state == StateRole::Leader
+            && raft.lead_transferee.is_none()
+            && self.lease_fence.is_none_or(|fence| now >= fence)
+            && raft.commit_to_current_term()
+            && state.applied_index >= raft.raft_log.committed;
+        *self.lease_view.lock() = LeaseView {
+            serve_until: if serves { self.lease_until } else { None },
+            point: ReadPoint {
+                applied_index: state.applied_index,
+                time_ms: state.time_ms,
+            },
+        };
     }
 
     /// Steps queued inbound messages, priority ones first. Returns
@@ -1017,6 +1054,11 @@ impl<SM: StateMachine> ShardEngine<SM> {
         &mut self,
         log_batch: &mut LogBatch,
     ) -> Result<Option<Ready>, EngineError> {
+        // A transfer stepped in this round may send MsgTimeoutNow below:
+        // readers stop relying on the lease before it leaves.
+        if self.raw.raft.lead_transferee.is_some() {
+            self.drop_lease();
+        }
         if !self.raw.has_ready() {
             return Ok(None);
         }
@@ -1226,6 +1268,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
     }
 
     pub(crate) fn publish_status(&self) {
+        self.publish_lease();
         let raft = &self.raw.raft;
         metrics::shard_state(
             self.shard,

@@ -24,7 +24,7 @@ use crate::error::ProposeError;
 
 /// Where a linearizable read may be served from: the replica's applied
 /// state when the read was let through (at or past its read index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadPoint {
     pub applied_index: u64,
     /// The state machine's clock at that index (see
