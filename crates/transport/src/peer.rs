@@ -245,7 +245,11 @@ async fn stream(
             from_node: local_id,
             messages: Vec::with_capacity(drained.len()),
         };
+        let (mut appends, mut bytes_sent) = (0u64, 0u64);
         for (shard, msg) in drained {
+            if msg.get_msg_type() == raft::prelude::MessageType::MsgAppend {
+                appends += 1;
+            }
             match msg.write_to_bytes() {
                 Ok(bytes) => batch.messages.push(RaftEnvelope {
                     shard,
@@ -258,6 +262,11 @@ async fn stream(
                 }
             }
         }
+        bytes_sent += batch
+            .messages
+            .iter()
+            .map(|m| m.message.len() as u64)
+            .sum::<u64>();
         let count = batch.messages.len() as u64;
         tokio::select! {
             handed = tokio::time::timeout(STALL_TIMEOUT, batches.send(batch)) => match handed {
@@ -273,8 +282,13 @@ async fn stream(
             }
             _ = shutdown.changed() => break "shutting down".to_string(),
         }
-        metrics::counter!("elastickv_transport_messages_sent_total", "peer" => node.to_string())
+        let peer_label = node.to_string();
+        metrics::counter!("elastickv_transport_messages_sent_total", "peer" => peer_label.clone())
             .increment(count);
+        metrics::counter!("elastickv_transport_append_messages_total", "peer" => peer_label.clone())
+            .increment(appends);
+        metrics::counter!("elastickv_transport_sent_bytes_total", "peer" => peer_label)
+            .increment(bytes_sent);
     };
     ack_reader.abort();
     StreamEnd::Closed(reason)
