@@ -318,3 +318,31 @@ fn memory_usage_grows_with_the_data() {
     let whole = usage(&mut c, "h", &["SAMPLES", "0"]);
     assert!(sampled > 200 * 50 && whole > 200 * 50, "{sampled} {whole}");
 }
+
+/// CLIENT LIST shows a client inside MULTI as Redis does: flag `x` and the
+/// number of commands queued.
+#[test]
+fn client_list_shows_queued_transactions() {
+    let (_dir, node, _redis) = pair("1");
+    let mut queuing = node.raw();
+    assert_eq!(queuing.call(&["CLIENT", "SETNAME", "queuing"]), b"+OK\r\n");
+    assert_eq!(queuing.call(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(queuing.call(&["SET", "a", "1"]), b"+QUEUED\r\n");
+    assert_eq!(queuing.call(&["INCR", "b"]), b"+QUEUED\r\n");
+    let list = String::from_utf8(node.raw().call(&["CLIENT", "LIST"])).unwrap();
+    let line = list
+        .lines()
+        .find(|l| l.contains("name=queuing"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        line.contains(" flags=x ") && line.contains(" multi=2 "),
+        "{line}"
+    );
+    queuing.call(&["EXEC"]);
+    let list = String::from_utf8(node.raw().call(&["CLIENT", "LIST"])).unwrap();
+    let line = list.lines().find(|l| l.contains("name=queuing")).unwrap();
+    assert!(
+        line.contains(" flags=N ") && line.contains(" multi=-1 "),
+        "{line}"
+    );
+}

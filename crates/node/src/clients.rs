@@ -20,6 +20,8 @@ pub struct ClientEntry {
     pub last_active: Instant,
     pub last_command: String,
     pub resp: u8,
+    /// Commands queued in MULTI; -1 outside a transaction.
+    pub multi: i64,
     /// Told by CLIENT KILL: the connection closes.
     pub kill: Arc<Notify>,
     /// CLIENT UNBLOCK's way to a blocked command.
@@ -77,6 +79,7 @@ impl Clients {
                 last_active: now,
                 last_command: "NULL".into(),
                 resp: 2,
+                multi: -1,
                 kill: Arc::new(Notify::new()),
                 unblock: Arc::default(),
             },
@@ -171,8 +174,8 @@ impl Clients {
 pub fn describe(id: u64, e: &ClientEntry) -> String {
     let now = Instant::now();
     format!(
-        "id={id} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
-         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+        "id={id} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
+         multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
          tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
         e.addr,
         e.laddr,
@@ -181,6 +184,9 @@ pub fn describe(id: u64, e: &ClientEntry) -> String {
             .map_or(String::new(), |n| String::from_utf8_lossy(n).into_owned()),
         now.duration_since(e.created).as_secs(),
         now.duration_since(e.last_active).as_secs(),
+        // Redis's `x`: in a MULTI context.
+        if e.multi >= 0 { "x" } else { "N" },
+        e.multi,
         e.last_command,
         e.resp,
     )

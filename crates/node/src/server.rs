@@ -366,9 +366,14 @@ async fn run_batch(
     }
     in_flight.finish(conn).await;
     if let Some(name) = last_command {
+        let multi = session
+            .tx
+            .queued()
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         state.clients.update(session.id, |c| {
             c.last_active = std::time::Instant::now();
             c.last_command = name.to_string();
+            c.multi = multi;
         });
     }
     Ok(BatchEnd::KeepOpen)

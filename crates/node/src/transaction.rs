@@ -61,6 +61,11 @@ impl Transaction {
         self.queue.is_some()
     }
 
+    /// Commands queued since MULTI; `None` outside a transaction.
+    pub fn queued(&self) -> Option<usize> {
+        self.queue.as_ref().map(|q| q.commands.len())
+    }
+
     /// A command was refused before it could be queued (unknown, wrong
     /// arity, not authenticated): the transaction is void.
     pub fn refused(&mut self) {
