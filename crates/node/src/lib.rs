@@ -293,11 +293,7 @@ impl Node {
                 (shard, machine)
             })
             .collect();
-        let raft: RaftHandle<Reply> =
-            elastickv_raft::start(&engine_config, &store, machines, &|var| {
-                std::env::var(var).ok()
-            })?;
-
+        // Before the engines open: they register their metrics once.
         if !config.metrics_addr.is_empty() {
             let addr = tokio::net::lookup_host(&config.metrics_addr)
                 .await
@@ -311,6 +307,11 @@ impl Node {
                 })?;
             metrics::install(addr).map_err(StartError::Metrics)?;
         }
+
+        let raft: RaftHandle<Reply> =
+            elastickv_raft::start(&engine_config, &store, machines, &|var| {
+                std::env::var(var).ok()
+            })?;
 
         let clock = Arc::new(ProposalClock::default());
         let mut tasks = Vec::new();

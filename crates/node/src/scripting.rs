@@ -135,14 +135,19 @@ impl Scripts {
             .registry(0, b"")
             .map_err(|e| unreadable(e.to_string()))?;
         let fresh = registry::decode_all(&all).map_err(unreadable)?;
-        let infos = library_infos(&fresh.libraries);
+        // A script loaded changes the generation too: the libraries are
+        // loaded again only when they changed.
+        let libraries_changed = self.recorded.lock().libraries != fresh.libraries;
+        let infos = libraries_changed.then(|| library_infos(&fresh.libraries));
         let mut recorded = self.recorded.lock();
         if fresh.script_flushes != recorded.script_flushes {
             self.ran.lock().clear();
             self.forget_compiled();
         }
         *recorded = fresh;
-        *self.infos.lock() = infos;
+        if let Some(infos) = infos {
+            *self.infos.lock() = infos;
+        }
         Ok(())
     }
 
@@ -299,8 +304,7 @@ impl Scripts {
                 }
                 vm
             }
-            None => Vm::new()
-                .map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?,
+            None => new_vm()?,
         };
         let out = f(&mut vm);
         let mut idle = self.idle.lock();
@@ -376,6 +380,11 @@ fn library_infos(libraries: &[log::Library]) -> Vec<LibraryInfo> {
             }
         })
         .collect()
+}
+
+/// A fresh interpreter, or the error a client gets when none can start.
+fn new_vm() -> Result<Vm, Reply> {
+    Vm::new().map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))
 }
 
 /// The store this node applies to.
@@ -701,8 +710,7 @@ async fn find_function(state: &NodeState, name: &str) -> Result<Option<FunctionI
 /// Loads `code` in a fresh interpreter: what it registers, or Redis's
 /// error.
 fn check_library(code: &[u8]) -> Result<LibraryInfo, Reply> {
-    let mut vm =
-        Vm::new().map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?;
+    let mut vm = new_vm()?;
     vm.load_library(code)
         .map_err(|e| Reply::error(format!("ERR {e}")))
 }
@@ -774,8 +782,7 @@ pub async fn function_restore(state: &NodeState, payload: Bytes, policy: Restore
         Err(RestoreError::Record(why)) => return Reply::error(format!("ERR {why}")),
     };
     let checked = tokio::task::block_in_place(|| -> Result<Vec<LibraryInfo>, Reply> {
-        let mut vm = Vm::new()
-            .map_err(|e| Reply::error(format!("ERR cannot start a Lua interpreter: {e}")))?;
+        let mut vm = new_vm()?;
         let mut infos: Vec<LibraryInfo> = Vec::new();
         for code in &codes {
             let name = elastickv_script::library_name(code)

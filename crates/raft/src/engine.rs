@@ -325,6 +325,7 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     amnesia_probed: std::collections::HashSet<u64>,
     status: Arc<Mutex<ShardStatus>>,
     lease_view: Arc<Mutex<LeaseView>>,
+    metrics: metrics::ShardMetrics,
 }
 
 /// What a reader on this node may rely on without the raft thread: while
@@ -435,6 +436,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             amnesia_probed: std::collections::HashSet::new(),
             status,
             lease_view: lease,
+            metrics: metrics::ShardMetrics::new(shard),
         };
         engine.publish_status();
         Ok((engine, lane))
@@ -473,7 +475,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 .reply
                 .send(Err(ProposeError::Dropped { shard: self.shard }));
         }
-        metrics::proposed(self.shard);
+        self.metrics.proposed();
         self.proposals.insert(
             index,
             Pending {
@@ -1088,7 +1090,8 @@ impl<SM: StateMachine> ShardEngine<SM> {
             self.install_snapshot(&snapshot, log_batch)?;
         }
         let committed = rd.take_committed_entries();
-        metrics::ready_round(self.shard, rd.entries().len(), committed.len());
+        self.metrics
+            .ready_round(rd.entries().len(), committed.len());
         self.apply_committed(committed)?;
         if !rd.entries().is_empty() {
             self.raw.mut_store().append(rd.entries(), log_batch)?;
@@ -1174,7 +1177,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
         {
             let _ = reply.send(Err(ProposeError::Dropped { shard: self.shard }));
         }
-        metrics::applied_entries(self.shard, entries.len());
+        self.metrics.applied_entries(entries.len());
 
         // Only now, with the data written, are the proposers answered:
         // each by the entry at its own index, if that entry is still the
@@ -1187,10 +1190,8 @@ impl<SM: StateMachine> ShardEngine<SM> {
         for (index, pending) in std::mem::replace(&mut self.proposals, later) {
             let result = match outputs.remove(&index) {
                 Some((term, out)) if term == pending.term => {
-                    metrics::proposal_applied(
-                        self.shard,
-                        pending.proposed_at.elapsed().as_secs_f64(),
-                    );
+                    self.metrics
+                        .proposal_applied(pending.proposed_at.elapsed().as_secs_f64());
                     Ok(out)
                 }
                 _ => Err(ProposeError::Dropped { shard: self.shard }),
@@ -1270,8 +1271,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
     pub(crate) fn publish_status(&self) {
         self.publish_lease();
         let raft = &self.raw.raft;
-        metrics::shard_state(
-            self.shard,
+        self.metrics.state(
             match raft.state {
                 StateRole::Leader => 2.0,
                 StateRole::Candidate | StateRole::PreCandidate => 1.0,

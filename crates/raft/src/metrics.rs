@@ -1,10 +1,71 @@
 //! Engine metrics. Every drop and refusal is counted.
 
 use elastickv_store::ShardId;
+use metrics::{Counter, Gauge, Histogram};
 
-pub(crate) fn applied_entries(shard: ShardId, count: usize) {
-    metrics::counter!("elastickv_raft_applied_entries_total", "shard" => shard.to_string())
-        .increment(count as u64);
+/// A shard's metrics that change every round, registered once when its
+/// engine opens (the raft thread does not look them up per round).
+pub(crate) struct ShardMetrics {
+    role: Gauge,
+    term: Gauge,
+    commit: Gauge,
+    applied: Gauge,
+    applied_entries: Counter,
+    proposals: Counter,
+    proposal_apply: Histogram,
+    ready_rounds: Counter,
+    ready_appended: Histogram,
+    ready_committed: Histogram,
+}
+
+impl ShardMetrics {
+    pub(crate) fn new(shard: ShardId) -> ShardMetrics {
+        let label = shard.to_string();
+        let gauge = |name: &'static str| metrics::gauge!(name, "shard" => label.clone());
+        let counter = |name: &'static str| metrics::counter!(name, "shard" => label.clone());
+        let histogram = |name: &'static str| metrics::histogram!(name, "shard" => label.clone());
+        ShardMetrics {
+            role: gauge("elastickv_raft_role"),
+            term: gauge("elastickv_raft_term"),
+            commit: gauge("elastickv_raft_commit_index"),
+            applied: gauge("elastickv_raft_applied_index"),
+            applied_entries: counter("elastickv_raft_applied_entries_total"),
+            proposals: counter("elastickv_raft_proposals_total"),
+            proposal_apply: histogram("elastickv_raft_proposal_apply_seconds"),
+            ready_rounds: counter("elastickv_raft_ready_rounds_total"),
+            ready_appended: histogram("elastickv_raft_ready_appended_entries"),
+            ready_committed: histogram("elastickv_raft_ready_committed_entries"),
+        }
+    }
+
+    /// The shard's raft state, as last published (each round): role 0
+    /// follower, 1 candidate, 2 leader.
+    pub(crate) fn state(&self, role: f64, term: u64, commit: u64, applied: u64) {
+        self.role.set(role);
+        self.term.set(term as f64);
+        self.commit.set(commit as f64);
+        self.applied.set(applied as f64);
+    }
+
+    pub(crate) fn applied_entries(&self, count: usize) {
+        self.applied_entries.increment(count as u64);
+    }
+
+    pub(crate) fn proposed(&self) {
+        self.proposals.increment(1);
+    }
+
+    /// From a proposal to its answer (committed and applied here).
+    pub(crate) fn proposal_applied(&self, seconds: f64) {
+        self.proposal_apply.record(seconds);
+    }
+
+    /// A ready round and the entries it appended and applied.
+    pub(crate) fn ready_round(&self, appended: usize, committed: usize) {
+        self.ready_rounds.increment(1);
+        self.ready_appended.record(appended as f64);
+        self.ready_committed.record(committed as f64);
+    }
 }
 
 pub(crate) fn step_queue_full(shard: ShardId) {
@@ -30,44 +91,15 @@ pub(crate) fn log_write(batch_bytes: usize, synced: bool) {
     metrics::histogram!("elastickv_raft_log_write_bytes").record(batch_bytes as f64);
 }
 
-/// A shard's raft state, as last published (each round).
-pub(crate) fn shard_state(shard: ShardId, role: f64, term: u64, commit: u64, applied: u64) {
-    let label = shard.to_string();
-    metrics::gauge!("elastickv_raft_role", "shard" => label.clone()).set(role);
-    metrics::gauge!("elastickv_raft_term", "shard" => label.clone()).set(term as f64);
-    metrics::gauge!("elastickv_raft_commit_index", "shard" => label.clone()).set(commit as f64);
-    metrics::gauge!("elastickv_raft_applied_index", "shard" => label).set(applied as f64);
-}
-
 pub(crate) fn leader_changed(shard: ShardId) {
     metrics::counter!("elastickv_raft_leader_changes_total", "shard" => shard.to_string())
         .increment(1);
-}
-
-pub(crate) fn proposed(shard: ShardId) {
-    metrics::counter!("elastickv_raft_proposals_total", "shard" => shard.to_string()).increment(1);
-}
-
-/// From a proposal to its answer (committed and applied here).
-pub(crate) fn proposal_applied(shard: ShardId, seconds: f64) {
-    metrics::histogram!("elastickv_raft_proposal_apply_seconds", "shard" => shard.to_string())
-        .record(seconds);
 }
 
 /// How long a round's log write took (with its fsync when `synced`).
 pub(crate) fn log_write_time(synced: bool, seconds: f64) {
     let sync = if synced { "true" } else { "false" };
     metrics::histogram!("elastickv_raft_log_write_seconds", "sync" => sync).record(seconds);
-}
-
-/// A ready round of a shard and the entries it appended and applied.
-pub(crate) fn ready_round(shard: ShardId, appended: usize, committed: usize) {
-    let label = shard.to_string();
-    metrics::counter!("elastickv_raft_ready_rounds_total", "shard" => label.clone()).increment(1);
-    metrics::histogram!("elastickv_raft_ready_appended_entries", "shard" => label.clone())
-        .record(appended as f64);
-    metrics::histogram!("elastickv_raft_ready_committed_entries", "shard" => label)
-        .record(committed as f64);
 }
 
 pub(crate) fn snapshot_installed(shard: ShardId) {

@@ -4,7 +4,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use crate::vm::{LibFn, LibResult, arg_error};
+use crate::vm::{LibFn, LibResult, number_arg};
 
 /// A Lua number as LuaBitOp reads it: modulo 2^32, by adding 2^52 + 2^51
 /// and keeping the low 32 bits of the double's representation.
@@ -16,21 +16,6 @@ pub fn normalize(n: f64) -> i32 {
 /// Argument `index` (1-based) of `name`, as `luaL_checknumber` takes it.
 fn bit_arg(args: &MultiValue, index: usize) -> LibResult<i32> {
     number_arg(args, index).map(normalize)
-}
-
-/// A number argument: numbers, and strings Lua converts to numbers.
-pub fn number_arg(args: &MultiValue, index: usize) -> LibResult<f64> {
-    let value = args.get(index - 1).cloned().unwrap_or(Value::Nil);
-    let parsed = match &value {
-        Value::Number(n) => Some(*n),
-        Value::Integer(n) => Some(*n as f64),
-        Value::String(s) => {
-            let text = s.to_str().ok();
-            text.and_then(|t| crate::vm::lua_str_to_number(&t))
-        }
-        _ => None,
-    };
-    parsed.ok_or_else(|| arg_error(index, "number", &value, args.len()))
 }
 
 fn int(n: i32) -> Value {

@@ -5,7 +5,7 @@
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::convert::number;
-use crate::vm::{LibError, LibResult, arg_error};
+use crate::vm::{LibError, LibResult, number_arg, optional_integer_arg, string_arg};
 
 /// Tables nested deeper than this are packed as nil.
 const MAX_NESTING: usize = 16;
@@ -293,41 +293,10 @@ impl Cursor<'_> {
     }
 }
 
-fn integer_arg(args: &MultiValue, index: usize, default: Option<i64>) -> LibResult<i64> {
-    match args.get(index - 1) {
-        None | Some(Value::Nil) if default.is_some() => Ok(default.unwrap_or(0)),
-        Some(v) => match v {
-            Value::String(s) => s
-                .to_str()
-                .ok()
-                .and_then(|t| crate::vm::lua_str_to_number(&t))
-                .map(|n| n as i64)
-                .ok_or_else(|| arg_error(index, "number", v, args.len())),
-            other => number(other)
-                .map(|n| n as i64)
-                .ok_or_else(|| arg_error(index, "number", other, args.len())),
-        },
-        None => Err(arg_error(index, "number", &Value::Nil, args.len())),
-    }
-}
-
 /// `mp_unpack_full`: everything (`limit` 0 and `offset` 0), or up to
 /// `limit` values from `offset`, then the offset to go on from.
 fn unpack_full(lua: &Lua, args: &MultiValue, limit: i64, offset: i64) -> LibResult<MultiValue> {
-    let data = match args.front() {
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(n @ (Value::Number(_) | Value::Integer(_))) => {
-            crate::vm::lua_number_string(n).into_bytes()
-        }
-        other => {
-            return Err(arg_error(
-                1,
-                "string",
-                other.unwrap_or(&Value::Nil),
-                args.len(),
-            ));
-        }
-    };
+    let data = string_arg(args, 1)?;
     let len = data.len();
     if offset < 0 || limit < 0 {
         return Err(LibError::Message(format!(
@@ -389,15 +358,15 @@ pub fn install(lua: &Lua, table: &Table) -> mlua::Result<()> {
             (
                 "unpack_one",
                 Box::new(|lua, args| {
-                    let offset = integer_arg(&args, 2, Some(0))?;
+                    let offset = optional_integer_arg(&args, 2, 0)?;
                     unpack_full(lua, &args, 1, offset)
                 }),
             ),
             (
                 "unpack_limit",
                 Box::new(|lua, args| {
-                    let limit = integer_arg(&args, 2, None)?;
-                    let offset = integer_arg(&args, 3, Some(0))?;
+                    let limit = number_arg(&args, 2)? as i64;
+                    let offset = optional_integer_arg(&args, 3, 0)?;
                     unpack_full(lua, &args, limit, offset)
                 }),
             ),

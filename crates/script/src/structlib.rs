@@ -5,7 +5,7 @@
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::convert::number;
-use crate::vm::{LibError, LibResult, arg_error, lua_str_to_number};
+use crate::vm::{LibError, LibResult, number_arg, optional_integer_arg, string_arg};
 
 const MAX_INT_SIZE: usize = 32;
 /// The largest alignment `!` takes by default (`double`'s on x86-64).
@@ -117,30 +117,6 @@ fn to_align(len: usize, header: &Header, opt: u8, size: usize) -> usize {
     (size - (len & (size - 1))) & (size - 1)
 }
 
-fn string_arg(args: &MultiValue, index: usize) -> LibResult<Vec<u8>> {
-    match args.get(index - 1) {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(n @ (Value::Number(_) | Value::Integer(_))) => {
-            Ok(crate::vm::lua_number_string(n).into_bytes())
-        }
-        other => Err(arg_error(
-            index,
-            "string",
-            other.unwrap_or(&Value::Nil),
-            args.len(),
-        )),
-    }
-}
-
-fn number_arg(args: &MultiValue, index: usize) -> LibResult<f64> {
-    let value = args.get(index - 1).cloned().unwrap_or(Value::Nil);
-    let parsed = match &value {
-        Value::String(s) => s.to_str().ok().and_then(|t| lua_str_to_number(&t)),
-        other => number(other),
-    };
-    parsed.ok_or_else(|| arg_error(index, "number", &value, args.len()))
-}
-
 fn put_integer(out: &mut Vec<u8>, n: f64, endian: Endian, size: usize) {
     let mut value: u64 = if n < 0.0 { n as i64 as u64 } else { n as u64 };
     let mut bytes = vec![0u8; size];
@@ -239,10 +215,7 @@ fn get_integer(bytes: &[u8], endian: Endian, signed: bool) -> f64 {
 fn unpack(lua: &Lua, args: MultiValue) -> LibResult<MultiValue> {
     let fmt = string_arg(&args, 1)?;
     let data = string_arg(&args, 2)?;
-    let start = match args.get(2) {
-        None | Some(Value::Nil) => 1.0,
-        Some(_) => number_arg(&args, 3)?,
-    } as i64;
+    let start = optional_integer_arg(&args, 3, 1)?;
     if start <= 0 {
         return Err(LibError::Arg(3, "offset must be 1 or greater".into()));
     }

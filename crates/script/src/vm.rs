@@ -77,6 +77,40 @@ pub fn arg_error(index: usize, expected: &str, value: &Value, argc: usize) -> Li
     LibError::Arg(index, format!("{expected} expected, got {got}"))
 }
 
+/// `luaL_checknumber`: argument `index` (1-based) as a number; numbers,
+/// and strings Lua converts to numbers.
+pub fn number_arg(args: &MultiValue, index: usize) -> LibResult<f64> {
+    let value = args.get(index - 1).cloned().unwrap_or(Value::Nil);
+    let parsed = match &value {
+        Value::String(s) => s.to_str().ok().and_then(|t| lua_str_to_number(&t)),
+        other => number(other),
+    };
+    parsed.ok_or_else(|| arg_error(index, "number", &value, args.len()))
+}
+
+/// `luaL_optinteger`: like [`number_arg`], `default` when absent or nil.
+pub fn optional_integer_arg(args: &MultiValue, index: usize, default: i64) -> LibResult<i64> {
+    match args.get(index - 1) {
+        None | Some(Value::Nil) => Ok(default),
+        Some(_) => number_arg(args, index).map(|n| n as i64),
+    }
+}
+
+/// `luaL_checklstring`: argument `index` as bytes; strings, and numbers
+/// as Lua prints them.
+pub fn string_arg(args: &MultiValue, index: usize) -> LibResult<Vec<u8>> {
+    match args.get(index - 1) {
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(n @ (Value::Number(_) | Value::Integer(_))) => Ok(lua_number_string(n).into_bytes()),
+        other => Err(arg_error(
+            index,
+            "string",
+            other.unwrap_or(&Value::Nil),
+            args.len(),
+        )),
+    }
+}
+
 /// Lua 5.1's `lua_str2number`: a decimal (as `strtod`) or a `0x`
 /// hexadecimal integer, with surrounding white space.
 pub fn lua_str_to_number(text: &str) -> Option<f64> {
@@ -988,15 +1022,15 @@ fn math_random() -> Vec<(&'static str, LibFn)> {
                 let value = match args.len() {
                     0 => r,
                     1 => {
-                        let u = crate::bit::number_arg(&args, 1)? as i32;
+                        let u = number_arg(&args, 1)? as i32;
                         if u < 1 {
                             return Err(LibError::Arg(1, "interval is empty".into()));
                         }
                         (r * f64::from(u)).floor() + 1.0
                     }
                     2 => {
-                        let l = crate::bit::number_arg(&args, 1)? as i32;
-                        let u = crate::bit::number_arg(&args, 2)? as i32;
+                        let l = number_arg(&args, 1)? as i32;
+                        let u = number_arg(&args, 2)? as i32;
                         if l > u {
                             return Err(LibError::Arg(2, "interval is empty".into()));
                         }
@@ -1010,7 +1044,7 @@ fn math_random() -> Vec<(&'static str, LibFn)> {
         (
             "randomseed",
             Box::new(|lua, args| {
-                let seed = crate::bit::number_arg(&args, 1)? as i32;
+                let seed = number_arg(&args, 1)? as i32;
                 if let Some(mut rng) = lua.app_data_mut::<Lrand48>() {
                     rng.seed(seed);
                 }
