@@ -388,12 +388,7 @@ impl WritePath {
     /// shard, forwarded to the leader otherwise, sent again (with its one
     /// request id, so it applies once) until it is done or `deadline`
     /// passes.
-    async fn execute(&self, shard: u32, mut entry: LogEntry, deadline: Instant) -> Reply {
-        // It may have been sent (and applied) before: the state machine
-        // looks its request id up.
-        if let Some(request) = entry.request.as_mut() {
-            request.resent = true;
-        }
+    async fn execute(&self, shard: u32, entry: LogEntry, deadline: Instant) -> Reply {
         let mut last_error = None;
         loop {
             let (role, leader) = self.leader_of(shard);

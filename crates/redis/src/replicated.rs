@@ -75,11 +75,7 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId {
-                origin,
-                seq,
-                resent: false,
-            }),
+            request: Some(RequestId { origin, seq }),
             body: Some(Body::Write(write)),
         }
     }
@@ -89,11 +85,7 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId {
-                origin,
-                seq,
-                resent: false,
-            }),
+            request: Some(RequestId { origin, seq }),
             body: Some(Body::Transaction(transaction)),
         }
     }
@@ -104,11 +96,7 @@ impl LogEntry {
         LogEntry {
             version: LOG_VERSION,
             timestamp_ms: 0,
-            request: Some(RequestId {
-                origin,
-                seq,
-                resent: false,
-            }),
+            request: Some(RequestId { origin, seq }),
             body: Some(Body::Scripts(change)),
         }
     }
@@ -221,10 +209,8 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
     let request = entry
         .request
         .filter(|r| r.origin != 0)
-        .map(|r| (r.origin, r.seq, r.resent));
-    // A request sent once appears once in the log (a proposal is never
-    // appended twice): only a resend can have been applied already.
-    if let Some((origin, seq, true)) = request {
+        .map(|r| (r.origin, r.seq));
+    if let Some((origin, seq)) = request {
         for generation in [generation, generation.saturating_sub(1)] {
             let Some(record) = ks.dedup_get(generation, origin, seq)? else {
                 continue;
@@ -241,7 +227,7 @@ pub fn apply<K: KeyspaceWrite + ?Sized>(
         Proposed::Transaction(tx) => execute_transaction(tx, ks, now)?,
         Proposed::Scripts(change) => crate::registry::apply(change, ks)?,
     };
-    if let Some((origin, seq, _)) = request {
+    if let Some((origin, seq)) = request {
         ks.dedup_put(generation, origin, seq, encode_record(now, &reply))?;
     }
     Ok(reply)
@@ -428,15 +414,10 @@ mod tests {
         entry
     }
 
-    /// The write `line` with request id `(origin, seq)`, as a resend
-    /// carries it (a first sending is never looked up).
+    /// The write `line` with request id `(origin, seq)`.
     fn retryable(line: &str, origin: u64, seq: u64) -> LogEntry {
         let mut entry = command(0, line);
-        entry.request = Some(RequestId {
-            origin,
-            seq,
-            resent: true,
-        });
+        entry.request = Some(RequestId { origin, seq });
         entry
     }
 
