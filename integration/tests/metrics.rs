@@ -68,6 +68,6 @@ fn metrics_follow_the_traffic() {
     at_least("elastickv_raft_proposal_apply_seconds_count{shard=", 1.0);
     at_least("elastickv_raft_log_write_seconds_count{sync=\"true\"}", 1.0);
     at_least("elastickv_raft_ready_rounds_total{shard=\"0\"}", 1.0);
-    at_least("elastickv_rocksdb_sst_bytes", 0.0);
-    at_least("elastickv_rocksdb_memtable_bytes", 1.0);
+    at_least("elastickv_rocksdb_sst_bytes{cf=\"sub\"}", 0.0);
+    at_least("elastickv_rocksdb_memtable_bytes{cf=\"raft_log\"}", 1.0);
 }

@@ -45,7 +45,8 @@ pub fn blocked_clients(count: usize) {
     metrics::gauge!("elastickv_blocked_clients").set(count as f64);
 }
 
-/// RocksDB's size on disk and its compaction debt, sampled.
+/// RocksDB's size on disk and its compaction debt, sampled, per column
+/// family (`sub` holds collections' members, `raft_log` the log, ...).
 pub fn storage(store: &elastickv_store::Store) {
     for (property, name) in [
         (
@@ -65,8 +66,8 @@ pub fn storage(store: &elastickv_store::Store) {
             "elastickv_rocksdb_estimated_keys",
         ),
     ] {
-        if let Some(value) = store.property_sum(property) {
-            metrics::gauge!(name).set(value as f64);
+        for (cf, value) in store.property_by_column_family(property) {
+            metrics::gauge!(name, "cf" => cf).set(value as f64);
         }
     }
 }

@@ -483,17 +483,17 @@ impl Store {
         self.inner.db.property_value(name).ok().flatten()
     }
 
-    /// An integer RocksDB property summed over every column family (e.g.
-    /// `rocksdb.total-sst-files-size`); `None` if no family reports it.
-    pub fn property_sum(&self, name: &str) -> Option<u64> {
-        let mut total = None;
-        for cf in ALL_CFS {
-            let Ok(handle) = self.cf(cf) else { continue };
-            if let Ok(Some(value)) = self.inner.db.property_int_value_cf(handle, name) {
-                total = Some(total.unwrap_or(0) + value);
-            }
-        }
-        total
+    /// An integer RocksDB property of every column family that reports it
+    /// (e.g. `rocksdb.total-sst-files-size`), by family name.
+    pub fn property_by_column_family(&self, name: &str) -> Vec<(&'static str, u64)> {
+        ALL_CFS
+            .iter()
+            .filter_map(|&cf| {
+                let handle = self.cf(cf).ok()?;
+                let value = self.inner.db.property_int_value_cf(handle, name).ok()??;
+                Some((cf, value))
+            })
+            .collect()
     }
 }
 
