@@ -30,6 +30,7 @@ use raft::prelude::{
 use raft::{RawNode, ReadOnlyOption, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
+use crate::answers::Answer;
 use crate::error::{EngineError, ProposeError};
 use crate::limits::{InvalidEnv, LimitsConfig, RaftLimits, log_resolution};
 use crate::logger::raft_logger;
@@ -326,6 +327,9 @@ pub(crate) struct ShardEngine<SM: StateMachine> {
     status: Arc<Mutex<ShardStatus>>,
     lease_view: Arc<Mutex<LeaseView>>,
     metrics: metrics::ShardMetrics,
+    /// Answers owed to callers this round, sent by the worker through the
+    /// courier (see [`crate::answers`]).
+    answers: Vec<Answer<SM::Output>>,
 }
 
 /// What a reader on this node may rely on without the raft thread: while
@@ -437,6 +441,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
             status,
             lease_view: lease,
             metrics: metrics::ShardMetrics::new(shard),
+            answers: Vec::new(),
         };
         engine.publish_status();
         Ok((engine, lane))
@@ -1196,7 +1201,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 }
                 _ => Err(ProposeError::Dropped { shard: self.shard }),
             };
-            let _ = pending.reply.send(result);
+            self.answers.push(Answer::Proposal(pending.reply, result));
         }
         Ok(())
     }
@@ -1231,10 +1236,18 @@ impl<SM: StateMachine> ShardEngine<SM> {
 
     fn release_reads(&mut self) {
         let state = self.apply.state();
-        self.reads.release(ReadPoint {
+        let point = ReadPoint {
             applied_index: state.applied_index,
             time_ms: state.time_ms,
-        });
+        };
+        let answers = &mut self.answers;
+        self.reads
+            .release(point, |waiter| answers.push(Answer::Read(waiter, point)));
+    }
+
+    /// Moves this round's answers to `batch`, for the courier.
+    pub(crate) fn take_answers(&mut self, batch: &mut Vec<Answer<SM::Output>>) {
+        batch.append(&mut self.answers);
     }
 
     /// Reads not yet confirmed by a quorum cannot be served by a node that

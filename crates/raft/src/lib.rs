@@ -18,6 +18,8 @@
 //! - `reads`: linearizable reads: batched ReadIndex requests with contexts
 //!   unique across nodes and restarts, retried by followers, released once
 //!   applied.
+//! - `answers`: the answers a raft thread owes its callers, handed in one
+//!   batch per round to a courier task on the async runtime.
 //! - `mailbox`: the inbound step queue (bounded, refusals counted).
 //! - `logger`: raft-rs's slog output, routed into `tracing`.
 //!
@@ -31,6 +33,7 @@
 //! - A read is released only once the node's applied index has reached an
 //!   index the leader confirmed after the read arrived.
 
+mod answers;
 pub mod engine;
 pub mod error;
 pub mod limits;

@@ -188,17 +188,16 @@ impl ReadQueue {
         })
     }
 
-    /// Lets through every confirmed read whose index is applied.
-    pub(crate) fn release(&mut self, applied: ReadPoint) {
+    /// Lets through every confirmed read whose index is applied: hands
+    /// each of their waiters to `answer`.
+    pub(crate) fn release(&mut self, applied: ReadPoint, mut answer: impl FnMut(ReadWaiter)) {
         while self
             .confirmed
             .front()
             .is_some_and(|(index, _)| *index <= applied.applied_index)
         {
             if let Some((_, waiters)) = self.confirmed.pop_front() {
-                for w in waiters {
-                    let _ = w.send(Ok(applied));
-                }
+                waiters.into_iter().for_each(&mut answer);
             }
         }
     }
@@ -292,9 +291,12 @@ mod tests {
             applied_index,
             time_ms: 5,
         };
-        q.release(at(9));
+        let answer = |w: ReadWaiter| {
+            let _ = w.send(Ok(at(11)));
+        };
+        q.release(at(9), answer);
         assert!(rx.try_recv().is_err());
-        q.release(at(11));
+        q.release(at(11), answer);
         assert_eq!(rx.try_recv(), Ok(Ok(at(11))));
     }
 }

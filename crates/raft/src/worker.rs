@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use raft::prelude::Message;
 use tokio::sync::{oneshot, watch};
 
+use crate::answers::{Answer, Courier};
 use crate::engine::{
     ConfReply, EngineConfig, EngineLinks, LeaseView, MemberAdded, MembershipChange, ProposalReply,
     ReadWaiter, SNAPSHOT_QUEUE_CAPACITY, ShardEngine, ShardStatus, SnapshotJob, StateMachine,
@@ -178,6 +179,7 @@ pub fn start<SM: StateMachine>(
     }
     let (stopped_tx, stopped_rx) = watch::channel(None);
     let stopped_tx = Arc::new(stopped_tx);
+    let courier = Courier::start()?;
     let mut threads = Vec::with_capacity(thread_count);
     for (i, engines) in groups.into_iter().enumerate() {
         let (requests_tx, requests_rx) = flume::bounded(REQUEST_QUEUE_CAPACITY);
@@ -187,6 +189,8 @@ pub fn start<SM: StateMachine>(
             reads: reads.clone(),
             store: store.clone(),
             tick: cfg.tick,
+            courier: courier.clone(),
+            answers: Vec::new(),
         };
         let stopped_tx = stopped_tx.clone();
         let join = thread::Builder::new()
@@ -472,11 +476,16 @@ struct Worker<SM: StateMachine> {
     reads: PendingReads,
     store: Store,
     tick: Duration,
+    courier: Courier<SM::Output>,
+    /// This round's answers, gathered from the engines.
+    answers: Vec<Answer<SM::Output>>,
 }
 
 impl<SM: StateMachine> Worker<SM> {
     fn run(mut self) -> Result<(), EngineError> {
         let result = self.run_loop();
+        // What applied before the loop ended is still answered as applied.
+        self.send_answers();
         let reason = ProposeError::Stopped;
         for engine in &mut self.engines {
             engine.fail_all(reason.clone());
@@ -500,6 +509,13 @@ impl<SM: StateMachine> Worker<SM> {
             }
         }
         result
+    }
+
+    fn send_answers(&mut self) {
+        for engine in &mut self.engines {
+            engine.take_answers(&mut self.answers);
+        }
+        self.courier.send(&mut self.answers);
     }
 
     /// This thread's engine of `shard`.
@@ -611,6 +627,7 @@ impl<SM: StateMachine> Worker<SM> {
             for engine in &self.engines {
                 engine.publish_status();
             }
+            self.send_answers();
 
             if !busy && !self.engines.iter().any(|e| e.has_work()) {
                 let wait = next_tick.saturating_duration_since(Instant::now());
