@@ -636,4 +636,52 @@ fn info_sections_and_statistics_match_redis() {
     let expected = stats(r.call(&["INFO", "commandstats", "errorstats"]));
     let got = stats(e.call(&["INFO", "commandstats", "errorstats"]));
     assert_eq!(got, expected);
+
+    // Latency percentiles for the same commands, in Redis's shape
+    // (`p50=<usec>,p99=<usec>,p99.9=<usec>`, three decimals).
+    let latencies = |reply: Vec<u8>| -> std::collections::BTreeMap<String, Vec<String>> {
+        String::from_utf8_lossy(&reply)
+            .lines()
+            .filter_map(|l| l.strip_prefix("latency_percentiles_usec_"))
+            .map(|l| {
+                let (name, values) = l.split_once(':').unwrap();
+                (
+                    name.to_string(),
+                    values.split(',').map(String::from).collect(),
+                )
+            })
+            .collect()
+    };
+    let expected = latencies(r.call(&["INFO", "latencystats"]));
+    let got = latencies(e.call(&["INFO", "latencystats"]));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        got.contains_key("set") && got.contains_key("client|id"),
+        "{got:?}"
+    );
+    for values in got.values() {
+        let labels: Vec<&str> = values
+            .iter()
+            .map(|v| v.split('=').next().unwrap())
+            .collect();
+        assert_eq!(labels, ["p50", "p99", "p99.9"], "{values:?}");
+        for v in values {
+            let usec = v.split('=').nth(1).unwrap();
+            assert_eq!(usec.split('.').nth(1).map(str::len), Some(3), "{v}");
+            assert!(usec.parse::<f64>().unwrap() > 0.0, "{v}");
+        }
+    }
+    // A reset forgets them; the reset itself is then the one command timed.
+    r.call(&["CONFIG", "RESETSTAT"]);
+    e.call(&["CONFIG", "RESETSTAT"]);
+    let expected = latencies(r.call(&["INFO", "latencystats"]));
+    let got = latencies(e.call(&["INFO", "latencystats"]));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(got.len(), 1);
 }

@@ -1,7 +1,7 @@
 //! INFO: every section Redis 7.0 prints, in its order and text format,
 //! with elastickv's own values where it has them (and Redis's answer for
-//! a server without the feature otherwise: no modules, cluster mode off,
-//! latency tracking off), plus `raft`.
+//! a server without the feature otherwise: no modules, cluster mode off),
+//! plus `raft`.
 
 use std::fmt::Write as _;
 
@@ -66,9 +66,7 @@ pub fn render(state: &NodeState, requested: &[Bytes]) -> String {
             "modules" => out.push_str("# Modules\r\n"),
             "commandstats" => commandstats(state, &mut out),
             "errorstats" => errorstats(state, &mut out),
-            // Per-command latency percentiles are not tracked: Redis's
-            // answer with latency tracking off.
-            "latencystats" => out.push_str("# Latencystats\r\n"),
+            "latencystats" => latencystats(state, &mut out),
             // Clients must not use cluster mode: every node serves every
             // key (routing is elastickv's business, not the client's).
             "cluster" => out.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
@@ -221,6 +219,24 @@ fn commandstats(state: &NodeState, out: &mut String) {
             "cmdstat_{name}:calls={},usec={},usec_per_call={per_call:.2},rejected_calls={},failed_calls={}\r\n",
             c.calls, c.usec, c.rejected_calls, c.failed_calls
         );
+    }
+}
+
+/// Per command, latency percentiles in microseconds, formatted as Redis's
+/// `fillPercentileDistributionLatencies` formats them.
+fn latencystats(state: &NodeState, out: &mut String) {
+    out.push_str("# Latencystats\r\n");
+    for (name, values) in state.stats.latency_percentiles() {
+        let _ = write!(out, "latency_percentiles_usec_{name}:");
+        for (i, ((label, _), value)) in crate::stats::LATENCY_PERCENTILES
+            .iter()
+            .zip(values)
+            .enumerate()
+        {
+            let separator = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{separator}p{label}={value:.3}");
+        }
+        out.push_str("\r\n");
     }
 }
 

@@ -1,10 +1,12 @@
-//! Server counters for INFO: stats, commandstats and errorstats.
+//! Server counters for INFO: stats, commandstats, errorstats and
+//! latencystats.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use elastickv_resp::Reply;
+use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 #[derive(Debug)]
@@ -28,7 +30,21 @@ struct CommandCounters {
     usec: AtomicU64,
     rejected_calls: AtomicU64,
     failed_calls: AtomicU64,
+    /// Latencies in nanoseconds, made at the command's first call (as
+    /// Redis allocates its histograms); a command has its own lock, so
+    /// only concurrent calls of one command ever wait for each other.
+    latency: Mutex<Option<Histogram<u64>>>,
 }
+
+/// Latencies Redis tracks (nanoseconds, clamped to this range) and the
+/// precision it keeps: `LATENCY_HISTOGRAM_*` in Redis's server.h.
+const LATENCY_MIN_NS: u64 = 1;
+const LATENCY_MAX_NS: u64 = 1_000_000_000;
+const LATENCY_SIGNIFICANT_DIGITS: u8 = 2;
+
+/// The percentiles INFO latencystats prints (Redis's default
+/// `latency-tracking-info-percentiles`), with their names.
+pub const LATENCY_PERCENTILES: [(&str, f64); 3] = [("50", 50.0), ("99", 99.0), ("99.9", 99.9)];
 
 impl Default for Stats {
     fn default() -> Self {
@@ -91,7 +107,38 @@ impl Stats {
             if reply.is_error() {
                 Stats::add(&c.failed_calls, 1);
             }
+            let ns = u64::try_from(took.as_nanos())
+                .unwrap_or(u64::MAX)
+                .clamp(LATENCY_MIN_NS, LATENCY_MAX_NS);
+            let mut latency = c.latency.lock();
+            if latency.is_none() {
+                *latency = Histogram::new_with_bounds(
+                    LATENCY_MIN_NS,
+                    LATENCY_MAX_NS,
+                    LATENCY_SIGNIFICANT_DIGITS,
+                )
+                .ok();
+            }
+            if let Some(histogram) = latency.as_mut() {
+                // In range by the clamp above.
+                let _ = histogram.record(ns);
+            }
         }
+    }
+
+    /// Per command that ran since start-up (or the last reset), by name:
+    /// its latency at each of [`LATENCY_PERCENTILES`], in microseconds.
+    pub fn latency_percentiles(&self) -> BTreeMap<&'static str, [f64; 3]> {
+        self.commands
+            .iter()
+            .filter_map(|(&name, c)| {
+                let latency = c.latency.lock();
+                let histogram = latency.as_ref()?;
+                let at =
+                    |percentile: f64| histogram.value_at_percentile(percentile) as f64 / 1000.0;
+                Some((name, LATENCY_PERCENTILES.map(|(_, p)| at(p))))
+            })
+            .collect()
     }
 
     /// `command` was refused with `reply` before it ran.
@@ -137,6 +184,7 @@ impl Stats {
             for counter in [&c.calls, &c.usec, &c.rejected_calls, &c.failed_calls] {
                 counter.store(0, Ordering::Relaxed);
             }
+            *c.latency.lock() = None;
         }
         self.errors.lock().clear();
     }
