@@ -143,8 +143,11 @@ pub struct StoreSection {
     /// Memtable size per column family, in bytes: what each column family
     /// holds in memory before it is written out.
     pub write_buffer_bytes: u64,
-    /// Block cache shared by the column families, in bytes.
+    /// Block cache shared by the column families, in bytes (data, index
+    /// and filter blocks).
     pub block_cache_bytes: u64,
+    /// All memtables together, in bytes.
+    pub memtable_budget_bytes: u64,
 }
 
 impl Default for StoreSection {
@@ -153,6 +156,7 @@ impl Default for StoreSection {
         StoreSection {
             write_buffer_bytes: defaults.write_buffer_bytes as u64,
             block_cache_bytes: defaults.block_cache_bytes as u64,
+            memtable_budget_bytes: defaults.memtable_budget_bytes as u64,
         }
     }
 }
@@ -162,6 +166,8 @@ impl StoreSection {
         elastickv_store::StoreOptions {
             write_buffer_bytes: usize::try_from(self.write_buffer_bytes).unwrap_or(usize::MAX),
             block_cache_bytes: usize::try_from(self.block_cache_bytes).unwrap_or(usize::MAX),
+            memtable_budget_bytes: usize::try_from(self.memtable_budget_bytes)
+                .unwrap_or(usize::MAX),
             ..elastickv_store::StoreOptions::default()
         }
     }
@@ -318,6 +324,12 @@ impl NodeConfig {
                 "accepted: 1048576..=1073741824",
             ));
         }
+        if !(self.store.write_buffer_bytes..=1 << 40).contains(&self.store.memtable_budget_bytes) {
+            return Err(invalid(
+                "store.memtable_budget_bytes",
+                "accepted: store.write_buffer_bytes..=1099511627776",
+            ));
+        }
         if !(1 << 20..=1 << 40).contains(&self.store.block_cache_bytes) {
             return Err(invalid(
                 "store.block_cache_bytes",
@@ -458,6 +470,10 @@ mod tests {
             (
                 "peers = \"2=127.0.0.1:1\"",
                 "invalid peers: does not list this node (node_id 1)",
+            ),
+            (
+                "[store]\nwrite_buffer_bytes = 67108864\nmemtable_budget_bytes = 1048576",
+                "invalid store.memtable_budget_bytes: accepted: store.write_buffer_bytes..=",
             ),
         ];
         for (text, expected) in cases {

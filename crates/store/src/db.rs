@@ -47,6 +47,9 @@ pub struct StoreOptions {
     pub block_cache_bytes: usize,
     /// Memtable size per column family, in bytes.
     pub write_buffer_bytes: usize,
+    /// All memtables together, in bytes: past it, RocksDB flushes the
+    /// largest (a `WriteBufferManager`).
+    pub memtable_budget_bytes: usize,
     /// Write-ahead log size that forces flushes (see [`Store::open`]).
     pub max_wal_bytes: u64,
     /// Background flush and compaction threads.
@@ -60,6 +63,7 @@ impl Default for StoreOptions {
         StoreOptions {
             block_cache_bytes: 256 << 20,
             write_buffer_bytes: 64 << 20,
+            memtable_budget_bytes: 256 << 20,
             max_wal_bytes: 128 << 20,
             background_jobs: 4,
             snapshot_install_batch_bytes: 4 << 20,
@@ -174,6 +178,11 @@ impl Store {
         // would pin every log file meanwhile. Past this total, RocksDB
         // flushes whatever pins the oldest file, which bounds the WAL.
         db_opts.set_max_total_wal_size(options.max_wal_bytes);
+        // Memory is held to a budget, whatever the data size: memtables
+        // together (seven column families, each allowed two) stay under
+        // their budget, and the files' index and filter blocks live in the
+        // block cache instead of beside it (they grow with the data).
+        db_opts.set_db_write_buffer_size(options.memtable_budget_bytes);
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes)?;
         let descriptors = ALL_CFS.iter().map(|&name| {
@@ -181,6 +190,9 @@ impl Store {
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            // The newest files' are read on every lookup: kept resident.
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             if name == CF_META || name == CF_SUB || name == CF_DEDUP {
                 // Point lookups dominate Redis traffic, and every write
                 // looks up its request record, which is almost never
