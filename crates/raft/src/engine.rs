@@ -849,6 +849,7 @@ impl<SM: StateMachine> ShardEngine<SM> {
                 self.raw.report_snapshot(to, SnapshotStatus::Failure);
             } else {
                 self.raw.report_unreachable(to);
+                metrics::unreachable_reported(self.shard, to);
             }
             metrics::dropped_message(self.shard, to, refusal.as_str());
             let drops = self.drops.entry(to).or_insert(0);

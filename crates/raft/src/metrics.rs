@@ -83,6 +83,17 @@ pub(crate) fn dropped_message(shard: ShardId, peer: u64, reason: &'static str) {
     .increment(1);
 }
 
+/// The engine told raft that `peer` is unreachable (a message to it was
+/// dropped): raft then probes it instead of streaming appends.
+pub(crate) fn unreachable_reported(shard: ShardId, peer: u64) {
+    metrics::counter!(
+        "elastickv_raft_unreachable_reports_total",
+        "shard" => shard.to_string(),
+        "peer" => peer.to_string()
+    )
+    .increment(1);
+}
+
 /// One write of a round's log batch; `synced` when it waited for the disk
 /// (new entries or a new term/vote), not for a lone commit-index update.
 pub(crate) fn log_write(batch_bytes: usize, synced: bool) {

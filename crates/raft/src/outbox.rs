@@ -46,8 +46,12 @@ pub fn is_priority(msg: &Message) -> bool {
 /// Why a message was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The lane towards that peer is full.
+    /// The normal lane towards that peer (appends, their responses) is
+    /// full.
     LaneFull,
+    /// The priority lane towards that peer (heartbeats, votes, ReadIndex,
+    /// transfers) is full.
+    PriorityLaneFull,
     /// No such peer is configured.
     NoRoute,
 }
@@ -56,6 +60,7 @@ impl Refusal {
     pub fn as_str(&self) -> &'static str {
         match self {
             Refusal::LaneFull => "lane_full",
+            Refusal::PriorityLaneFull => "priority_lane_full",
             Refusal::NoRoute => "no_route",
         }
     }
@@ -217,10 +222,10 @@ impl Outbox {
         let Some(lanes) = peer.shards.get(shard as usize) else {
             return Err((msg, Refusal::NoRoute));
         };
-        let tx = if is_priority(&msg) {
-            &lanes.priority_tx
+        let (tx, full) = if is_priority(&msg) {
+            (&lanes.priority_tx, Refusal::PriorityLaneFull)
         } else {
-            &lanes.normal_tx
+            (&lanes.normal_tx, Refusal::LaneFull)
         };
         match tx.try_send(msg) {
             Ok(()) => {
@@ -230,7 +235,7 @@ impl Outbox {
             Err(flume::TrySendError::Full(msg) | flume::TrySendError::Disconnected(msg)) => {
                 peer.refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err((msg, Refusal::LaneFull))
+                Err((msg, full))
             }
         }
     }

@@ -245,29 +245,28 @@ async fn stream(
             from_node: local_id,
             messages: Vec::with_capacity(drained.len()),
         };
-        let (mut appends, mut bytes_sent) = (0u64, 0u64);
+        // Per shard: messages, MsgAppend among them, bytes.
+        let mut counts: std::collections::BTreeMap<u32, (u64, u64, u64)> = Default::default();
         for (shard, msg) in drained {
-            if msg.get_msg_type() == raft::prelude::MessageType::MsgAppend {
-                appends += 1;
-            }
+            let append = msg.get_msg_type() == raft::prelude::MessageType::MsgAppend;
             match msg.write_to_bytes() {
-                Ok(bytes) => batch.messages.push(RaftEnvelope {
-                    shard,
-                    from: msg.from,
-                    to: msg.to,
-                    message: bytes,
-                }),
+                Ok(bytes) => {
+                    let count = counts.entry(shard).or_default();
+                    count.0 += 1;
+                    count.1 += u64::from(append);
+                    count.2 += bytes.len() as u64;
+                    batch.messages.push(RaftEnvelope {
+                        shard,
+                        from: msg.from,
+                        to: msg.to,
+                        message: bytes,
+                    });
+                }
                 Err(e) => {
                     tracing::error!(peer = node, error = %e, "cannot encode a raft message; dropped")
                 }
             }
         }
-        bytes_sent += batch
-            .messages
-            .iter()
-            .map(|m| m.message.len() as u64)
-            .sum::<u64>();
-        let count = batch.messages.len() as u64;
         tokio::select! {
             handed = tokio::time::timeout(STALL_TIMEOUT, batches.send(batch)) => match handed {
                 Ok(Ok(())) => {
@@ -283,12 +282,14 @@ async fn stream(
             _ = shutdown.changed() => break "shutting down".to_string(),
         }
         let peer_label = node.to_string();
-        metrics::counter!("elastickv_transport_messages_sent_total", "peer" => peer_label.clone())
-            .increment(count);
-        metrics::counter!("elastickv_transport_append_messages_total", "peer" => peer_label.clone())
-            .increment(appends);
-        metrics::counter!("elastickv_transport_sent_bytes_total", "peer" => peer_label)
-            .increment(bytes_sent);
+        for (shard, (messages, appends, bytes)) in counts {
+            let labels = [("peer", peer_label.clone()), ("shard", shard.to_string())];
+            metrics::counter!("elastickv_transport_messages_sent_total", &labels)
+                .increment(messages);
+            metrics::counter!("elastickv_transport_append_messages_total", &labels)
+                .increment(appends);
+            metrics::counter!("elastickv_transport_sent_bytes_total", &labels).increment(bytes);
+        }
     };
     ack_reader.abort();
     StreamEnd::Closed(reason)
