@@ -8,8 +8,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Options, WriteBatch,
-    WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
+    Options, WriteBatch, WriteOptions,
 };
 
 use crate::ShardId;
@@ -190,8 +190,15 @@ impl Store {
             cf_opts.set_write_buffer_size(options.write_buffer_bytes);
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
+            // Index and filter blocks grow with the data, so they live in
+            // the block cache, partitioned: a whole large file's filter
+            // would not fit a cache shard, and would be read from the file
+            // again on every lookup. Only the small top-level partitions,
+            // and the newest files' blocks, stay resident.
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_partition_filters(true);
             table.set_cache_index_and_filter_blocks(true);
-            // The newest files' are read on every lookup: kept resident.
+            table.set_pin_top_level_index_and_filter(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
             if name == CF_META || name == CF_SUB || name == CF_DEDUP {
                 // Point lookups dominate Redis traffic, and every write
