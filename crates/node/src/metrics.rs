@@ -62,6 +62,10 @@ pub fn storage(store: &elastickv_store::Store) {
             "elastickv_rocksdb_memtable_bytes",
         ),
         (
+            "rocksdb.estimate-table-readers-mem",
+            "elastickv_rocksdb_table_readers_bytes",
+        ),
+        (
             "rocksdb.estimate-num-keys",
             "elastickv_rocksdb_estimated_keys",
         ),
