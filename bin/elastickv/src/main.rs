@@ -8,13 +8,6 @@ use clap::Parser;
 use elastickv_node::{Node, NodeConfig, Overrides};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, for the whole process: its `malloc` is exported, so the
-/// RocksDB library allocates from it too. RocksDB's threads allocate and
-/// free large blocks, and glibc's per-thread arenas kept that memory: at
-/// 4 million keys a node resided at 811 MB with glibc, 560 MB with jemalloc.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// A strongly consistent, Redis-compatible, sharded key-value store.
 ///
 /// Every flag can also be set in the TOML file given with --config; a flag
