@@ -143,8 +143,7 @@ pub struct StoreSection {
     /// Memtable size per column family, in bytes: what each column family
     /// holds in memory before it is written out.
     pub write_buffer_bytes: u64,
-    /// Block cache shared by the column families, in bytes (data, index
-    /// and filter blocks).
+    /// Block cache shared by the column families, in bytes.
     pub block_cache_bytes: u64,
     /// All memtables together, in bytes.
     pub memtable_budget_bytes: u64,
