@@ -192,8 +192,8 @@ impl Store {
             // readers: they grow with the data (36 MB at 10 million keys),
             // which `elastickv_rocksdb_table_readers_bytes` shows. Kept in
             // the cache (partitioned, so a large file's filter fits a
-            // cache shard) they bounded memory, but random reads over 10
-            // million keys ran 3.4 times slower.
+            // cache shard) they counted against its size, but random reads
+            // over 10 million keys ran 3.4 times slower.
             if name == CF_META || name == CF_SUB || name == CF_DEDUP {
                 // Point lookups dominate Redis traffic, and every write
                 // looks up its request record, which is almost never
