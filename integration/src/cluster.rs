@@ -253,6 +253,18 @@ impl Cluster {
         args: &[&str],
         envs: &dyn Fn(u64) -> Vec<(String, String)>,
     ) -> Cluster {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Cluster::start_with(n, shards, &|_| args.clone(), envs)
+    }
+
+    /// Like [`Cluster::start_each`], with each node's extra flags from
+    /// `args(node id)` too.
+    pub fn start_with(
+        n: u64,
+        shards: u32,
+        args: &dyn Fn(u64) -> Vec<String>,
+        envs: &dyn Fn(u64) -> Vec<(String, String)>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let raft_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut links = BTreeMap::new();
@@ -306,7 +318,7 @@ impl Cluster {
                 if std::env::var_os("ELASTICKV_NO_BOOTSTRAP").is_none() {
                     all_args.push("--bootstrap".to_string());
                 }
-                all_args.extend(args.iter().map(|a| a.to_string()));
+                all_args.extend(args(id));
                 Launch {
                     data_dir: dir.path().join(format!("node{id}")),
                     args: all_args,

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use elastickv_integration::cluster::Cluster;
 use elastickv_integration::{Node, free_port};
 
 fn scrape(port: u16) -> String {
@@ -70,4 +71,54 @@ fn metrics_follow_the_traffic() {
     at_least("elastickv_raft_ready_rounds_total{shard=\"0\"}", 1.0);
     at_least("elastickv_rocksdb_sst_bytes{cf=\"sub\"}", 0.0);
     at_least("elastickv_rocksdb_memtable_bytes{cf=\"raft_log\"}", 1.0);
+}
+
+/// In a cluster, the transport counts what it sends per peer and per
+/// shard: every shard's leader sends MsgAppend to both of its followers.
+#[test]
+fn transport_counters_are_per_shard_and_peer() {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let cluster = Cluster::start_with(
+        3,
+        2,
+        &|id| {
+            vec![
+                "--metrics-addr".to_string(),
+                format!("127.0.0.1:{}", ports[(id - 1) as usize]),
+            ]
+        },
+        &|_| Vec::new(),
+    );
+    let mut c = cluster.node(1).raw();
+    for i in 0..100 {
+        c.call(&["SET", &format!("key:{i}"), "v"]);
+    }
+    // Appends per (shard, peer), summed over the senders.
+    let appends = |shard: u32, peer: u64| -> f64 {
+        ports
+            .iter()
+            .map(|&port| {
+                scrape(port)
+                    .lines()
+                    .filter(|l| l.starts_with("elastickv_transport_append_messages_total{"))
+                    .filter(|l| {
+                        l.contains(&format!("shard=\"{shard}\""))
+                            && l.contains(&format!("peer=\"{peer}\""))
+                    })
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    for shard in 0..2 {
+        let leader = cluster
+            .leader_of(shard, &[1, 2, 3])
+            .expect("every shard has a leader");
+        for peer in (1..=3).filter(|&p| p != leader) {
+            assert!(
+                appends(shard, peer) >= 1.0,
+                "no MsgAppend counted for shard {shard} to node {peer}"
+            );
+        }
+    }
 }
