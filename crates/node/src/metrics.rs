@@ -14,15 +14,32 @@ pub fn install(addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
 }
 
-/// A command that ran: its call, its time, and whether it answered an
-/// error.
-pub fn command(name: &'static str, took: Duration, failed: bool) {
-    metrics::counter!("elastickv_commands_total", "command" => name).increment(1);
-    if failed {
-        metrics::counter!("elastickv_command_errors_total", "command" => name).increment(1);
+/// One command's families, registered at its first call (so commands
+/// never called add no series) and kept with its INFO counters.
+#[derive(Debug)]
+pub struct CommandMetrics {
+    calls: metrics::Counter,
+    errors: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl CommandMetrics {
+    pub fn new(name: &'static str) -> CommandMetrics {
+        CommandMetrics {
+            calls: metrics::counter!("elastickv_commands_total", "command" => name),
+            errors: metrics::counter!("elastickv_command_errors_total", "command" => name),
+            duration: metrics::histogram!("elastickv_command_duration_seconds", "command" => name),
+        }
     }
-    metrics::histogram!("elastickv_command_duration_seconds", "command" => name)
-        .record(took.as_secs_f64());
+
+    /// A call that ran for `took` and whether it answered an error.
+    pub fn record(&self, took: Duration, failed: bool) {
+        self.calls.increment(1);
+        if failed {
+            self.errors.increment(1);
+        }
+        self.duration.record(took.as_secs_f64());
+    }
 }
 
 /// A write forwarded to its shard's leader on another node, and how long

@@ -2,6 +2,7 @@
 //! latencystats.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ struct CommandCounters {
     /// Redis allocates its histograms); a command has its own lock, so
     /// only concurrent calls of one command ever wait for each other.
     latency: Mutex<Option<Histogram<u64>>>,
+    /// Its Prometheus families, from its first call on.
+    prometheus: OnceLock<crate::metrics::CommandMetrics>,
 }
 
 /// Latencies Redis tracks (nanoseconds, clamped to this range) and the
@@ -100,8 +103,10 @@ impl Stats {
     /// `command` ran for `took` and answered `reply`.
     pub fn command_done(&self, command: &'static str, took: Duration, reply: &Reply) {
         self.count_reply(reply);
-        crate::metrics::command(command, took, reply.is_error());
         if let Some(c) = self.commands.get(command) {
+            c.prometheus
+                .get_or_init(|| crate::metrics::CommandMetrics::new(command))
+                .record(took, reply.is_error());
             Stats::add(&c.calls, 1);
             Stats::add(&c.usec, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
             if reply.is_error() {

@@ -94,23 +94,42 @@ pub(crate) fn unreachable_reported(shard: ShardId, peer: u64) {
     .increment(1);
 }
 
-/// One write of a round's log batch; `synced` when it waited for the disk
-/// (new entries or a new term/vote), not for a lone commit-index update.
-pub(crate) fn log_write(batch_bytes: usize, synced: bool) {
-    let sync = if synced { "true" } else { "false" };
-    metrics::counter!("elastickv_raft_log_writes_total", "sync" => sync).increment(1);
-    metrics::histogram!("elastickv_raft_log_write_bytes").record(batch_bytes as f64);
+/// A raft thread's log writes, registered once when the thread starts
+/// (they are recorded every round).
+pub(crate) struct LogWriteMetrics {
+    /// Indexed by whether the write was synced.
+    writes: [Counter; 2],
+    seconds: [Histogram; 2],
+    bytes: Histogram,
+}
+
+impl LogWriteMetrics {
+    pub(crate) fn new() -> LogWriteMetrics {
+        let sync = |synced: bool| if synced { "true" } else { "false" };
+        LogWriteMetrics {
+            writes: [false, true]
+                .map(|s| metrics::counter!("elastickv_raft_log_writes_total", "sync" => sync(s))),
+            seconds: [false, true].map(
+                |s| metrics::histogram!("elastickv_raft_log_write_seconds", "sync" => sync(s)),
+            ),
+            bytes: metrics::histogram!("elastickv_raft_log_write_bytes"),
+        }
+    }
+
+    /// One write of a round's log batch and how long it took; `synced`
+    /// when it waited for the disk (new entries or a new term/vote), not
+    /// for a lone commit-index update.
+    pub(crate) fn record(&self, batch_bytes: usize, synced: bool, seconds: f64) {
+        let i = usize::from(synced);
+        self.writes[i].increment(1);
+        self.seconds[i].record(seconds);
+        self.bytes.record(batch_bytes as f64);
+    }
 }
 
 pub(crate) fn leader_changed(shard: ShardId) {
     metrics::counter!("elastickv_raft_leader_changes_total", "shard" => shard.to_string())
         .increment(1);
-}
-
-/// How long a round's log write took (with its fsync when `synced`).
-pub(crate) fn log_write_time(synced: bool, seconds: f64) {
-    let sync = if synced { "true" } else { "false" };
-    metrics::histogram!("elastickv_raft_log_write_seconds", "sync" => sync).record(seconds);
 }
 
 pub(crate) fn snapshot_installed(shard: ShardId) {

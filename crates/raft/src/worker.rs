@@ -244,14 +244,6 @@ pub fn start<SM: StateMachine>(
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
-    fn check_shard(&self, shard: ShardId) -> Result<(), ProposeError> {
-        if (shard as usize) < self.shared.steps.len() {
-            Ok(())
-        } else {
-            Err(ProposeError::UnknownShard(shard))
-        }
-    }
-
     /// Queues `request` for `shard`'s raft thread and wakes it.
     async fn send(&self, shard: ShardId, request: Request<O>) -> Result<(), ProposeError> {
         let link = self
@@ -286,7 +278,6 @@ impl<O: Send + 'static> RaftHandle<O> {
         shard: ShardId,
         data: Vec<u8>,
     ) -> Result<impl Future<Output = Result<O, ProposeError>> + Send + 'static, ProposeError> {
-        self.check_shard(shard)?;
         let (reply, rx) = oneshot::channel();
         self.send(shard, Request::Propose { shard, data, reply })
             .await?;
@@ -322,7 +313,6 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// Asks `shard`'s leader (if it is this node) to hand leadership to
     /// node `to` once `to` has caught up.
     pub async fn transfer_leader(&self, shard: ShardId, to: u64) -> Result<(), ProposeError> {
-        self.check_shard(shard)?;
         self.send(shard, Request::TransferLeader { shard, to })
             .await
     }
@@ -380,7 +370,6 @@ impl<O: Send + 'static> RaftHandle<O> {
         shard: ShardId,
         change: MembershipChange,
     ) -> Result<(), ProposeError> {
-        self.check_shard(shard)?;
         let (reply, rx) = oneshot::channel();
         self.send(
             shard,
@@ -394,20 +383,15 @@ impl<O: Send + 'static> RaftHandle<O> {
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
-    /// Tells `shard`'s raft whether its snapshot reached `to`.
+    /// Tells `shard`'s raft whether its snapshot reached `to` (nothing
+    /// to tell for an unknown shard or a stopped engine).
     pub async fn report_snapshot(&self, shard: ShardId, to: u64, delivered: bool) {
-        if self.check_shard(shard).is_ok() {
-            let _ = self
-                .send(
-                    shard,
-                    Request::ReportSnapshot {
-                        shard,
-                        to,
-                        delivered,
-                    },
-                )
-                .await;
-        }
+        let report = Request::ReportSnapshot {
+            shard,
+            to,
+            delivered,
+        };
+        let _ = self.send(shard, report).await;
     }
 
     pub fn shard_count(&self) -> usize {
@@ -525,6 +509,7 @@ impl<SM: StateMachine> Worker<SM> {
 
     fn run_loop(&mut self) -> Result<(), EngineError> {
         let mut log_batch = LogBatch::new(&self.store);
+        let log_metrics = metrics::LogWriteMetrics::new();
         let mut next_tick = Instant::now() + self.tick;
         let mut readies = Vec::with_capacity(self.engines.len());
         loop {
@@ -612,10 +597,9 @@ impl<SM: StateMachine> Worker<SM> {
             }
             if !log_batch.is_empty() {
                 let must_sync = readies.iter().any(|(_, rd)| rd.must_sync());
-                metrics::log_write(log_batch.size_in_bytes(), must_sync);
-                let started = Instant::now();
+                let (bytes, started) = (log_batch.size_in_bytes(), Instant::now());
                 log_batch.write(must_sync)?;
-                metrics::log_write_time(must_sync, started.elapsed().as_secs_f64());
+                log_metrics.record(bytes, must_sync, started.elapsed().as_secs_f64());
             }
             for (i, rd) in readies.drain(..) {
                 let engine = &mut self.engines[i];

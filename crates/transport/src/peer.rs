@@ -163,6 +163,25 @@ enum StreamEnd {
 }
 
 /// Streams batches until the stream fails.
+/// What this stream sent for one shard: messages, MsgAppend among them,
+/// and bytes.
+struct SentCounters {
+    messages: metrics::Counter,
+    appends: metrics::Counter,
+    bytes: metrics::Counter,
+}
+
+impl SentCounters {
+    fn new(peer: u64, shard: u32) -> SentCounters {
+        let labels = [("peer", peer.to_string()), ("shard", shard.to_string())];
+        SentCounters {
+            messages: metrics::counter!("elastickv_transport_messages_sent_total", &labels),
+            appends: metrics::counter!("elastickv_transport_append_messages_total", &labels),
+            bytes: metrics::counter!("elastickv_transport_sent_bytes_total", &labels),
+        }
+    }
+}
+
 async fn stream(
     local_id: u64,
     peer: &PeerOutbox,
@@ -194,6 +213,8 @@ async fn stream(
         _ = shutdown.changed() => return StreamEnd::Closed("shutting down".into()),
     };
     on_accept();
+    // Registered once per shard seen, not per batch.
+    let mut sent_counters: std::collections::HashMap<u32, SentCounters> = Default::default();
 
     // Batches sent and acknowledged: a stream whose acknowledgements stop
     // while batches wait for them is dead, whatever TCP says.
@@ -281,14 +302,13 @@ async fn stream(
             }
             _ = shutdown.changed() => break "shutting down".to_string(),
         }
-        let peer_label = node.to_string();
         for (shard, (messages, appends, bytes)) in counts {
-            let labels = [("peer", peer_label.clone()), ("shard", shard.to_string())];
-            metrics::counter!("elastickv_transport_messages_sent_total", &labels)
-                .increment(messages);
-            metrics::counter!("elastickv_transport_append_messages_total", &labels)
-                .increment(appends);
-            metrics::counter!("elastickv_transport_sent_bytes_total", &labels).increment(bytes);
+            let sent = sent_counters
+                .entry(shard)
+                .or_insert_with(|| SentCounters::new(node, shard));
+            sent.messages.increment(messages);
+            sent.appends.increment(appends);
+            sent.bytes.increment(bytes);
         }
     };
     ack_reader.abort();
