@@ -402,26 +402,12 @@ pub async fn load(state: &NodeState, body: Bytes) -> Reply {
         Ok(Err(reply)) | Err(reply) => return reply,
     }
     scripts.remember(&sha, body.clone());
-    let change = log::ScriptsChange {
-        change: Some(Change::ScriptLoad(log::Script { sha, body })),
-    };
-    let reply = state.router.scripts_change(change).await;
-    if !reply.is_error() {
-        let _ = scripts.refresh(store(state));
-    }
-    reply
+    change_scripts(state, Change::ScriptLoad(log::Script { sha, body })).await
 }
 
 /// SCRIPT FLUSH: every node forgets every script.
 pub async fn flush(state: &NodeState) -> Reply {
-    let change = log::ScriptsChange {
-        change: Some(Change::ScriptFlush(log::ScriptFlush {})),
-    };
-    let reply = state.router.scripts_change(change).await;
-    if !reply.is_error() {
-        let _ = state.scripts.refresh(store(state));
-    }
-    reply
+    change_scripts(state, Change::ScriptFlush(log::ScriptFlush {})).await
 }
 
 /// SCRIPT EXISTS, as of everything applied before it was asked.
@@ -725,14 +711,18 @@ fn library_record(info: &LibraryInfo, replace: bool) -> log::Library {
 }
 
 /// Proposes a change to the libraries and catches up with it.
-async fn change_libraries(state: &NodeState, change: Change) -> Reply {
+/// Records a change to the scripts or libraries on shard 0 and brings
+/// this node's view up to date. The change may have been applied by
+/// another node's leader: a read barrier on shard 0 first waits until this
+/// node's replica has applied it too, so what this node runs next sees it.
+async fn change_scripts(state: &NodeState, change: Change) -> Reply {
     let reply = state
         .router
         .scripts_change(log::ScriptsChange {
             change: Some(change),
         })
         .await;
-    if !reply.is_error() {
+    if !reply.is_error() && state.router.backend().read_barrier(0).await.is_ok() {
         let _ = state.scripts.refresh(store(state));
     }
     reply
@@ -756,18 +746,18 @@ pub async fn function_load(state: &NodeState, replace: bool, code: Bytes) -> Rep
         Ok(info) => info,
         Err(reply) => return reply,
     };
-    change_libraries(state, Change::FunctionLoad(library_record(&info, replace))).await
+    change_scripts(state, Change::FunctionLoad(library_record(&info, replace))).await
 }
 
 /// FUNCTION DELETE.
 pub async fn function_delete(state: &NodeState, name: Bytes) -> Reply {
     let name = String::from_utf8_lossy(&name).into_owned();
-    change_libraries(state, Change::FunctionDelete(name)).await
+    change_scripts(state, Change::FunctionDelete(name)).await
 }
 
 /// FUNCTION FLUSH.
 pub async fn function_flush(state: &NodeState) -> Reply {
-    change_libraries(state, Change::FunctionFlush(log::FunctionFlush {})).await
+    change_scripts(state, Change::FunctionFlush(log::FunctionFlush {})).await
 }
 
 /// FUNCTION RESTORE: the payload's libraries, checked as Redis loads them
@@ -818,7 +808,7 @@ pub async fn function_restore(state: &NodeState, payload: Bytes, policy: Restore
         RestorePolicy::Replace => log::RestorePolicy::Replace,
         RestorePolicy::Flush => log::RestorePolicy::Flush,
     };
-    change_libraries(
+    change_scripts(
         state,
         Change::FunctionRestore(log::FunctionRestore {
             libraries: infos.iter().map(|i| library_record(i, false)).collect(),
