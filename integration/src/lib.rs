@@ -385,10 +385,15 @@ impl Node {
     /// Runs `elastickv ctl --addr <this node's raft address> ARGS...`:
     /// whether it succeeded, and what it printed.
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        self.ctl_with_env(args, &[])
+    }
+
+    /// [`Node::ctl`] with extra environment variables.
+    pub fn ctl_with_env(&self, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
         let addr = format!("127.0.0.1:{}", self.raft_port);
         let mut all = vec!["ctl", "--addr", &addr];
         all.extend_from_slice(args);
-        let (status, output) = run_to_exit(&all, &[]);
+        let (status, output) = run_to_exit(&all, envs);
         (status.success(), output)
     }
 }

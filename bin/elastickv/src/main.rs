@@ -54,6 +54,10 @@ struct Cli {
     /// Password clients must AUTH with.
     #[arg(long, value_name = "PASSWORD")]
     requirepass: Option<String>,
+    /// File holding the cluster secret, which every node-to-node and
+    /// `elastickv ctl` call must present (or set ELASTICKV_CLUSTER_SECRET).
+    #[arg(long, value_name = "FILE")]
+    cluster_secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -65,6 +69,9 @@ enum Command {
         /// Raft address of the node to talk to.
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:7379")]
         addr: String,
+        /// File holding the cluster secret (or set ELASTICKV_CLUSTER_SECRET).
+        #[arg(long, value_name = "FILE")]
+        cluster_secret_file: Option<PathBuf>,
         #[command(subcommand)]
         action: CtlAction,
     },
@@ -100,6 +107,7 @@ impl Cli {
             bootstrap,
             metrics_addr,
             requirepass,
+            cluster_secret_file,
             command: _,
         } = self;
         (
@@ -115,6 +123,7 @@ impl Cli {
                 bootstrap,
                 metrics_addr,
                 requirepass,
+                cluster_secret_file,
             },
         )
     }
@@ -135,8 +144,13 @@ fn main() -> ExitCode {
     // with the `failpoints` feature; otherwise this does nothing.
     let _failpoints = fail::FailScenario::setup();
     let mut cli = Cli::parse();
-    if let Some(Command::Ctl { addr, action }) = cli.command.take() {
-        return ctl(&addr, action);
+    if let Some(Command::Ctl {
+        addr,
+        cluster_secret_file,
+        action,
+    }) = cli.command.take()
+    {
+        return ctl(&addr, cluster_secret_file.as_deref(), action);
     }
     let (config_path, overrides) = cli.overrides();
     let config = match NodeConfig::load(config_path.as_deref(), overrides) {
@@ -174,7 +188,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn ctl(addr: &str, action: CtlAction) -> ExitCode {
+fn ctl(addr: &str, secret_file: Option<&std::path::Path>, action: CtlAction) -> ExitCode {
+    let secret = match elastickv_node::config::cluster_secret(secret_file) {
+        Ok(secret) => secret,
+        Err(e) => {
+            eprintln!("elastickv ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let action = match action {
         CtlAction::Status => elastickv_node::ctl::Action::Status,
         CtlAction::AddNode { id, raft_addr } => {
@@ -195,7 +216,7 @@ fn ctl(addr: &str, action: CtlAction) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(elastickv_node::ctl::run(addr, action)) {
+    match runtime.block_on(elastickv_node::ctl::run(addr, action, secret)) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -28,6 +28,32 @@ pub enum ConfigError {
     },
     #[error("invalid {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("{0}")]
+    Secret(#[from] elastickv_transport::SecretError),
+}
+
+/// The environment variable that may hold the cluster secret itself
+/// (instead of `cluster_secret_file`).
+pub const CLUSTER_SECRET_ENV: &str = "ELASTICKV_CLUSTER_SECRET";
+
+/// The cluster secret from `file` if given, else from
+/// [`CLUSTER_SECRET_ENV`] if set; both at once is refused as ambiguous.
+/// Shared by the node and `elastickv ctl`.
+pub fn cluster_secret(
+    file: Option<&Path>,
+) -> Result<Option<elastickv_transport::ClusterSecret>, ConfigError> {
+    let from_env = std::env::var_os(CLUSTER_SECRET_ENV).filter(|v| !v.is_empty());
+    match (file, from_env) {
+        (Some(_), Some(_)) => Err(invalid(
+            "cluster_secret_file",
+            format!("both it and {CLUSTER_SECRET_ENV} are set; give the secret one way"),
+        )),
+        (Some(path), None) => Ok(Some(elastickv_transport::ClusterSecret::from_file(path)?)),
+        (None, Some(value)) => Ok(Some(elastickv_transport::ClusterSecret::new(
+            value.as_encoded_bytes(),
+        )?)),
+        (None, None) => Ok(None),
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -128,6 +154,9 @@ pub struct NodeConfig {
     pub metrics_addr: String,
     /// Password clients must AUTH with; none when empty.
     pub requirepass: String,
+    /// File holding the secret every node-to-node and `elastickv ctl`
+    /// call presents; none when empty (see [`cluster_secret`]).
+    pub cluster_secret_file: PathBuf,
     pub maxclients: usize,
     /// How long a command may wait for its shard to have a reachable
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
@@ -185,6 +214,7 @@ impl Default for NodeConfig {
             bootstrap: false,
             metrics_addr: String::new(),
             requirepass: String::new(),
+            cluster_secret_file: PathBuf::new(),
             maxclients: 10_000,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
@@ -206,6 +236,7 @@ pub struct Overrides {
     pub bootstrap: bool,
     pub metrics_addr: Option<String>,
     pub requirepass: Option<String>,
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -253,6 +284,7 @@ impl NodeConfig {
             bootstrap,
             metrics_addr,
             requirepass,
+            cluster_secret_file,
         } = o;
         if join {
             self.join = true;
@@ -283,6 +315,9 @@ impl NodeConfig {
         }
         if let Some(v) = requirepass {
             self.requirepass = v;
+        }
+        if let Some(v) = cluster_secret_file {
+            self.cluster_secret_file = v;
         }
     }
 
@@ -357,7 +392,16 @@ impl NodeConfig {
         r.limits()
             .validate()
             .map_err(|e| invalid("raft", e.to_string()))?;
+        self.cluster_secret()?;
         Ok(())
+    }
+
+    /// The cluster secret, if the node has one (see [`cluster_secret`]).
+    pub fn cluster_secret(
+        &self,
+    ) -> Result<Option<elastickv_transport::ClusterSecret>, ConfigError> {
+        let file = Some(self.cluster_secret_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+        cluster_secret(file)
     }
 
     /// The peers map, this node included (added with `raft_addr` when the
@@ -419,6 +463,34 @@ mod tests {
         let path = dir.path().join("node.toml");
         std::fs::write(&path, text).unwrap();
         NodeConfig::load(Some(&path), overrides)
+    }
+
+    #[test]
+    fn a_cluster_secret_file_is_read_and_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, "0123456789abcdef0123\n").unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "hunter2").unwrap();
+        let with = |path: &Path| {
+            load_text(
+                &format!("cluster_secret_file = {:?}\n", path.display().to_string()),
+                Overrides::default(),
+            )
+        };
+        let config = with(&good).unwrap();
+        assert!(config.cluster_secret().unwrap().is_some());
+        let e = with(&short).unwrap_err().to_string();
+        assert!(e.contains("7 bytes") && e.contains("short"), "{e}");
+        let e = with(&dir.path().join("missing")).unwrap_err().to_string();
+        assert!(e.contains("cannot read the cluster secret file"), "{e}");
+        assert!(
+            NodeConfig::load(None, Overrides::default())
+                .unwrap()
+                .cluster_secret_file
+                .as_os_str()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -14,15 +14,21 @@ pub enum Action {
     TransferLeader { shard: u32, node: u64 },
 }
 
-/// Runs `action` against the node at `addr`; returns what to print.
-pub async fn run(addr: &str, action: Action) -> Result<String, String> {
+/// Runs `action` against the node at `addr`, presenting `secret` (the
+/// cluster's, if it has one); returns what to print.
+pub async fn run(
+    addr: &str,
+    action: Action,
+    secret: Option<elastickv_transport::ClusterSecret>,
+) -> Result<String, String> {
     let mut client = elastickv_transport::admin::connect(addr)
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let identity = elastickv_transport::ClusterIdentity::default().with_secret(secret);
     let reply = match action {
         Action::Status => {
             let status = client
-                .status(StatusRequest {})
+                .status(identity.request(StatusRequest {}))
                 .await
                 .map_err(|s| s.message().to_string())?
                 .into_inner();
@@ -30,16 +36,20 @@ pub async fn run(addr: &str, action: Action) -> Result<String, String> {
         }
         Action::AddNode { id, raft_addr } => {
             client
-                .add_node(AddNodeRequest {
+                .add_node(identity.request(AddNodeRequest {
                     node: id,
                     raft_addr,
-                })
+                }))
                 .await
         }
-        Action::RemoveNode { id } => client.remove_node(RemoveNodeRequest { node: id }).await,
+        Action::RemoveNode { id } => {
+            client
+                .remove_node(identity.request(RemoveNodeRequest { node: id }))
+                .await
+        }
         Action::TransferLeader { shard, node } => {
             client
-                .transfer_leader(TransferLeaderRequest { shard, node })
+                .transfer_leader(identity.request(TransferLeaderRequest { shard, node }))
                 .await
         }
     };

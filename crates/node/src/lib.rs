@@ -251,6 +251,7 @@ impl Node {
             elastickv_transport::ClusterIdentity::adopting(Arc::new(move |id| {
                 store.record_cluster_id(id).map_err(|e| e.to_string())
             }))
+            .with_secret(config.cluster_secret()?)
         };
         // Which cluster this node belongs to; founding one first if that
         // is what --bootstrap asks (shards get their first configuration

@@ -9,12 +9,19 @@
 //! gets, which comes from the cluster that added it. That alone lets
 //! nothing in: its raft replicas stay empty until a snapshot makes them
 //! learners.
+//!
+//! With a cluster secret (see [`crate::secret`]), every call to every
+//! service must also present its token, checked before anything else: a
+//! node waiting to be added adopts a cluster id only from a caller that
+//! knows the secret.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
+
+use crate::secret::{AUTH_HEADER, ClusterSecret};
 
 /// The metadata key carrying the caller's cluster id.
 pub const CLUSTER_HEADER: &str = "x-elastickv-cluster";
@@ -35,12 +42,15 @@ pub struct ClusterIdentity {
     id: Arc<AtomicU64>,
     /// Set on a node waiting to be added: how to record the id it adopts.
     record: Option<RecordId>,
+    /// What callers must present, and what this node presents.
+    secret: Option<Arc<ClusterSecret>>,
 }
 
 impl std::fmt::Debug for ClusterIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterIdentity")
             .field("id", &self.get().map(format_cluster_id))
+            .field("secret", &self.secret.is_some())
             .finish()
     }
 }
@@ -50,6 +60,7 @@ impl ClusterIdentity {
         ClusterIdentity {
             id: Arc::new(AtomicU64::new(id.unwrap_or(0))),
             record: None,
+            secret: None,
         }
     }
 
@@ -59,7 +70,15 @@ impl ClusterIdentity {
         ClusterIdentity {
             id: Arc::default(),
             record: Some(record),
+            secret: None,
         }
+    }
+
+    /// This identity, presenting and requiring `secret` (none: calls are
+    /// not authenticated).
+    pub fn with_secret(mut self, secret: Option<ClusterSecret>) -> ClusterIdentity {
+        self.secret = secret.map(Arc::new);
+        self
     }
 
     pub fn get(&self) -> Option<u64> {
@@ -78,13 +97,27 @@ impl ClusterIdentity {
         }
     }
 
-    /// Marks an outgoing request with this node's cluster id (if known).
+    /// Marks an outgoing request with this node's cluster id (if known)
+    /// and the cluster secret's token (if any).
     pub fn tag<T>(&self, request: &mut Request<T>) {
+        if let Some(secret) = &self.secret
+            && let Ok(value) = MetadataValue::try_from(secret.token())
+        {
+            request.metadata_mut().insert(AUTH_HEADER, value);
+        }
         if let Some(id) = self.get()
             && let Ok(value) = MetadataValue::try_from(format_cluster_id(id))
         {
             request.metadata_mut().insert(CLUSTER_HEADER, value);
         }
+    }
+
+    /// `message` as a request [tagged](ClusterIdentity::tag) by this
+    /// identity.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        self.tag(&mut request);
+        request
     }
 
     /// The caller's cluster id, if it said.
@@ -101,10 +134,58 @@ impl ClusterIdentity {
             .ok_or_else(|| Status::invalid_argument(format!("malformed {CLUSTER_HEADER}")))
     }
 
-    /// Whether a call may be served: from this node's cluster, or from a
+    /// Whether the caller presented the cluster secret's token (always
+    /// true when this node has no secret).
+    pub fn authenticate<T>(&self, request: &Request<T>, service: &str) -> Result<(), Status> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        let presented = request.metadata().get(AUTH_HEADER);
+        if presented.is_some_and(|token| secret.accepts(token.as_bytes())) {
+            return Ok(());
+        }
+        metrics::counter!(
+            "elastickv_transport_unauthenticated_calls_total",
+            "service" => service.to_string()
+        )
+        .increment(1);
+        let caller = request
+            .remote_addr()
+            .map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
+        let why = if presented.is_some() {
+            "a wrong cluster secret"
+        } else {
+            "no cluster secret"
+        };
+        UNAUTHENTICATED_LOG.log(|| {
+            tracing::warn!(
+                service,
+                caller = %caller,
+                "refused a call with {why} (a node or `elastickv ctl` started without \
+                 --cluster-secret-file, or with another cluster's); logged at most every \
+                 {REFUSAL_LOG_EVERY_MS} ms"
+            );
+        });
+        Err(Status::unauthenticated(format!(
+            "this node requires the cluster secret; the call carried {why}"
+        )))
+    }
+
+    /// Whether a call may be served: it presents the cluster secret (if
+    /// this node has one), and comes from this node's cluster, or from a
     /// caller that does not say when `required` is false. A node with no
-    /// id yet accepts every call.
-    pub fn admit<T>(&self, request: &Request<T>, required: bool) -> Result<(), Status> {
+    /// id yet accepts every authenticated call.
+    pub fn admit<T>(
+        &self,
+        request: &Request<T>,
+        required: bool,
+        service: &str,
+    ) -> Result<(), Status> {
+        self.authenticate(request, service)?;
+        self.admit_cluster(request, required)
+    }
+
+    fn admit_cluster<T>(&self, request: &Request<T>, required: bool) -> Result<(), Status> {
         let caller = Self::of_caller(request)?;
         let Some(mine) = self.get() else {
             if let (Some(theirs), Some(record), true) = (caller, &self.record, required) {
@@ -116,7 +197,7 @@ impl ClusterIdentity {
                     "this node now belongs to the cluster that added it"
                 );
                 if adopted != theirs {
-                    return self.admit(request, required);
+                    return self.admit_cluster(request, required);
                 }
             }
             return Ok(());
@@ -141,40 +222,64 @@ impl ClusterIdentity {
         }
     }
 
-    /// A tonic interceptor admitting calls as [`ClusterIdentity::admit`].
+    /// A tonic interceptor admitting calls to `service` as
+    /// [`ClusterIdentity::admit`].
     pub fn interceptor(
         &self,
         required: bool,
+        service: &'static str,
     ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let identity = self.clone();
         move |request: Request<()>| {
-            identity.admit(&request, required)?;
+            identity.admit(&request, required, service)?;
             Ok(request)
         }
     }
 }
 
-/// Refused calls from another cluster are logged at most this often.
+/// Refused calls are logged at most this often (per kind of refusal).
 const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
 
+/// A log line that is written at most every [`REFUSAL_LOG_EVERY_MS`]: a
+/// misconfigured or hostile caller retrying in a loop must not flood the
+/// log.
+struct RateLimitedLog {
+    last_ms: AtomicU64,
+}
+
+static FOREIGN_LOG: RateLimitedLog = RateLimitedLog {
+    last_ms: AtomicU64::new(0),
+};
+static UNAUTHENTICATED_LOG: RateLimitedLog = RateLimitedLog {
+    last_ms: AtomicU64::new(0),
+};
+
+impl RateLimitedLog {
+    fn log(&self, write: impl FnOnce()) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFUSAL_LOG_EVERY_MS
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            write();
+        }
+    }
+}
+
 fn log_refusal(mine: u64, theirs: u64) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= REFUSAL_LOG_EVERY_MS
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    FOREIGN_LOG.log(|| {
         tracing::warn!(
             cluster_id = %format_cluster_id(mine),
             caller_cluster_id = %format_cluster_id(theirs),
             "refused a call from another cluster (a peer address points at the wrong node?); \
              logged at most every {REFUSAL_LOG_EVERY_MS} ms"
         );
-    }
+    });
 }
 
 #[cfg(test)]
@@ -191,14 +296,14 @@ mod tests {
             from.tag(&mut request);
             request
         };
-        assert!(mine.admit(&call(&mine), true).is_ok());
-        let refused = mine.admit(&call(&theirs), true).unwrap_err();
+        assert!(mine.admit(&call(&mine), true, "test").is_ok());
+        let refused = mine.admit(&call(&theirs), true, "test").unwrap_err();
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains("0000000000000def"), "{refused}");
-        assert!(mine.admit(&call(&unknown), true).is_err());
-        assert!(mine.admit(&call(&unknown), false).is_ok());
+        assert!(mine.admit(&call(&unknown), true, "test").is_err());
+        assert!(mine.admit(&call(&unknown), false, "test").is_ok());
         // A node with no id yet accepts anyone, and adopts an id once.
-        assert!(unknown.admit(&call(&theirs), true).is_ok());
+        assert!(unknown.admit(&call(&theirs), true, "test").is_ok());
         assert_eq!(unknown.adopt(0xdef), 0xdef);
         assert_eq!(unknown.adopt(0x123), 0xdef);
         // One waiting to be added records and adopts its first caller's.
@@ -212,21 +317,55 @@ mod tests {
         });
         assert!(
             joining
-                .admit(&call(&ClusterIdentity::default()), true)
+                .admit(&call(&ClusterIdentity::default()), true, "test")
                 .is_ok()
         );
         assert_eq!(joining.get(), None);
-        assert!(joining.admit(&call(&theirs), false).is_ok());
+        assert!(joining.admit(&call(&theirs), false, "test").is_ok());
         assert_eq!(joining.get(), None, "only node-to-node calls count");
-        assert!(joining.admit(&call(&theirs), true).is_ok());
+        assert!(joining.admit(&call(&theirs), true, "test").is_ok());
         assert_eq!(
             (joining.get(), recorded.load(Ordering::SeqCst)),
             (Some(0xdef), 0xdef)
         );
-        assert!(joining.admit(&call(&mine), true).is_err());
+        assert!(joining.admit(&call(&mine), true, "test").is_err());
         let mut bad = Request::new(());
         bad.metadata_mut()
             .insert(CLUSTER_HEADER, MetadataValue::from_static("zz"));
-        assert!(mine.admit(&bad, false).is_err());
+        assert!(mine.admit(&bad, false, "test").is_err());
+    }
+
+    #[test]
+    fn with_a_secret_every_call_must_present_it() {
+        let secret = || Some(ClusterSecret::new(b"a cluster secret of ours").unwrap());
+        let mine = ClusterIdentity::new(Some(0xabc)).with_secret(secret());
+        let sibling = ClusterIdentity::new(Some(0xabc)).with_secret(secret());
+        let keyless = ClusterIdentity::new(Some(0xabc));
+        let wrong = ClusterIdentity::new(Some(0xabc)).with_secret(Some(
+            ClusterSecret::new(b"another cluster's secret").unwrap(),
+        ));
+        let ctl = ClusterIdentity::default().with_secret(secret());
+        let call = |from: &ClusterIdentity| {
+            let mut request = Request::new(());
+            from.tag(&mut request);
+            request
+        };
+        assert!(mine.admit(&call(&sibling), true, "raft").is_ok());
+        assert!(mine.admit(&call(&ctl), false, "admin").is_ok());
+        for (caller, required) in [(&keyless, true), (&keyless, false), (&wrong, false)] {
+            let refused = mine.admit(&call(caller), required, "admin").unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        }
+        // A node without a secret does not check (nor is it checked by
+        // tokens it does not send).
+        assert!(keyless.admit(&call(&mine), true, "raft").is_ok());
+        // A node waiting to be added adopts no id from an unauthenticated
+        // caller.
+        let joining = ClusterIdentity::adopting(Arc::new(|_| Ok(()))).with_secret(secret());
+        let stranger = ClusterIdentity::new(Some(0xdef));
+        assert!(joining.admit(&call(&stranger), true, "raft").is_err());
+        assert_eq!(joining.get(), None);
+        assert!(joining.admit(&call(&mine), true, "raft").is_ok());
+        assert_eq!(joining.get(), Some(0xabc));
     }
 }

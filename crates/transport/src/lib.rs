@@ -14,6 +14,7 @@
 //! - [`founding`]: creating a cluster (probes between founding nodes).
 //! - [`identity`]: the cluster id every node-to-node call carries, and the
 //!   check that refuses calls from another cluster.
+//! - [`secret`]: the cluster secret every call to a node presents.
 //! - [`acceptor`]: the raft address's listener, handed from the founding
 //!   server to the full one.
 //! - [`forward`]: the client that sends write commands to the node that
@@ -35,6 +36,7 @@ pub mod forward;
 pub mod founding;
 pub mod identity;
 pub mod peer;
+pub mod secret;
 pub mod server;
 pub mod snapshot;
 
@@ -79,6 +81,7 @@ pub use directory::PeerDirectory;
 pub use forward::{ForwardClient, ForwardOutcome};
 pub use founding::FoundingHandler;
 pub use identity::{ClusterIdentity, format_cluster_id};
+pub use secret::{ClusterSecret, SecretError};
 pub use server::{ForwardHandler, OutcomeFuture, StepFn, serve};
 pub use snapshot::{SnapshotSink, spawn_sender as spawn_snapshot_sender};
 /// For implementing [`ForwardHandler`].

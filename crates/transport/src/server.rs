@@ -241,18 +241,22 @@ pub async fn serve(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    // Node-to-node services require the caller's cluster id; the
+    // Every service requires the cluster secret (when the node has one).
+    // Node-to-node services also require the caller's cluster id; the
     // administration service takes calls from `elastickv ctl`, which has
     // none, and founding calls come before there is one.
-    let checked = |required| identity.interceptor(required);
+    let checked = |required, service| identity.interceptor(required, service);
     tonic::transport::Server::builder()
-        .add_service(InterceptedService::new(raft, checked(true)))
-        .add_service(InterceptedService::new(forward, checked(true)))
-        .add_service(InterceptedService::new(snapshots, checked(true)))
-        .add_service(InterceptedService::new(admin, checked(false)))
+        .add_service(InterceptedService::new(raft, checked(true, "raft")))
+        .add_service(InterceptedService::new(forward, checked(true, "forward")))
+        .add_service(InterceptedService::new(
+            snapshots,
+            checked(true, "snapshot"),
+        ))
+        .add_service(InterceptedService::new(admin, checked(false, "admin")))
         .add_service(InterceptedService::new(
             crate::founding::service(founding),
-            checked(false),
+            checked(false, "founding"),
         ))
         .serve_with_incoming_shutdown(acceptor.incoming(), shutdown)
         .await?;
