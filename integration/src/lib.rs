@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub mod cluster;
 pub mod diff;
 pub mod faketime;
+pub mod pki;
 pub mod power;
 pub use cluster::{Cluster, Proxy, ShardInfo};
 

@@ -58,8 +58,46 @@ struct Cli {
     /// `elastickv ctl` call must present (or set ELASTICKV_CLUSTER_SECRET).
     #[arg(long, value_name = "FILE")]
     cluster_secret_file: Option<PathBuf>,
+    /// Port for TLS clients, on --redis-addr's host (0: none). With
+    /// --redis-addr port 0 the plaintext port is off.
+    #[arg(long, value_name = "PORT")]
+    tls_port: Option<u16>,
+    #[command(flatten)]
+    tls: TlsFlags,
+    /// Whether the TLS port requires a client certificate signed by the CA.
+    #[arg(long, value_name = "yes|no|optional")]
+    tls_auth_clients: Option<elastickv_node::config::TlsAuthClients>,
+    /// Mutual TLS between nodes and with `elastickv ctl`, with the same
+    /// certificate, key and CA.
+    #[arg(long, value_name = "yes|no", value_parser = yes_or_no)]
+    tls_cluster: Option<bool>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// The node's certificate, key and CA (PEM files), for the TLS port and
+/// between nodes; `elastickv ctl` presents them to a `--tls-cluster yes`
+/// node.
+#[derive(Debug, clap::Args)]
+struct TlsFlags {
+    /// Certificate chain (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_cert_file: Option<PathBuf>,
+    /// Private key of the certificate (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that clients' and peers' certificates must
+    /// chain to.
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca_cert_file: Option<PathBuf>,
+}
+
+fn yes_or_no(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{text:?} is not yes or no")),
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -108,6 +146,15 @@ impl Cli {
             metrics_addr,
             requirepass,
             cluster_secret_file,
+            tls_port,
+            tls:
+                TlsFlags {
+                    tls_cert_file,
+                    tls_key_file,
+                    tls_ca_cert_file,
+                },
+            tls_auth_clients,
+            tls_cluster,
             command: _,
         } = self;
         (
@@ -124,6 +171,12 @@ impl Cli {
                 metrics_addr,
                 requirepass,
                 cluster_secret_file,
+                tls_port,
+                tls_cert_file,
+                tls_key_file,
+                tls_ca_cert_file,
+                tls_auth_clients,
+                tls_cluster,
             },
         )
     }
@@ -150,7 +203,7 @@ fn main() -> ExitCode {
         action,
     }) = cli.command.take()
     {
-        return ctl(&addr, cluster_secret_file.as_deref(), action);
+        return ctl(&addr, cluster_secret_file.as_deref(), &cli.tls, action);
     }
     let (config_path, overrides) = cli.overrides();
     let config = match NodeConfig::load(config_path.as_deref(), overrides) {
@@ -188,11 +241,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn ctl(addr: &str, secret_file: Option<&std::path::Path>, action: CtlAction) -> ExitCode {
+fn ctl(
+    addr: &str,
+    secret_file: Option<&std::path::Path>,
+    tls: &TlsFlags,
+    action: CtlAction,
+) -> ExitCode {
     let secret = match elastickv_node::config::cluster_secret(secret_file) {
         Ok(secret) => secret,
         Err(e) => {
             eprintln!("elastickv ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match (&tls.tls_cert_file, &tls.tls_key_file, &tls.tls_ca_cert_file) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), Some(ca)) => {
+            let files = elastickv_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: Some(ca.clone()),
+            };
+            match elastickv_tls::TlsContext::load(files, elastickv_tls::Usage::Cluster) {
+                Ok(context) => Some(context),
+                Err(e) => {
+                    eprintln!("elastickv ctl: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => {
+            eprintln!(
+                "elastickv ctl: TLS needs all of --tls-cert-file, --tls-key-file and \
+                 --tls-ca-cert-file"
+            );
             return ExitCode::from(2);
         }
     };
@@ -216,7 +298,7 @@ fn ctl(addr: &str, secret_file: Option<&std::path::Path>, action: CtlAction) -> 
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(elastickv_node::ctl::run(addr, action, secret)) {
+    match runtime.block_on(elastickv_node::ctl::run(addr, action, secret, tls)) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -75,6 +75,33 @@ pub enum ReadMode {
     ReadIndex,
 }
 
+/// Whether the Redis TLS port asks clients for a certificate
+/// (`tls_auth_clients`, Redis's `tls-auth-clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsAuthClients {
+    /// A client certificate signed by the CA is required.
+    #[default]
+    Yes,
+    /// None is required; one given must be valid.
+    Optional,
+    /// None is asked for.
+    No,
+}
+
+impl std::str::FromStr for TlsAuthClients {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "yes" => Ok(TlsAuthClients::Yes),
+            "optional" => Ok(TlsAuthClients::Optional),
+            "no" => Ok(TlsAuthClients::No),
+            _ => Err(format!("{text:?} is not yes, no or optional")),
+        }
+    }
+}
+
 /// Raft tuning (`[raft]` in the file).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -157,6 +184,19 @@ pub struct NodeConfig {
     /// File holding the secret every node-to-node and `elastickv ctl`
     /// call presents; none when empty (see [`cluster_secret`]).
     pub cluster_secret_file: PathBuf,
+    /// Port for TLS clients, on `redis_addr`'s host; 0: none.
+    pub tls_port: u16,
+    /// The node's certificate chain (PEM), for clients and peers.
+    pub tls_cert_file: PathBuf,
+    /// Its private key (PEM).
+    pub tls_key_file: PathBuf,
+    /// CA certificates (PEM) that client and peer certificates must chain
+    /// to.
+    pub tls_ca_cert_file: PathBuf,
+    pub tls_auth_clients: TlsAuthClients,
+    /// Mutual TLS between nodes (and with `elastickv ctl`), with the same
+    /// files.
+    pub tls_cluster: bool,
     pub maxclients: usize,
     /// How long a command may wait for its shard to have a reachable
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
@@ -215,6 +255,12 @@ impl Default for NodeConfig {
             metrics_addr: String::new(),
             requirepass: String::new(),
             cluster_secret_file: PathBuf::new(),
+            tls_port: 0,
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+            tls_ca_cert_file: PathBuf::new(),
+            tls_auth_clients: TlsAuthClients::default(),
+            tls_cluster: false,
             maxclients: 10_000,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
@@ -237,6 +283,12 @@ pub struct Overrides {
     pub metrics_addr: Option<String>,
     pub requirepass: Option<String>,
     pub cluster_secret_file: Option<PathBuf>,
+    pub tls_port: Option<u16>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_cert_file: Option<PathBuf>,
+    pub tls_auth_clients: Option<TlsAuthClients>,
+    pub tls_cluster: Option<bool>,
 }
 
 impl NodeConfig {
@@ -285,6 +337,12 @@ impl NodeConfig {
             metrics_addr,
             requirepass,
             cluster_secret_file,
+            tls_port,
+            tls_cert_file,
+            tls_key_file,
+            tls_ca_cert_file,
+            tls_auth_clients,
+            tls_cluster,
         } = o;
         if join {
             self.join = true;
@@ -318,6 +376,24 @@ impl NodeConfig {
         }
         if let Some(v) = cluster_secret_file {
             self.cluster_secret_file = v;
+        }
+        if let Some(v) = tls_port {
+            self.tls_port = v;
+        }
+        if let Some(v) = tls_cert_file {
+            self.tls_cert_file = v;
+        }
+        if let Some(v) = tls_key_file {
+            self.tls_key_file = v;
+        }
+        if let Some(v) = tls_ca_cert_file {
+            self.tls_ca_cert_file = v;
+        }
+        if let Some(v) = tls_auth_clients {
+            self.tls_auth_clients = v;
+        }
+        if let Some(v) = tls_cluster {
+            self.tls_cluster = v;
         }
     }
 
@@ -393,7 +469,66 @@ impl NodeConfig {
             .validate()
             .map_err(|e| invalid("raft", e.to_string()))?;
         self.cluster_secret()?;
+        self.check_tls()?;
         Ok(())
+    }
+
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let wants_tls = self.tls_port != 0 || self.tls_cluster;
+        if wants_tls {
+            for (key, path) in [
+                ("tls_cert_file", &self.tls_cert_file),
+                ("tls_key_file", &self.tls_key_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(key, "is required with tls_port or tls_cluster"));
+                }
+            }
+        }
+        let needs_ca =
+            self.tls_cluster || (self.tls_port != 0 && self.tls_auth_clients != TlsAuthClients::No);
+        if needs_ca && self.tls_ca_cert_file.as_os_str().is_empty() {
+            return Err(invalid(
+                "tls_ca_cert_file",
+                "is required with tls_cluster, and with tls_port unless tls_auth_clients is no",
+            ));
+        }
+        if self.plain_port_disabled() && self.tls_port == 0 {
+            return Err(invalid(
+                "redis_addr",
+                "port 0 turns the plaintext port off; then tls_port must be set",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the plaintext Redis port is off (`redis_addr` port 0, as
+    /// Redis's `port 0`).
+    pub fn plain_port_disabled(&self) -> bool {
+        self.redis_addr
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port == "0")
+    }
+
+    /// Where TLS clients connect: `redis_addr`'s host, `tls_port`.
+    pub fn tls_addr(&self) -> Option<String> {
+        if self.tls_port == 0 {
+            return None;
+        }
+        let host = self
+            .redis_addr
+            .rsplit_once(':')
+            .map_or(self.redis_addr.as_str(), |(host, _)| host);
+        Some(format!("{host}:{}", self.tls_port))
+    }
+
+    /// The TLS files, when TLS is used at all.
+    pub fn tls_files(&self) -> Option<elastickv_tls::TlsFiles> {
+        (self.tls_port != 0 || self.tls_cluster).then(|| elastickv_tls::TlsFiles {
+            cert: self.tls_cert_file.clone(),
+            key: self.tls_key_file.clone(),
+            ca: Some(self.tls_ca_cert_file.clone()).filter(|p| !p.as_os_str().is_empty()),
+        })
     }
 
     /// The cluster secret, if the node has one (see [`cluster_secret`]).

@@ -15,16 +15,20 @@ pub enum Action {
 }
 
 /// Runs `action` against the node at `addr`, presenting `secret` (the
-/// cluster's, if it has one); returns what to print.
+/// cluster's, if it has one) over mutual TLS with `tls` (if the cluster
+/// uses it); returns what to print.
 pub async fn run(
     addr: &str,
     action: Action,
     secret: Option<elastickv_transport::ClusterSecret>,
+    tls: Option<std::sync::Arc<elastickv_tls::TlsContext>>,
 ) -> Result<String, String> {
-    let mut client = elastickv_transport::admin::connect(addr)
+    let identity = elastickv_transport::ClusterIdentity::default()
+        .with_secret(secret)
+        .with_tls(tls);
+    let mut client = elastickv_transport::admin::connect(addr, &identity)
         .await
         .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-    let identity = elastickv_transport::ClusterIdentity::default().with_secret(secret);
     let reply = match action {
         Action::Status => {
             let status = client

@@ -234,13 +234,19 @@ async fn found_with_peers(
     acceptor: &Acceptor,
 ) -> Result<(), StartError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(elastickv_transport::founding::serve_alone(
-        acceptor.incoming(),
-        founding.clone() as Arc<dyn FoundingHandler>,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = {
+        let (acceptor, identity, handler) = (
+            acceptor.clone(),
+            founding.cluster.clone(),
+            founding.clone() as Arc<dyn FoundingHandler>,
+        );
+        tokio::spawn(async move {
+            elastickv_transport::founding::serve_alone(&acceptor, &identity, handler, async move {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
     let outcome = wait_until_founded(founding, peers).await;
     let _ = stop.send(());
     let _ = server.await;
@@ -264,7 +270,7 @@ async fn wait_until_founded(
         if founded.borrow().is_some() {
             return Ok(());
         }
-        let replies = probe_all(me, peers).await;
+        let replies = probe_all(me, &founding.cluster, peers).await;
         let mut waiting_for = Vec::new();
         for (node, reply) in &replies {
             match reply {
@@ -340,13 +346,17 @@ async fn wait_until_founded(
 /// Every other founder's answer to a probe (or why there was none).
 async fn probe_all(
     me: u64,
+    identity: &ClusterIdentity,
     peers: &BTreeMap<u64, String>,
 ) -> BTreeMap<u64, Result<ProbeReply, String>> {
     let calls = peers
         .iter()
         .filter(|&(&node, _)| node != me)
         .map(|(&node, addr)| async move {
-            (node, elastickv_transport::founding::probe(addr, me).await)
+            (
+                node,
+                elastickv_transport::founding::probe(addr, identity, me).await,
+            )
         });
     futures::future::join_all(calls).await.into_iter().collect()
 }

@@ -143,6 +143,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Metrics(String),
+    #[error("{0}")]
+    Tls(#[from] elastickv_tls::TlsError),
     #[error(
         "data directory {data_dir} is empty and --peers names other nodes: start with \
          --bootstrap to create a new cluster of them, or with --join to be added to an existing \
@@ -198,6 +200,82 @@ async fn follow_membership(
     }
 }
 
+/// The node's TLS contexts, built from one set of files.
+#[derive(Clone, Default)]
+struct NodeTls {
+    /// The Redis TLS port's.
+    clients: Option<Arc<elastickv_tls::TlsContext>>,
+    /// Between nodes (`tls_cluster`).
+    cluster: Option<Arc<elastickv_tls::TlsContext>>,
+}
+
+impl NodeTls {
+    fn load(config: &NodeConfig) -> Result<NodeTls, StartError> {
+        let Some(files) = config.tls_files() else {
+            return Ok(NodeTls::default());
+        };
+        let auth = match config.tls_auth_clients {
+            config::TlsAuthClients::Yes => elastickv_tls::ClientAuth::Required,
+            config::TlsAuthClients::Optional => elastickv_tls::ClientAuth::Optional,
+            config::TlsAuthClients::No => elastickv_tls::ClientAuth::Off,
+        };
+        let load = |usage| elastickv_tls::TlsContext::load(files.clone(), usage);
+        Ok(NodeTls {
+            clients: (config.tls_port != 0)
+                .then(|| load(elastickv_tls::Usage::Clients(auth)))
+                .transpose()?,
+            cluster: config
+                .tls_cluster
+                .then(|| load(elastickv_tls::Usage::Cluster))
+                .transpose()?,
+        })
+    }
+}
+
+/// Binds a listener for Redis clients.
+async fn bind_clients(addr: &str) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listen_error = |source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
+}
+
+/// Reads the TLS files again on every SIGHUP (certificates renewed in
+/// place): later handshakes use them; if they cannot be used, the ones in
+/// force stay and the error is logged.
+async fn reload_tls_on_sighup(tls: NodeTls, mut shutdown: watch::Receiver<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; TLS files will not be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = hangups.recv() => {}
+            _ = shutdown.changed() => return,
+        }
+        for (what, context) in [("clients", &tls.clients), ("cluster", &tls.cluster)] {
+            let Some(context) = context else { continue };
+            match context.reload() {
+                Ok(()) => {
+                    tracing::info!(tls = what, "SIGHUP: TLS certificate, key and CA reloaded")
+                }
+                Err(e) => tracing::error!(
+                    tls = what,
+                    error = %e,
+                    "SIGHUP: cannot reload the TLS files; the ones loaded before stay in use"
+                ),
+            }
+        }
+    }
+}
+
 /// A running node.
 pub struct Node {
     state: Arc<NodeState>,
@@ -224,16 +302,27 @@ impl Node {
                 source,
             })?;
 
-        let listener = TcpListener::bind(&config.redis_addr)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.redis_addr.clone(),
-                source,
-            })?;
-        let redis_addr = listener.local_addr().map_err(|source| StartError::Listen {
-            addr: config.redis_addr.clone(),
-            source,
-        })?;
+        let tls = NodeTls::load(&config)?;
+        let listener = if config.plain_port_disabled() {
+            None
+        } else {
+            Some(bind_clients(&config.redis_addr).await?)
+        };
+        let tls_listener = match config.tls_addr() {
+            Some(addr) => Some(bind_clients(&addr).await?),
+            None => None,
+        };
+        // INFO's tcp_port: the plaintext port, 0 when it is off (as Redis).
+        let redis_addr = match (&listener, &tls_listener) {
+            (Some((_, addr)), _) => *addr,
+            (None, Some((_, addr))) => SocketAddr::new(addr.ip(), 0),
+            (None, None) => {
+                return Err(StartError::Config(config::ConfigError::Invalid {
+                    key: "redis_addr",
+                    reason: "no port to serve clients on".into(),
+                }));
+            }
+        };
 
         let raft_listener = TcpListener::bind(&config.raft_addr)
             .await
@@ -252,6 +341,7 @@ impl Node {
                 store.record_cluster_id(id).map_err(|e| e.to_string())
             }))
             .with_secret(config.cluster_secret()?)
+            .with_tls(tls.cluster.clone())
         };
         // Which cluster this node belongs to; founding one first if that
         // is what --bootstrap asks (shards get their first configuration
@@ -415,8 +505,29 @@ impl Node {
         });
         let transport_tasks = tasks;
         let (stop_clients, clients_rx) = watch::channel(false);
-        let client_tasks = vec![
-            tokio::spawn(server::serve(listener, state.clone(), clients_rx.clone())),
+        let slots = Arc::new(tokio::sync::Semaphore::new(state.config.maxclients));
+        let mut client_tasks = Vec::new();
+        for (listener, tls) in [
+            (listener.map(|(l, _)| l), None),
+            (tls_listener.map(|(l, _)| l), tls.clients.clone()),
+        ] {
+            if let Some(listener) = listener {
+                client_tasks.push(tokio::spawn(server::serve(
+                    listener,
+                    tls,
+                    slots.clone(),
+                    state.clone(),
+                    clients_rx.clone(),
+                )));
+            }
+        }
+        if tls.clients.is_some() || tls.cluster.is_some() {
+            client_tasks.push(tokio::spawn(reload_tls_on_sighup(
+                tls.clone(),
+                clients_rx.clone(),
+            )));
+        }
+        client_tasks.extend([
             tokio::spawn(expiry::run(state.clone(), clients_rx.clone())),
             tokio::spawn(metrics::sample(state.clone(), clients_rx.clone())),
             tokio::spawn(balance::run(
@@ -424,7 +535,7 @@ impl Node {
                 peers.keys().copied().collect(),
                 clients_rx,
             )),
-        ];
+        ]);
         tracing::info!(
             node_id = state.config.node_id,
             cluster_id = %cluster.get().map_or_else(
@@ -435,6 +546,8 @@ impl Node {
             shards = state.config.shards,
             raft_threads = engine_config.threads,
             redis_addr = %redis_addr,
+            tls_addr = %state.config.tls_addr().unwrap_or_default(),
+            tls_cluster = state.config.tls_cluster,
             raft_addr = %state.config.raft_addr,
             peers = peers.len(),
             data_dir = %state.config.data_dir.display(),

@@ -14,6 +14,7 @@ use elastickv_redis::{Command, Route, errors, parse_args, resolve};
 use elastickv_resp::connection::WRITE_HIGH_WATER;
 use elastickv_resp::{Connection, ParseLimits, ReadOutcome, Reply, RequestParser};
 use elastickv_router::ReplyFuture;
+use elastickv_tls::{ServedConn, TlsContext};
 use futures::future::join_all;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -25,13 +26,18 @@ use crate::stats::Stats;
 /// Requests taken from one read before replies are written.
 const MAX_PIPELINE: usize = 1024;
 
-/// Accepts clients until `shutdown` flips.
+/// Longest a TLS client may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts clients on `listener` (over TLS with `tls`) until `shutdown`
+/// flips; `slots` is shared by the node's listeners (`maxclients`).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<TlsContext>>,
+    slots: Arc<Semaphore>,
     state: Arc<NodeState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(state.config.maxclients));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -49,15 +55,20 @@ pub async fn serve(
         };
         Stats::add(&state.stats.connections_received, 1);
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            Stats::add(&state.stats.connections_rejected, 1);
-            tokio::spawn(reject(stream));
-            continue;
-        };
+        let permit = slots.clone().try_acquire_owned();
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let laddr = stream.local_addr().unwrap_or(addr);
+            let Some(stream) = handshake(stream, tls.as_deref()).await else {
+                return;
+            };
+            let Ok(permit) = permit else {
+                Stats::add(&state.stats.connections_rejected, 1);
+                reject(stream).await;
+                return;
+            };
             let id = state.clients.register(addr, laddr);
             if let Err(e) = handle(stream, &state, id, shutdown).await {
                 tracing::debug!(client_id = id, error = %e, "connection ended");
@@ -69,7 +80,29 @@ pub async fn serve(
     }
 }
 
-async fn reject(stream: TcpStream) {
+/// The connection as served: after its TLS handshake with `tls` (`None`
+/// when that fails: the client is gone).
+async fn handshake(stream: TcpStream, tls: Option<&TlsContext>) -> Option<ServedConn> {
+    let Some(tls) = tls else {
+        return Some(ServedConn::Plain(stream));
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+        Ok(Ok(tls)) => Some(ServedConn::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            // As Redis: a failed handshake is logged, the connection closed.
+            tracing::debug!(error = %e, "TLS handshake with a client failed");
+            metrics::counter!("elastickv_tls_client_handshake_failures_total").increment(1);
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS client sent no handshake within 10 s");
+            metrics::counter!("elastickv_tls_client_handshake_failures_total").increment(1);
+            None
+        }
+    }
+}
+
+async fn reject(stream: ServedConn) {
     let mut conn = Connection::new(stream, RequestParser::default());
     conn.queue(&Reply::static_error("ERR max number of clients reached"));
     let _ = conn.close().await;
@@ -84,7 +117,7 @@ enum BatchEnd {
 /// Serves one connection until the client leaves or the node shuts down
 /// (then between commands: what was read is answered first).
 async fn handle(
-    stream: TcpStream,
+    stream: ServedConn,
     state: &NodeState,
     id: u64,
     mut shutdown: watch::Receiver<bool>,
@@ -156,7 +189,7 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
 }
 
 async fn close_on_protocol_error(
-    mut conn: Connection<TcpStream>,
+    mut conn: Connection<ServedConn>,
     e: elastickv_resp::ProtocolError,
 ) -> std::io::Result<()> {
     tracing::debug!(error = %e, "protocol error; closing the connection");
@@ -181,7 +214,7 @@ struct InFlight {
 }
 
 impl InFlight {
-    async fn finish(&mut self, conn: &mut Connection<TcpStream>) {
+    async fn finish(&mut self, conn: &mut Connection<ServedConn>) {
         self.kind = None;
         if self.replies.is_empty() {
             return;
@@ -205,7 +238,7 @@ impl InFlight {
 }
 
 async fn run_batch(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<ServedConn>,
     session: &mut Session,
     state: &NodeState,
     batch: Vec<Vec<Bytes>>,
@@ -481,7 +514,7 @@ fn waits(command: &Command) -> bool {
 
 /// Runs a command that [`waits`]; `None` if the client left meanwhile.
 async fn run_waiting(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<ServedConn>,
     session: &mut Session,
     state: &NodeState,
     command: Command,
@@ -546,7 +579,7 @@ fn same_shard(mut shards: impl Iterator<Item = u32>) -> Option<u32> {
 /// the connection reads ahead, so a client that closes is noticed; the
 /// wait holds no raft thread.
 async fn block(
-    conn: &mut Connection<TcpStream>,
+    conn: &mut Connection<ServedConn>,
     session: &Session,
     state: &NodeState,
     shard: u32,

@@ -80,8 +80,12 @@ impl Admin for AdminService {
     }
 }
 
-/// A client of the administration service at `addr` (a raft address).
-pub async fn connect(addr: &str) -> Result<AdminClient<Channel>, TransportError> {
+/// A client of the administration service at `addr` (a raft address),
+/// over TLS if `identity` has it.
+pub async fn connect(
+    addr: &str,
+    identity: &crate::ClusterIdentity,
+) -> Result<AdminClient<Channel>, TransportError> {
     let endpoint = crate::peer::endpoint(addr)
         .map_err(|e| TransportError::BadAddress {
             node: 0,
@@ -90,8 +94,8 @@ pub async fn connect(addr: &str) -> Result<AdminClient<Channel>, TransportError>
         })?
         // Membership changes wait for learners to catch up.
         .timeout(Duration::from_secs(600));
-    let channel = endpoint
-        .connect()
+    let channel = identity
+        .connect(endpoint)
         .await
         .map_err(|e| TransportError::BadAddress {
             node: 0,
@@ -110,11 +114,9 @@ pub async fn change_shard(
     identity: &crate::ClusterIdentity,
     request: ChangeShardRequest,
 ) -> Result<ChangeReply, String> {
-    let mut client = connect(addr).await.map_err(|e| e.to_string())?;
-    let mut request = Request::new(request);
-    identity.tag(&mut request);
+    let mut client = connect(addr, identity).await.map_err(|e| e.to_string())?;
     client
-        .change_shard(request)
+        .change_shard(identity.request(request))
         .await
         .map(Response::into_inner)
         .map_err(|status| status.message().to_string())

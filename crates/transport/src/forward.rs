@@ -177,7 +177,7 @@ impl ForwardClient {
         })?;
         let peer = Arc::new(Peer {
             node,
-            channel: endpoint.connect_lazy(),
+            channel: self.identity.connect_lazy(endpoint),
             identity: self.identity.clone(),
             stream: tokio::sync::Mutex::new(None),
             in_flight: Arc::new(tokio::sync::Semaphore::new(FORWARD_IN_FLIGHT)),

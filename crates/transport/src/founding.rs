@@ -6,7 +6,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::TransportError;
@@ -48,35 +47,35 @@ pub(crate) fn service(handler: Arc<dyn FoundingHandler>) -> FoundingServer<Found
     FoundingServer::new(FoundingService { handler })
 }
 
-/// Serves only the founding service on `incoming` until `shutdown`
-/// resolves: what a node waiting for its cluster to be created answers.
-pub async fn serve_alone<S, IO, E>(
-    incoming: S,
+/// Serves only the founding service on the connections of `acceptor`
+/// until `shutdown` resolves: what a node waiting for its cluster to be
+/// created answers (to callers with the cluster secret, over TLS, as the
+/// node's `identity` requires).
+pub async fn serve_alone(
+    acceptor: &crate::Acceptor,
+    identity: &ClusterIdentity,
     handler: Arc<dyn FoundingHandler>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), TransportError>
-where
-    S: Stream<Item = Result<IO, E>> + Send + 'static,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
-    E: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<(), TransportError> {
+    let incoming = crate::tls::serve_over(acceptor.incoming(), identity.tls().cloned());
     tonic::transport::Server::builder()
-        .add_service(service(handler))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            service(handler),
+            identity.interceptor(false, "founding"),
+        ))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }
 
-async fn client(addr: &str) -> Result<FoundingClient<tonic::transport::Channel>, String> {
+async fn client(
+    addr: &str,
+    identity: &ClusterIdentity,
+) -> Result<FoundingClient<tonic::transport::Channel>, String> {
     let endpoint = crate::peer::endpoint(addr)
         .map_err(|e| e.to_string())?
         .timeout(CALL_TIMEOUT);
-    let channel = tokio::time::timeout(CALL_TIMEOUT, endpoint.connect())
+    let channel = tokio::time::timeout(CALL_TIMEOUT, identity.connect(endpoint))
         .await
         .map_err(|_| format!("no connection within {CALL_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
@@ -84,10 +83,14 @@ async fn client(addr: &str) -> Result<FoundingClient<tonic::transport::Channel>,
 }
 
 /// Asks the node at `addr` what it knows of its cluster.
-pub async fn probe(addr: &str, from_node: u64) -> Result<ProbeReply, String> {
-    let mut client = client(addr).await?;
+pub async fn probe(
+    addr: &str,
+    identity: &ClusterIdentity,
+    from_node: u64,
+) -> Result<ProbeReply, String> {
+    let mut client = client(addr, identity).await?;
     client
-        .probe(ProbeRequest { from_node })
+        .probe(identity.request(ProbeRequest { from_node }))
         .await
         .map(Response::into_inner)
         .map_err(|s| s.message().to_string())
@@ -99,11 +102,9 @@ pub async fn found(
     identity: &ClusterIdentity,
     request: FoundRequest,
 ) -> Result<FoundReply, String> {
-    let mut client = client(addr).await?;
-    let mut request = Request::new(request);
-    identity.tag(&mut request);
+    let mut client = client(addr, identity).await?;
     client
-        .found(request)
+        .found(identity.request(request))
         .await
         .map(Response::into_inner)
         .map_err(|s| s.message().to_string())

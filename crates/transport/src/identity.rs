@@ -44,6 +44,9 @@ pub struct ClusterIdentity {
     record: Option<RecordId>,
     /// What callers must present, and what this node presents.
     secret: Option<Arc<ClusterSecret>>,
+    /// Mutual TLS with the cluster CA, for every connection to or from
+    /// another node (see [`crate::tls`]).
+    tls: Option<Arc<elastickv_tls::TlsContext>>,
 }
 
 impl std::fmt::Debug for ClusterIdentity {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for ClusterIdentity {
         f.debug_struct("ClusterIdentity")
             .field("id", &self.get().map(format_cluster_id))
             .field("secret", &self.secret.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -61,6 +65,7 @@ impl ClusterIdentity {
             id: Arc::new(AtomicU64::new(id.unwrap_or(0))),
             record: None,
             secret: None,
+            tls: None,
         }
     }
 
@@ -71,6 +76,7 @@ impl ClusterIdentity {
             id: Arc::default(),
             record: Some(record),
             secret: None,
+            tls: None,
         }
     }
 
@@ -79,6 +85,31 @@ impl ClusterIdentity {
     pub fn with_secret(mut self, secret: Option<ClusterSecret>) -> ClusterIdentity {
         self.secret = secret.map(Arc::new);
         self
+    }
+
+    /// This identity, connecting to and serving other nodes over mutual
+    /// TLS with `tls` (a [`elastickv_tls::Usage::Cluster`] context).
+    pub fn with_tls(mut self, tls: Option<Arc<elastickv_tls::TlsContext>>) -> ClusterIdentity {
+        self.tls = tls;
+        self
+    }
+
+    pub fn tls(&self) -> Option<&Arc<elastickv_tls::TlsContext>> {
+        self.tls.as_ref()
+    }
+
+    /// A channel to the node behind `endpoint`, over TLS if this identity
+    /// has it: connected now.
+    pub async fn connect(
+        &self,
+        endpoint: tonic::transport::Endpoint,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        crate::tls::connect(endpoint, self.tls.as_ref()).await
+    }
+
+    /// Like [`ClusterIdentity::connect`], connecting at first use.
+    pub fn connect_lazy(&self, endpoint: tonic::transport::Endpoint) -> tonic::transport::Channel {
+        crate::tls::connect_lazy(endpoint, self.tls.as_ref())
     }
 
     pub fn get(&self) -> Option<u64> {
@@ -243,9 +274,14 @@ const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
 /// A log line that is written at most every [`REFUSAL_LOG_EVERY_MS`]: a
 /// misconfigured or hostile caller retrying in a loop must not flood the
 /// log.
-struct RateLimitedLog {
+pub(crate) struct RateLimitedLog {
     last_ms: AtomicU64,
 }
+
+/// Failed TLS handshakes on the raft address.
+pub(crate) static HANDSHAKE_LOG: RateLimitedLog = RateLimitedLog {
+    last_ms: AtomicU64::new(0),
+};
 
 static FOREIGN_LOG: RateLimitedLog = RateLimitedLog {
     last_ms: AtomicU64::new(0),
@@ -255,7 +291,7 @@ static UNAUTHENTICATED_LOG: RateLimitedLog = RateLimitedLog {
 };
 
 impl RateLimitedLog {
-    fn log(&self, write: impl FnOnce()) {
+    pub(crate) fn log(&self, write: impl FnOnce()) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

@@ -15,6 +15,7 @@
 //! - [`identity`]: the cluster id every node-to-node call carries, and the
 //!   check that refuses calls from another cluster.
 //! - [`secret`]: the cluster secret every call to a node presents.
+//! - [`tls`]: mutual TLS between nodes, for served and opened connections.
 //! - [`acceptor`]: the raft address's listener, handed from the founding
 //!   server to the full one.
 //! - [`forward`]: the client that sends write commands to the node that
@@ -39,6 +40,7 @@ pub mod peer;
 pub mod secret;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 
 /// Generated protobuf and gRPC code.
 #[allow(clippy::all, clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -83,7 +83,7 @@ async fn run(
             return;
         }
         let channel = tokio::select! {
-            channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()) => match channel {
+            channel = tokio::time::timeout(CONNECT_TIMEOUT, identity.connect(endpoint.clone())) => match channel {
                 Ok(channel) => channel.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no connection within {CONNECT_TIMEOUT:?}")),
             },

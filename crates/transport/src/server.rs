@@ -258,7 +258,10 @@ pub async fn serve(
             crate::founding::service(founding),
             checked(false, "founding"),
         ))
-        .serve_with_incoming_shutdown(acceptor.incoming(), shutdown)
+        .serve_with_incoming_shutdown(
+            crate::tls::serve_over(acceptor.incoming(), identity.tls().cloned()),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

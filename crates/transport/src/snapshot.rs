@@ -74,7 +74,7 @@ pub fn spawn_sender<O: Send + 'static>(
                 Some((known, channel)) if *known == addr => channel.clone(),
                 _ => match crate::peer::endpoint(&addr) {
                     Ok(endpoint) => {
-                        let channel = endpoint.connect_lazy();
+                        let channel = identity.connect_lazy(endpoint);
                         channels.insert(to, (addr, channel.clone()));
                         channel
                     }
