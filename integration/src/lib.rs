@@ -554,6 +554,12 @@ pub struct RedisOracle {
 
 impl RedisOracle {
     pub fn start() -> RedisOracle {
+        RedisOracle::start_with(&[])
+    }
+
+    /// With extra configuration flags (later ones override earlier ones,
+    /// as in a Redis config file).
+    pub fn start_with(args: &[&str]) -> RedisOracle {
         let dir = tempfile::tempdir().expect("tempdir");
         for _ in 0..5 {
             let port = free_port();
@@ -563,6 +569,7 @@ impl RedisOracle {
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 // elastickv has one database, like Redis Cluster.
                 .args(["--databases", "1"])
+                .args(args)
                 .arg("--dir")
                 .arg(dir.path())
                 .arg("--logfile")

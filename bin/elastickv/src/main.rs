@@ -71,6 +71,10 @@ struct Cli {
     /// certificate, key and CA.
     #[arg(long, value_name = "yes|no", value_parser = yes_or_no)]
     tls_cluster: Option<bool>,
+    /// While no password is set, refuse clients that do not connect from
+    /// this host (loopback) [default: yes].
+    #[arg(long, value_name = "yes|no", value_parser = yes_or_no)]
+    protected_mode: Option<bool>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -155,6 +159,7 @@ impl Cli {
                 },
             tls_auth_clients,
             tls_cluster,
+            protected_mode,
             command: _,
         } = self;
         (
@@ -177,6 +182,7 @@ impl Cli {
                 tls_ca_cert_file,
                 tls_auth_clients,
                 tls_cluster,
+                protected_mode,
             },
         )
     }

@@ -197,6 +197,9 @@ pub struct NodeConfig {
     /// Mutual TLS between nodes (and with `elastickv ctl`), with the same
     /// files.
     pub tls_cluster: bool,
+    /// Refuse clients from other hosts while the default user has no
+    /// password (Redis's `protected-mode`).
+    pub protected_mode: bool,
     pub maxclients: usize,
     /// How long a command may wait for its shard to have a reachable
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
@@ -261,6 +264,7 @@ impl Default for NodeConfig {
             tls_ca_cert_file: PathBuf::new(),
             tls_auth_clients: TlsAuthClients::default(),
             tls_cluster: false,
+            protected_mode: true,
             maxclients: 10_000,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
@@ -289,6 +293,7 @@ pub struct Overrides {
     pub tls_ca_cert_file: Option<PathBuf>,
     pub tls_auth_clients: Option<TlsAuthClients>,
     pub tls_cluster: Option<bool>,
+    pub protected_mode: Option<bool>,
 }
 
 impl NodeConfig {
@@ -343,6 +348,7 @@ impl NodeConfig {
             tls_ca_cert_file,
             tls_auth_clients,
             tls_cluster,
+            protected_mode,
         } = o;
         if join {
             self.join = true;
@@ -394,6 +400,9 @@ impl NodeConfig {
         }
         if let Some(v) = tls_cluster {
             self.tls_cluster = v;
+        }
+        if let Some(v) = protected_mode {
+            self.protected_mode = v;
         }
     }
 

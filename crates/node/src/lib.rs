@@ -74,6 +74,8 @@ pub const REDIS_VERSION: &str = "7.0.15";
 /// Everything connections share.
 pub struct NodeState {
     pub config: NodeConfig,
+    /// Protected mode, as configured and as CONFIG SET changes it.
+    pub protected_mode: std::sync::atomic::AtomicBool,
     pub router: Router<NodeBackend>,
     pub clients: Clients,
     pub stats: std::sync::Arc<Stats>,
@@ -501,6 +503,7 @@ impl Node {
             started: Instant::now(),
             run_id,
             redis_addr,
+            protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
             config,
         });
         let transport_tasks = tasks;

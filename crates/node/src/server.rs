@@ -66,9 +66,14 @@ pub async fn serve(
             };
             let Ok(permit) = permit else {
                 Stats::add(&state.stats.connections_rejected, 1);
-                reject(stream).await;
+                reject(stream, "ERR max number of clients reached").await;
                 return;
             };
+            if refused_by_protected_mode(&state, addr) {
+                Stats::add(&state.stats.connections_rejected, 1);
+                reject(stream, PROTECTED_MODE_DENIED).await;
+                return;
+            }
             let id = state.clients.register(addr, laddr);
             if let Err(e) = handle(stream, &state, id, shutdown).await {
                 tracing::debug!(client_id = id, error = %e, "connection ended");
@@ -102,10 +107,23 @@ async fn handshake(stream: TcpStream, tls: Option<&TlsContext>) -> Option<Served
     }
 }
 
-async fn reject(stream: ServedConn) {
+async fn reject(stream: ServedConn, error: &'static str) {
     let mut conn = Connection::new(stream, RequestParser::default());
-    conn.queue(&Reply::static_error("ERR max number of clients reached"));
+    conn.queue(&Reply::static_error(error));
     let _ = conn.close().await;
+}
+
+/// Redis's words for a client refused by protected mode.
+const PROTECTED_MODE_DENIED: &str = "DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.";
+
+/// Whether protected mode refuses a client from `addr`: it is on, the
+/// default user has no password, and the client is not on this host.
+fn refused_by_protected_mode(state: &NodeState, addr: std::net::SocketAddr) -> bool {
+    state
+        .protected_mode
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && state.config.requirepass().is_none()
+        && !addr.ip().to_canonical().is_loopback()
 }
 
 /// Why a batch ended the connection.

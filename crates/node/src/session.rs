@@ -550,6 +550,25 @@ fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
         ("databases", "1".into()),
         ("maxclients", c.maxclients.to_string()),
         ("requirepass", c.requirepass.clone()),
+        (
+            "protected-mode",
+            yes_no(
+                state
+                    .protected_mode
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ),
+        ("tls-port", c.tls_port.to_string()),
+        ("tls-cluster", yes_no(c.tls_cluster)),
+        (
+            "tls-auth-clients",
+            match c.tls_auth_clients {
+                crate::config::TlsAuthClients::Yes => "yes",
+                crate::config::TlsAuthClients::Optional => "optional",
+                crate::config::TlsAuthClients::No => "no",
+            }
+            .into(),
+        ),
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
         ("save", String::new()),
@@ -569,6 +588,10 @@ fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
         ("busy-reply-threshold", state.scripts.busy_ms().to_string()),
         ("lua-time-limit", state.scripts.busy_ms().to_string()),
     ]
+}
+
+fn yes_no(on: bool) -> String {
+    if on { "yes" } else { "no" }.into()
 }
 
 fn config_get(state: &NodeState, patterns: &[Bytes]) -> Reply {
@@ -596,6 +619,22 @@ fn config_set(state: &NodeState, args: &[Bytes]) -> Reply {
         .any(|(p, _)| p.as_bytes() == name.as_slice());
     let name = String::from_utf8_lossy(&name).into_owned();
     // The settings that take effect at run time.
+    if let [_, value] = args
+        && name == "protected-mode"
+    {
+        return match value.to_ascii_lowercase().as_slice() {
+            b"yes" | b"no" => {
+                state.protected_mode.store(
+                    value.eq_ignore_ascii_case(b"yes"),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Reply::ok()
+            }
+            _ => Reply::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - argument must be 'yes' or 'no'"
+            )),
+        };
+    }
     if let [_, value] = args {
         let parsed = std::str::from_utf8(value)
             .ok()
