@@ -24,6 +24,8 @@
 //! - [`db`], [`record`], [`keyspace`]: expiry-aware lookups, the stored
 //!   record format, and the storage traits.
 //! - [`introspect`]: COMMAND's replies, generated from the table.
+//! - [`acl`]: ACL users, their rules and descriptions, and the check a
+//!   command passes before it runs.
 //! - [`glob`], [`number`], [`errors`]: Redis's glob matcher, number rules
 //!   and error texts, reproduced exactly.
 //!
@@ -34,6 +36,7 @@
 //! - Replies and errors are byte-identical to Redis 7.0's for the same
 //!   state and input.
 
+pub mod acl;
 pub mod cmd;
 pub mod command;
 pub mod db;

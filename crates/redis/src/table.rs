@@ -140,7 +140,7 @@ impl CommandSpec {
 impl KeySpec {
     /// The key positions a keynum spec finds in `args` (none for a range
     /// spec: those are covered by first/last/step).
-    fn keynum_positions(&self, args: &[Bytes]) -> Vec<usize> {
+    pub(crate) fn keynum_positions(&self, args: &[Bytes]) -> Vec<usize> {
         let (keynum_index, first_key, key_step) = match self.find {
             FindKeys::Keynum {
                 keynum_index,
