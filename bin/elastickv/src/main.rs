@@ -75,6 +75,9 @@ struct Cli {
     /// this host (loopback) [default: yes].
     #[arg(long, value_name = "yes|no", value_parser = yes_or_no)]
     protected_mode: Option<bool>,
+    /// ACL users file (`user <name> <rules...>` lines, as Redis's aclfile).
+    #[arg(long, value_name = "FILE")]
+    aclfile: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -160,6 +163,7 @@ impl Cli {
             tls_auth_clients,
             tls_cluster,
             protected_mode,
+            aclfile,
             command: _,
         } = self;
         (
@@ -183,6 +187,7 @@ impl Cli {
                 tls_auth_clients,
                 tls_cluster,
                 protected_mode,
+                aclfile,
             },
         )
     }

@@ -26,6 +26,8 @@ pub struct ClientEntry {
     pub kill: Arc<Notify>,
     /// CLIENT UNBLOCK's way to a blocked command.
     pub unblock: Arc<Unblock>,
+    /// The ACL user it runs as.
+    pub user: Bytes,
 }
 
 /// A connection's blocked command, as CLIENT UNBLOCK sees it.
@@ -82,6 +84,7 @@ impl Clients {
                 multi: -1,
                 kill: Arc::new(Notify::new()),
                 unblock: Arc::default(),
+                user: Bytes::from_static(b"default"),
             },
         );
         metrics::gauge!("elastickv_connected_clients").increment(1.0);
@@ -160,6 +163,15 @@ impl Clients {
         self.entries.lock().get(&id).map(|e| e.kill.clone())
     }
 
+    /// Disconnects every client running as one of `users` (deleted).
+    pub fn kill_users(&self, users: &[Bytes]) {
+        for entry in self.entries.lock().values() {
+            if users.contains(&entry.user) {
+                entry.kill.notify_one();
+            }
+        }
+    }
+
     pub fn all(&self) -> Vec<(u64, ClientEntry)> {
         self.entries
             .lock()
@@ -176,7 +188,7 @@ pub fn describe(id: u64, e: &ClientEntry) -> String {
     format!(
         "id={id} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 \
          multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
-         tot-mem=0 events=r cmd={} user=default redir=-1 resp={}\n",
+         tot-mem=0 events=r cmd={} user={} redir=-1 resp={}\n",
         e.addr,
         e.laddr,
         e.name
@@ -188,6 +200,7 @@ pub fn describe(id: u64, e: &ClientEntry) -> String {
         if e.multi >= 0 { "x" } else { "N" },
         e.multi,
         e.last_command,
+        String::from_utf8_lossy(&e.user),
         e.resp,
     )
 }

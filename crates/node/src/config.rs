@@ -200,6 +200,9 @@ pub struct NodeConfig {
     /// Refuse clients from other hosts while the default user has no
     /// password (Redis's `protected-mode`).
     pub protected_mode: bool,
+    /// ACL users (`user <name> <rules>` lines), loaded at start and by
+    /// ACL LOAD, written by ACL SAVE; none when empty.
+    pub aclfile: PathBuf,
     pub maxclients: usize,
     /// How long a command may wait for its shard to have a reachable
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
@@ -265,6 +268,7 @@ impl Default for NodeConfig {
             tls_auth_clients: TlsAuthClients::default(),
             tls_cluster: false,
             protected_mode: true,
+            aclfile: PathBuf::new(),
             maxclients: 10_000,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
@@ -294,6 +298,7 @@ pub struct Overrides {
     pub tls_auth_clients: Option<TlsAuthClients>,
     pub tls_cluster: Option<bool>,
     pub protected_mode: Option<bool>,
+    pub aclfile: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -349,6 +354,7 @@ impl NodeConfig {
             tls_auth_clients,
             tls_cluster,
             protected_mode,
+            aclfile,
         } = o;
         if join {
             self.join = true;
@@ -403,6 +409,9 @@ impl NodeConfig {
         }
         if let Some(v) = protected_mode {
             self.protected_mode = v;
+        }
+        if let Some(v) = aclfile {
+            self.aclfile = v;
         }
     }
 
@@ -509,6 +518,11 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The ACL file, if any.
+    pub fn acl_file(&self) -> Option<&Path> {
+        Some(self.aclfile.as_path()).filter(|p| !p.as_os_str().is_empty())
     }
 
     /// Whether the plaintext Redis port is off (`redis_addr` port 0, as

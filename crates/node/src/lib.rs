@@ -22,6 +22,8 @@
 //! A tokio runtime serves clients and timers; the raft thread owns every
 //! shard's `RawNode` and talks to tokio only through bounded channels.
 
+pub mod acl;
+mod acl_command;
 pub mod admin;
 pub mod backend;
 pub mod balance;
@@ -74,6 +76,8 @@ pub const REDIS_VERSION: &str = "7.0.15";
 /// Everything connections share.
 pub struct NodeState {
     pub config: NodeConfig,
+    /// ACL users and ACL LOG.
+    pub acl: acl::Acl,
     /// Protected mode, as configured and as CONFIG SET changes it.
     pub protected_mode: std::sync::atomic::AtomicBool,
     pub router: Router<NodeBackend>,
@@ -147,6 +151,8 @@ pub enum StartError {
     Metrics(String),
     #[error("{0}")]
     Tls(#[from] elastickv_tls::TlsError),
+    #[error("{0}")]
+    Acl(String),
     #[error(
         "data directory {data_dir} is empty and --peers names other nodes: start with \
          --bootstrap to create a new cluster of them, or with --join to be added to an existing \
@@ -305,6 +311,8 @@ impl Node {
             })?;
 
         let tls = NodeTls::load(&config)?;
+        let acl =
+            acl::Acl::load(config.acl_file(), config.requirepass()).map_err(StartError::Acl)?;
         let listener = if config.plain_port_disabled() {
             None
         } else {
@@ -504,6 +512,7 @@ impl Node {
             run_id,
             redis_addr,
             protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
+            acl,
             config,
         });
         let transport_tasks = tasks;

@@ -122,7 +122,7 @@ fn refused_by_protected_mode(state: &NodeState, addr: std::net::SocketAddr) -> b
     state
         .protected_mode
         .load(std::sync::atomic::Ordering::Relaxed)
-        && state.config.requirepass().is_none()
+        && state.acl.users().default_is_nopass()
         && !addr.ip().to_canonical().is_loopback()
 }
 
@@ -289,7 +289,18 @@ async fn run_batch(
             }
         };
         last_command = Some(spec.name);
-        if let Some(reply) = session.refusal(spec) {
+        if let Some(reply) = session.refusal(state, spec, &args) {
+            // A refused EXEC discards the transaction, saying why (Redis's
+            // rejectCommand).
+            let reply = match (&reply, spec.name) {
+                (Reply::Error(text), "exec") => {
+                    session.tx = crate::transaction::Transaction::default();
+                    let mut aborted = b"EXECABORT Transaction discarded because of: ".to_vec();
+                    aborted.extend_from_slice(text);
+                    Reply::Error(Bytes::from(aborted))
+                }
+                _ => reply,
+            };
             state.stats.command_rejected(spec.name, &reply);
             session.tx.refused();
             in_flight.push_ready(reply, silent);

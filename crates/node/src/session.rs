@@ -1,5 +1,6 @@
 //! Per-connection state and the commands a connection answers itself:
-//! PING, ECHO, QUIT, HELLO, SELECT, AUTH, CLIENT, COMMAND, CONFIG, INFO.
+//! PING, ECHO, QUIT, HELLO, SELECT, AUTH, ACL, CLIENT, COMMAND, CONFIG,
+//! INFO.
 
 use bytes::Bytes;
 use elastickv_redis::cmd::pubsub::Kind;
@@ -32,6 +33,12 @@ pub enum Outcome {
 pub struct Session {
     pub id: u64,
     pub authenticated: bool,
+    /// The ACL user the connection runs as.
+    pub user: Bytes,
+    /// That user as last read, with the ACL generation it was read at.
+    user_cache: Option<(u64, Arc<elastickv_redis::acl::User>)>,
+    /// The command being run, as the client named it (for ACL LOG).
+    command_name: Bytes,
     pub protocol: ProtocolVersion,
     /// MULTI's queue and WATCH's keys.
     pub tx: Transaction,
@@ -75,7 +82,10 @@ impl Session {
     pub fn new(id: u64, state: &NodeState) -> Session {
         Session {
             id,
-            authenticated: state.config.requirepass().is_none(),
+            authenticated: default_authenticates(state),
+            user: Bytes::from_static(b"default"),
+            user_cache: None,
+            command_name: Bytes::new(),
             protocol: ProtocolVersion::Resp2,
             tx: Transaction::default(),
             ident: Arc::new(ClientIdent {
@@ -93,25 +103,93 @@ impl Session {
         }
     }
 
-    /// Checks a password the way Redis's default user does.
-    fn check_password(&self, state: &NodeState, username: Option<&[u8]>, password: &[u8]) -> Reply {
-        if username.is_some_and(|u| u != b"default") {
-            return Reply::static_error(errors::WRONGPASS);
+    /// Authenticates the connection as `username` (the default user when
+    /// none is given) if `password` opens it: Redis's
+    /// `ACLAuthenticateUser`, with the failure in ACL LOG.
+    fn authenticate(
+        &mut self,
+        state: &NodeState,
+        username: Option<&[u8]>,
+        password: &[u8],
+    ) -> Reply {
+        let username = Bytes::copy_from_slice(username.unwrap_or(b"default"));
+        let users = state.acl.users();
+        if users.get(&username).is_some_and(|u| u.accepts(password)) {
+            self.authenticated = true;
+            self.set_user(state, username);
+            return Reply::ok();
         }
-        match state.config.requirepass() {
-            Some(expected) if expected.as_bytes() == password => Reply::ok(),
-            Some(_) => Reply::static_error(errors::WRONGPASS),
-            // No password configured: the default user takes any password.
-            None => Reply::ok(),
-        }
+        self.log_refusal(state, "auth", self.command_name.clone(), username);
+        Reply::static_error(errors::WRONGPASS)
     }
 
-    /// Why the connection refuses `spec` now: it is not authenticated, or
-    /// it is subscribed over RESP2 (then it may only (un)subscribe, PING,
+    fn set_user(&mut self, state: &NodeState, username: Bytes) {
+        self.user_cache = None;
+        let shown = username.clone();
+        state.clients.update(self.id, |c| c.user = shown);
+        self.user = username;
+    }
+
+    /// The connection's user as the ACL has it now (`None`: deleted).
+    fn current_user(&mut self, state: &NodeState) -> Option<Arc<elastickv_redis::acl::User>> {
+        let generation = state.acl.generation();
+        if let Some((seen, user)) = &self.user_cache
+            && *seen == generation
+        {
+            return Some(user.clone());
+        }
+        let user = Arc::new(state.acl.users().get(&self.user)?.clone());
+        self.user_cache = Some((generation, user.clone()));
+        Some(user)
+    }
+
+    fn log_refusal(&self, state: &NodeState, reason: &'static str, object: Bytes, username: Bytes) {
+        let client_info = state
+            .clients
+            .get(self.id)
+            .map(|entry| describe(self.id, &entry).trim_end().to_string())
+            .unwrap_or_default();
+        state.acl.record(crate::acl::LogEntry {
+            count: 1,
+            reason,
+            context: if self.tx.queueing() {
+                "multi"
+            } else {
+                "toplevel"
+            },
+            object,
+            username,
+            at: std::time::Instant::now(),
+            client_info,
+        });
+    }
+
+    /// Why the connection refuses `spec` with `args` now: it is not
+    /// authenticated, its user may not run it (logged in ACL LOG), or it
+    /// is subscribed over RESP2 (then it may only (un)subscribe, PING,
     /// QUIT or RESET, as in Redis).
-    pub fn refusal(&self, spec: &CommandSpec) -> Option<Reply> {
+    pub fn refusal(
+        &mut self,
+        state: &NodeState,
+        spec: &'static CommandSpec,
+        args: &[Bytes],
+    ) -> Option<Reply> {
+        self.command_name = args.first().cloned().unwrap_or_default();
         if !self.authenticated && !spec.flags.contains(&"no_auth") {
             return Some(Reply::static_error(errors::NOAUTH));
+        }
+        let denied = match self.current_user(state) {
+            Some(user) => user.check(spec, args).err(),
+            None => Some(elastickv_redis::acl::Denied::Command),
+        };
+        if let Some(denied) = denied {
+            let (reason, object) = match denied {
+                elastickv_redis::acl::Denied::Command => ("command", Bytes::from(spec.name)),
+                elastickv_redis::acl::Denied::Key(pos) => ("key", args[pos].clone()),
+                elastickv_redis::acl::Denied::Channel(pos) => ("channel", args[pos].clone()),
+            };
+            self.log_refusal(state, reason, object, self.user.clone());
+            return Some(Reply::error(denied.error(spec.name)));
         }
         let allowed_subscribed = matches!(
             spec.name,
@@ -318,7 +396,8 @@ impl Session {
                 self.tx = Transaction::default();
                 self.protocol = ProtocolVersion::Resp2;
                 self.replies = Replies::On;
-                self.authenticated = state.config.requirepass().is_none();
+                self.authenticated = default_authenticates(state);
+                self.set_user(state, Bytes::from_static(b"default"));
                 let _ = self.set_name(state, Bytes::new());
                 Reply::simple("RESET")
             }
@@ -328,16 +407,13 @@ impl Session {
             Command::Select(0) => Reply::ok(),
             Command::Select(_) => Reply::static_error(errors::DB_INDEX_RANGE),
             Command::Auth { username, password } => {
-                if username.is_none() && state.config.requirepass().is_none() {
+                if username.is_none() && state.acl.users().default_is_nopass() {
                     Reply::static_error(errors::AUTH_NOT_CONFIGURED)
                 } else {
-                    let reply = self.check_password(state, username.as_deref(), &password);
-                    if !reply.is_error() {
-                        self.authenticated = true;
-                    }
-                    reply
+                    self.authenticate(state, username.as_deref(), &password)
                 }
             }
+            Command::Acl(request) => crate::acl_command::run(self, state, request),
             Command::Hello {
                 protover,
                 auth,
@@ -489,11 +565,10 @@ impl Session {
         setname: Option<Bytes>,
     ) -> Reply {
         if let Some((username, password)) = auth {
-            let reply = self.check_password(state, Some(&username), &password);
+            let reply = self.authenticate(state, Some(&username), &password);
             if reply.is_error() {
                 return reply;
             }
-            self.authenticated = true;
         }
         if !self.authenticated {
             return Reply::static_error(
@@ -525,6 +600,16 @@ impl Session {
             (bulk("modules"), Reply::Array(Vec::new())),
         ])
     }
+}
+
+/// Whether a new connection is authenticated from the start: the default
+/// user is on and needs no password.
+fn default_authenticates(state: &NodeState) -> bool {
+    state
+        .acl
+        .users()
+        .get(b"default".as_slice())
+        .is_some_and(|u| u.enabled && u.nopass)
 }
 
 /// TIME's reply: this node's clock, seconds and microseconds.

@@ -697,7 +697,36 @@ fn keys_with_access(spec: &CommandSpec, args: &[Bytes]) -> Vec<(usize, bool, boo
                 .map(|p| (p, true, true)),
         );
     }
+    // Key specs flagged `variable_flags`: the arguments decide (Redis's
+    // setGetKeys and bitfieldGetKeys).
+    match spec.name {
+        "set" if args.len() > 1 => {
+            let get = args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get"));
+            keys = vec![(1, get, true)];
+        }
+        "bitfield" if args.len() > 1 => {
+            keys = vec![(1, true, !bitfield_reads_only(args))];
+        }
+        _ => {}
+    }
     keys
+}
+
+/// Whether a BITFIELD only reads (GET and OVERFLOW, well formed).
+fn bitfield_reads_only(args: &[Bytes]) -> bool {
+    let mut i = 2;
+    while i < args.len() {
+        let remaining = args.len() - i - 1;
+        let arg = &args[i];
+        if arg.eq_ignore_ascii_case(b"get") && remaining >= 2 {
+            i += 3;
+        } else if arg.eq_ignore_ascii_case(b"overflow") && remaining >= 1 {
+            i += 2;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// The channels a pub/sub command names (publish and subscribe only, as

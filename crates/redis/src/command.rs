@@ -77,6 +77,8 @@ pub enum Command {
         password: Bytes,
     },
     ClientId,
+    /// ACL and its subcommands.
+    Acl(crate::cmd::acl::AclRequest),
     /// CLIENT REPLY ON|OFF|SKIP.
     ClientReply(ReplyMode),
     ClientNoEvict(bool),

@@ -320,6 +320,7 @@ pub static COMMANDS: LazyLock<Vec<&'static CommandSpec>> = LazyLock::new(|| {
         cmd::transactions::COMMANDS,
         cmd::pubsub::COMMANDS,
         cmd::scripting::COMMANDS,
+        cmd::acl::COMMANDS,
     ]
     .into_iter()
     .flatten()

@@ -5,6 +5,7 @@
 //! family's module, and for a write also its message in
 //! `proto/elastickv/v1/log.proto`.
 
+pub mod acl;
 pub mod bitmaps;
 pub mod connection;
 pub mod hashes;
