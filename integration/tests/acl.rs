@@ -26,6 +26,7 @@ const SCRIPT: &[&str] = &[
     "ACL SETUSER erin reset",
     "ACL SETUSER frank on >f +get ~a* (+set ~b*) (+del ~c* &x)",
     "ACL SETUSER grace on >g nocommands +@hash -@write ~*",
+    "ACL SETUSER scripter on >s +@scripting +get ~s:*",
     "ACL LIST",
     "ACL USERS",
     "ACL GETUSER frank",
@@ -112,11 +113,17 @@ const SCRIPT: &[&str] = &[
     "HGET h:1 f",
     "HSET h:1 f x",
     "GET cache:1",
+    // Commands run by scripts need the caller's rights too.
+    "AUTH scripter s",
+    "EVAL \"return redis.call('get', KEYS[1])\" 1 s:1",
+    "EVAL \"return redis.call('set', KEYS[1], 'v')\" 1 s:1",
+    "EVAL \"return redis.call('get', 'other')\" 0",
+    "EVAL \"return redis.pcall('get', 'other')\" 0",
     "RESET",
     "ACL WHOAMI",
     "AUTH default anything",
     "AUTH onlypassword",
-    "ACL DELUSER alice bob carol dave frank grace",
+    "ACL DELUSER alice bob carol dave frank grace scripter",
     "ACL LIST",
 ];
 
@@ -138,10 +145,10 @@ fn words_sorted(reply: &[u8]) -> Vec<String> {
 fn without_client_id(reply: &[u8]) -> String {
     let text = String::from_utf8_lossy(reply);
     let mut lines: Vec<&str> = text.split("\r\n").collect();
-    if let Some(at) = lines.iter().position(|l| *l == "id") {
-        if let Some(id) = lines.get_mut(at + 1) {
-            *id = ":?";
-        }
+    if let Some(at) = lines.iter().position(|l| *l == "id")
+        && let Some(id) = lines.get_mut(at + 1)
+    {
+        *id = ":?";
     }
     lines.join("\r\n")
 }

@@ -156,6 +156,44 @@ impl Acl {
     }
 }
 
+/// Records a refusal of client `client_id` running as `username` in
+/// ACL LOG.
+pub fn record_refusal(
+    state: &crate::NodeState,
+    client_id: u64,
+    username: Bytes,
+    reason: &'static str,
+    context: &'static str,
+    object: Bytes,
+) {
+    let client_info = state
+        .clients
+        .get(client_id)
+        .map(|entry| {
+            crate::clients::describe(client_id, &entry)
+                .trim_end()
+                .to_string()
+        })
+        .unwrap_or_default();
+    state.acl.record(LogEntry {
+        count: 1,
+        reason,
+        context,
+        object,
+        username,
+        at: Instant::now(),
+        client_info,
+    });
+}
+
+/// Who runs a script: its commands are checked against this user.
+#[derive(Clone)]
+pub struct ScriptCaller {
+    pub user: Arc<elastickv_redis::acl::User>,
+    pub username: Bytes,
+    pub client_id: u64,
+}
+
 /// Redis's answer to ACL LOAD/SAVE without a file.
 const NO_FILE: &str = "This Redis instance is not configured to use an ACL file. You may want to \
                        specify users via the ACL SETUSER command and then issue a CONFIG REWRITE \

@@ -24,6 +24,8 @@ use bytes::Bytes;
 use elastickv_redis::cmd::pubsub::publish_write;
 use elastickv_redis::cmd::scripting::{Eval, Fcall, NOSCRIPT, RestorePolicy, ScriptRef};
 use elastickv_redis::command::{Command, parse_args};
+
+use crate::acl::ScriptCaller;
 use elastickv_redis::effects::Speculation;
 use elastickv_redis::log::scripts_change::Change;
 use elastickv_redis::registry::{self, Recorded};
@@ -456,7 +458,7 @@ enum Run {
 }
 
 /// EVAL, EVALSHA and their `_RO` forms.
-pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
+pub async fn eval(state: &NodeState, eval: Eval, caller: Option<ScriptCaller>) -> Reply {
     let (sha, body) = match eval.script {
         ScriptRef::Body(body) => {
             let sha = sha1hex(&body);
@@ -484,6 +486,7 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
         &eval.args,
         read_only,
         command,
+        caller.as_ref(),
     )
     .await
 }
@@ -491,7 +494,7 @@ pub async fn eval(state: &NodeState, eval: Eval) -> Reply {
 const WRITE_FLAG_RO: &str = "ERR Can not execute a script with write flag using *_ro command.";
 
 /// FCALL and FCALL_RO.
-pub async fn fcall(state: &NodeState, fcall: Fcall) -> Reply {
+pub async fn fcall(state: &NodeState, fcall: Fcall, caller: Option<ScriptCaller>) -> Reply {
     let name = String::from_utf8_lossy(&fcall.function).into_owned();
     let function = match find_function(state, &name).await {
         Ok(Some(function)) => function,
@@ -522,6 +525,7 @@ pub async fn fcall(state: &NodeState, fcall: Fcall) -> Reply {
         &args,
         read_only,
         command,
+        caller.as_ref(),
     )
     .await
 }
@@ -550,6 +554,7 @@ async fn run(
     args: &[Bytes],
     read_only: bool,
     command: Vec<Bytes>,
+    caller: Option<&ScriptCaller>,
 ) -> Reply {
     let scripts = &state.scripts;
     if let Some(busy) = scripts.busy() {
@@ -604,6 +609,7 @@ async fn run(
                         bound: !keys.is_empty(),
                         rebind: None,
                         control: &control,
+                        caller,
                     };
                     let reply = match &runnable {
                         Runnable::Script { sha, body } => {
@@ -914,11 +920,53 @@ struct ShardHost<'s, 'v> {
     bound: bool,
     rebind: Option<u32>,
     control: &'s Arc<RunControl>,
+    /// Whose rights the script's commands need (none: a connection whose
+    /// user was deleted).
+    caller: Option<&'s ScriptCaller>,
 }
 
 const CROSS_SHARD: &str = "ERR Script attempted to access keys that do not hash to the same slot";
 
 impl Host for ShardHost<'_, '_> {
+    fn permitted(
+        &mut self,
+        spec: &'static CommandSpec,
+        args: &[Bytes],
+    ) -> Result<(), &'static str> {
+        use elastickv_redis::acl::Denied;
+        const COMMAND: &str = "The user executing the script can't run this command or subcommand";
+        let Some(caller) = self.caller else {
+            return Err(COMMAND);
+        };
+        let Err(denied) = caller.user.check(spec, args) else {
+            return Ok(());
+        };
+        let (reason, object, message) = match denied {
+            Denied::Command => ("command", Bytes::from(spec.name), COMMAND),
+            Denied::Key(pos) => (
+                "key",
+                args[pos].clone(),
+                "The user executing the script can't access at least one of the keys mentioned \
+                 in the command arguments",
+            ),
+            Denied::Channel(pos) => (
+                "channel",
+                args[pos].clone(),
+                "The user executing the script can't publish to the channel mentioned in the \
+                 command",
+            ),
+        };
+        crate::acl::record_refusal(
+            self.state,
+            caller.client_id,
+            caller.username.clone(),
+            reason,
+            "lua",
+            object,
+        );
+        Err(message)
+    }
+
     fn call(&mut self, spec: &'static CommandSpec, args: &[Bytes]) -> Reply {
         let parsed = match parse_args(spec, args) {
             Ok(parsed) => parsed,

@@ -570,11 +570,15 @@ async fn run_waiting(
             sharded,
         } => publish(state, channel, message, sharded).await,
         Command::Watch(keys) => watch(session, state, keys).await,
-        Command::Eval(eval) => crate::scripting::eval(state, eval).await,
+        Command::Eval(eval) => {
+            crate::scripting::eval(state, eval, session.script_caller(state)).await
+        }
         Command::ScriptLoad(body) => crate::scripting::load(state, body).await,
         Command::ScriptFlush => crate::scripting::flush(state).await,
         Command::ScriptExists(shas) => crate::scripting::exists(state, &shas).await,
-        Command::Fcall(fcall) => crate::scripting::fcall(state, fcall).await,
+        Command::Fcall(fcall) => {
+            crate::scripting::fcall(state, fcall, session.script_caller(state)).await
+        }
         Command::FunctionLoad { replace, code } => {
             crate::scripting::function_load(state, replace, code).await
         }

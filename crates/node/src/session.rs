@@ -144,24 +144,21 @@ impl Session {
     }
 
     fn log_refusal(&self, state: &NodeState, reason: &'static str, object: Bytes, username: Bytes) {
-        let client_info = state
-            .clients
-            .get(self.id)
-            .map(|entry| describe(self.id, &entry).trim_end().to_string())
-            .unwrap_or_default();
-        state.acl.record(crate::acl::LogEntry {
-            count: 1,
-            reason,
-            context: if self.tx.queueing() {
-                "multi"
-            } else {
-                "toplevel"
-            },
-            object,
-            username,
-            at: std::time::Instant::now(),
-            client_info,
-        });
+        let context = if self.tx.queueing() {
+            "multi"
+        } else {
+            "toplevel"
+        };
+        crate::acl::record_refusal(state, self.id, username, reason, context, object);
+    }
+
+    /// The user a script run by this connection runs as.
+    pub fn script_caller(&mut self, state: &NodeState) -> Option<crate::acl::ScriptCaller> {
+        Some(crate::acl::ScriptCaller {
+            user: self.current_user(state)?,
+            username: self.user.clone(),
+            client_id: self.id,
+        })
     }
 
     /// Why the connection refuses `spec` with `args` now: it is not

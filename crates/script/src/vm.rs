@@ -251,6 +251,17 @@ pub trait Host {
     /// known, with a valid arity, allowed in scripts, and not a write in a
     /// read-only script.
     fn call(&mut self, spec: &'static CommandSpec, args: &[Bytes]) -> Reply;
+
+    /// Whether the user running the script may run `spec` with `args`;
+    /// the error says why not (Redis's words, after "The user executing
+    /// the script").
+    fn permitted(
+        &mut self,
+        _spec: &'static CommandSpec,
+        _args: &[Bytes],
+    ) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// One script invocation.
@@ -716,6 +727,9 @@ fn call_command(
     };
     if spec.flags.contains(&"noscript") {
         return fail("This Redis command is not allowed from script");
+    }
+    if let Err(message) = host.permitted(spec, &argv) {
+        return fail(message);
     }
     let writes = spec.is_write() || spec.may_replicate();
     if writes && state.borrow().read_only {
