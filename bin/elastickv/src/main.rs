@@ -78,6 +78,14 @@ struct Cli {
     /// ACL users file (`user <name> <rules...>` lines, as Redis's aclfile).
     #[arg(long, value_name = "FILE")]
     aclfile: Option<PathBuf>,
+    /// Refuse writes with -OOM once the stored data passes this many bytes
+    /// (0: no limit) [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    maxmemory: Option<u64>,
+    /// Refuse writes with -OOM while the data directory's disk has fewer
+    /// free bytes than this [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    min_free_disk_bytes: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -164,6 +172,8 @@ impl Cli {
             tls_cluster,
             protected_mode,
             aclfile,
+            maxmemory,
+            min_free_disk_bytes,
             command: _,
         } = self;
         (
@@ -188,6 +198,8 @@ impl Cli {
                 tls_cluster,
                 protected_mode,
                 aclfile,
+                maxmemory,
+                min_free_disk_bytes,
             },
         )
     }

@@ -203,7 +203,17 @@ pub struct NodeConfig {
     /// ACL users (`user <name> <rules>` lines), loaded at start and by
     /// ACL LOAD, written by ACL SAVE; none when empty.
     pub aclfile: PathBuf,
+    /// Writes get -OOM once the stored data (SST files and memtables)
+    /// passes this many bytes; 0: no limit.
+    pub maxmemory: u64,
+    /// Writes get -OOM while the data directory's file system has fewer
+    /// free bytes than this.
+    pub min_free_disk_bytes: u64,
     pub maxclients: usize,
+    /// Bytes of pub/sub messages that may wait for a subscriber before it
+    /// is disconnected (Redis's `client-output-buffer-limit pubsub` hard
+    /// limit).
+    pub client_output_buffer_limit_pubsub_bytes: usize,
     /// How long a command may wait for its shard to have a reachable
     /// leader before failing with -CLUSTERDOWN / -TRYAGAIN.
     pub request_timeout_ms: u64,
@@ -269,7 +279,10 @@ impl Default for NodeConfig {
             tls_cluster: false,
             protected_mode: true,
             aclfile: PathBuf::new(),
+            maxmemory: 0,
+            min_free_disk_bytes: 256 << 20,
             maxclients: 10_000,
+            client_output_buffer_limit_pubsub_bytes: 32 << 20,
             request_timeout_ms: 5_000,
             raft: RaftSection::default(),
             store: StoreSection::default(),
@@ -299,6 +312,8 @@ pub struct Overrides {
     pub tls_cluster: Option<bool>,
     pub protected_mode: Option<bool>,
     pub aclfile: Option<PathBuf>,
+    pub maxmemory: Option<u64>,
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 impl NodeConfig {
@@ -355,6 +370,8 @@ impl NodeConfig {
             tls_cluster,
             protected_mode,
             aclfile,
+            maxmemory,
+            min_free_disk_bytes,
         } = o;
         if join {
             self.join = true;
@@ -413,6 +430,12 @@ impl NodeConfig {
         if let Some(v) = aclfile {
             self.aclfile = v;
         }
+        if let Some(v) = maxmemory {
+            self.maxmemory = v;
+        }
+        if let Some(v) = min_free_disk_bytes {
+            self.min_free_disk_bytes = v;
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -435,6 +458,12 @@ impl NodeConfig {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.client_output_buffer_limit_pubsub_bytes < 1024 {
+            return Err(invalid(
+                "client_output_buffer_limit_pubsub_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.maxclients == 0 {
             return Err(invalid("maxclients", "must be at least 1"));

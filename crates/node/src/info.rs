@@ -126,7 +126,7 @@ fn memory(state: &NodeState, out: &mut String) {
     line(out, "number_of_cached_scripts", scripts);
     line(out, "number_of_functions", functions);
     line(out, "number_of_libraries", libraries);
-    line(out, "maxmemory", 0);
+    line(out, "maxmemory", state.config.maxmemory);
     line(out, "maxmemory_policy", "noeviction");
 }
 

@@ -33,6 +33,7 @@ pub mod config;
 pub mod ctl;
 pub mod expiry;
 pub mod founding;
+pub mod guard;
 pub mod info;
 pub mod keyspace;
 pub mod metrics;
@@ -78,6 +79,8 @@ pub struct NodeState {
     pub config: NodeConfig,
     /// ACL users and ACL LOG.
     pub acl: acl::Acl,
+    /// Whether writes are refused for lack of room.
+    pub guard: guard::WriteGuard,
     /// Protected mode, as configured and as CONFIG SET changes it.
     pub protected_mode: std::sync::atomic::AtomicBool,
     pub router: Router<NodeBackend>,
@@ -513,6 +516,7 @@ impl Node {
             redis_addr,
             protected_mode: std::sync::atomic::AtomicBool::new(config.protected_mode),
             acl,
+            guard: guard::WriteGuard::new(config.maxmemory, config.min_free_disk_bytes),
             config,
         });
         let transport_tasks = tasks;
@@ -541,6 +545,7 @@ impl Node {
         }
         client_tasks.extend([
             tokio::spawn(expiry::run(state.clone(), clients_rx.clone())),
+            tokio::spawn(guard::watch(state.clone(), clients_rx.clone())),
             tokio::spawn(metrics::sample(state.clone(), clients_rx.clone())),
             tokio::spawn(balance::run(
                 state.clone(),

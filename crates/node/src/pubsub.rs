@@ -4,12 +4,14 @@
 //! Messages arrive by applying `Publish` entries of the raft log (every
 //! node applies every shard's log), so each node serves its own
 //! subscribers. A subscriber whose outbox is full (it does not read as
-//! fast as messages come) is disconnected, as Redis disconnects a client
-//! past `client-output-buffer-limit pubsub`: memory never grows without
-//! bound.
+//! fast as messages come: more than the configured bytes, or
+//! [`OUTBOX_MESSAGES`] messages, waiting) is disconnected, as Redis
+//! disconnects a client past `client-output-buffer-limit pubsub`: memory
+//! never grows without bound.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use elastickv_redis::cmd::pubsub::Kind;
@@ -26,18 +28,52 @@ pub const OUTBOX_MESSAGES: usize = 8192;
 pub struct Outbox {
     pub messages: mpsc::Sender<Reply>,
     pub kill: Arc<Notify>,
+    /// Bytes of messages queued and not yet written to the connection.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Most bytes queued before the subscriber is disconnected.
+    pub limit_bytes: usize,
+}
+
+/// About how many bytes a message takes on the wire.
+pub fn message_bytes(message: &Reply) -> usize {
+    match message {
+        Reply::Push(items) | Reply::Array(items) => {
+            16 + items.iter().map(message_bytes).sum::<usize>()
+        }
+        Reply::Bulk(b) | Reply::Simple(b) | Reply::Error(b) => 16 + b.len(),
+        _ => 16,
+    }
 }
 
 impl Outbox {
     fn send(&self, message: Reply) -> bool {
+        let size = message_bytes(&message);
+        let queued = self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if queued > self.limit_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            metrics::counter!("elastickv_pubsub_clients_disconnected_total").increment(1);
+            self.kill.notify_one();
+            return false;
+        }
         match self.messages.try_send(message) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                metrics::counter!("elastickv_pubsub_clients_disconnected_total").increment(1);
                 self.kill.notify_one();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                false
+            }
         }
+    }
+
+    /// A message left the queue for the connection.
+    pub fn taken(&self, message: &Reply) {
+        self.queued_bytes
+            .fetch_sub(message_bytes(message), Ordering::Relaxed);
     }
 }
 

@@ -146,10 +146,13 @@ async fn handle(
     let mut session = Session::new(id, state);
     let killed = state.clients.kill_signal(id).unwrap_or_default();
     let (messages, mut inbox) = tokio::sync::mpsc::channel(crate::pubsub::OUTBOX_MESSAGES);
-    session.outbox = Some(crate::pubsub::Outbox {
+    let outbox = crate::pubsub::Outbox {
         messages,
         kill: killed.clone(),
-    });
+        queued_bytes: Arc::default(),
+        limit_bytes: state.config.client_output_buffer_limit_pubsub_bytes,
+    };
+    session.outbox = Some(outbox.clone());
     loop {
         let read = tokio::select! {
             read = conn.read_request() => read?,
@@ -158,8 +161,10 @@ async fn handle(
             // waiting for a subscriber that does not read.
             () = killed.notified() => return conn.close().await,
             Some(message) = inbox.recv() => {
+                outbox.taken(&message);
                 conn.queue(&message);
                 while let Ok(message) = inbox.try_recv() {
+                    outbox.taken(&message);
                     conn.queue(&message);
                 }
                 // A subscriber that stops reading blocks this write; its
@@ -305,6 +310,19 @@ async fn run_batch(
             session.tx.refused();
             in_flight.push_ready(reply, silent);
             continue;
+        }
+        // The write guard (Redis's maxmemory check): denyoom commands, and
+        // anything queued in MULTI but EXEC, DISCARD, QUIT and RESET.
+        if let Some(oom) = state.guard.refusal() {
+            let queued = session.tx.queueing()
+                && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
+            if queued || spec.flags.contains(&"denyoom") {
+                let reply = Reply::static_error(oom);
+                state.stats.command_rejected(spec.name, &reply);
+                session.tx.refused();
+                in_flight.push_ready(reply, silent);
+                continue;
+            }
         }
         if session.tx.queueing()
             && !matches!(

@@ -654,7 +654,14 @@ fn config_params(state: &NodeState) -> Vec<(&'static str, String)> {
         ("appendonly", "yes".into()),
         ("appendfsync", "always".into()),
         ("save", String::new()),
-        ("maxmemory", "0".into()),
+        ("maxmemory", c.maxmemory.to_string()),
+        (
+            "client-output-buffer-limit",
+            format!(
+                "normal 0 0 0 slave 0 0 0 pubsub {} 0 0",
+                c.client_output_buffer_limit_pubsub_bytes
+            ),
+        ),
         ("maxmemory-policy", "noeviction".into()),
         ("proto-max-bulk-len", "536870912".into()),
         ("client-query-buffer-limit", "1073741824".into()),

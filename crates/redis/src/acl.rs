@@ -898,6 +898,14 @@ impl User {
     /// Whether the user may run `spec` with `args`
     /// (`ACLCheckAllUserCommandPerm`).
     pub fn check(&self, spec: &'static CommandSpec, args: &[Bytes]) -> Result<(), Denied> {
+        // The default user and its like: nothing to look at.
+        if self
+            .selectors
+            .iter()
+            .any(|s| s.allcommands && s.allkeys && s.allchannels)
+        {
+            return Ok(());
+        }
         let Some(request) = Request::new(spec, args) else {
             return Err(Denied::Command);
         };

@@ -417,6 +417,25 @@ fn validate_file(path: &Path, ranges: ShardRanges) -> Result<()> {
     Ok(())
 }
 
+/// A snapshot record as [`read_records`] returns it: column family tag,
+/// key, value.
+pub type RawRecord = (u8, Vec<u8>, Vec<u8>);
+
+/// The records of a snapshot stream held in memory, each checked as a
+/// received snapshot's are (well formed, inside `ranges`). For the fuzz
+/// target that feeds it bytes.
+pub fn read_records(data: &[u8], ranges: ShardRanges) -> Result<Vec<RawRecord>> {
+    let mut reader = RecordReader {
+        input: data,
+        ranges,
+    };
+    let mut records = Vec::new();
+    while let Some((cf, key, value)) = reader.next_record()? {
+        records.push((cf as u8, key, value));
+    }
+    Ok(records)
+}
+
 impl Store {
     /// Where staged snapshots are kept.
     pub fn snapshot_dir(&self) -> &Path {

@@ -87,14 +87,16 @@ impl RaftTransport for RaftService {
 }
 
 /// What delivering a batch came to.
-struct Delivered {
-    ack: BatchAck,
+pub struct Delivered {
+    pub ack: BatchAck,
     /// A message was for another node: the node it was addressed to.
-    misaddressed: Option<u64>,
+    pub misaddressed: Option<u64>,
 }
 
-/// Steps every message of a batch; counts what was refused or invalid.
-fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> Delivered {
+/// Steps every message of a batch a peer sent (decoding each raft
+/// message); counts what was refused or invalid. Public for the fuzz
+/// target that feeds it bytes.
+pub fn deliver(node_id: u64, step: &StepFn, batch: RaftBatch) -> Delivered {
     let mut ack = BatchAck::default();
     let mut misaddressed = None;
     for envelope in batch.messages {
