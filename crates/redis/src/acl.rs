@@ -1343,7 +1343,11 @@ mod tests {
         assert!(e.contains("after the * pattern"), "{e}");
         for rules in ["%R~* %W~* +get", "on (+get ~a*) (+set %W~b*)"] {
             let first = user(rules);
-            assert_eq!(user(&first.describe()).describe(), first.describe(), "{rules}");
+            assert_eq!(
+                user(&first.describe()).describe(),
+                first.describe(),
+                "{rules}"
+            );
         }
     }
 
