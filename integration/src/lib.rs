@@ -619,6 +619,38 @@ impl Drop for RedisOracle {
     }
 }
 
+/// Publishes `total` messages of `payload` to `channel` from
+/// `publisher`, 100 at a time, while `reader` (subscribed to it) keeps up
+/// to within 200 messages; returns once the reader has read them all.
+pub fn flood_keeping_reader_up(
+    publisher: &mut RawClient,
+    reader: &mut RawClient,
+    channel: &str,
+    payload: &str,
+    total: usize,
+) {
+    let mut read = 0;
+    for i in 0..total {
+        publisher.send(&["PUBLISH", channel, payload]);
+        if i % 100 == 99 {
+            for _ in 0..100 {
+                publisher.read_reply();
+            }
+            while read + 200 < i + 1 {
+                reader.read_reply();
+                read += 1;
+            }
+        }
+    }
+    for _ in 0..total % 100 {
+        publisher.read_reply();
+    }
+    while read < total {
+        reader.read_reply();
+        read += 1;
+    }
+}
+
 /// A client that sends commands and returns each reply's exact bytes.
 pub struct RawClient {
     stream: TcpStream,

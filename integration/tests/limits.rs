@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use elastickv_integration::Node;
+use elastickv_integration::{Node, flood_keeping_reader_up};
 
 const OOM_MAXMEMORY: &[u8] = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 
@@ -115,23 +115,7 @@ fn a_subscriber_past_its_output_buffer_limit_is_disconnected() {
             .to_vec()
     );
     let payload = "x".repeat(4096);
-    let (total, mut read) = (6000, 0);
-    for i in 0..total {
-        publisher.send(&["PUBLISH", "flood", &payload]);
-        if i % 100 == 99 {
-            for _ in 0..100 {
-                publisher.read_reply();
-            }
-            while read < i + 1 - 200 {
-                reader.read_reply();
-                read += 1;
-            }
-        }
-    }
-    while read < total {
-        reader.read_reply();
-        read += 1;
-    }
+    flood_keeping_reader_up(&mut publisher, &mut reader, "flood", &payload, 6000);
     assert_eq!(
         publisher.call(&["PUBSUB", "NUMSUB", "flood"]),
         b"*2\r\n$5\r\nflood\r\n:1\r\n".to_vec(),

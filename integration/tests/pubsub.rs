@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use elastickv_integration::diff::{pair, run_script};
-use elastickv_integration::{Cluster, RawClient};
+use elastickv_integration::{Cluster, RawClient, flood_keeping_reader_up};
 
 const SCRIPT: &[&str] = &[
     "PUBLISH news hello",
@@ -143,25 +143,7 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
     reader.set_read_timeout(Duration::from_secs(30));
     let mut publisher = node.raw();
     let payload = "x".repeat(4096);
-    let total = 20_000;
-    let mut read = 0;
-    for i in 0..total {
-        publisher.send(&["PUBLISH", "flood", &payload]);
-        if i % 100 == 99 {
-            for _ in 0..100 {
-                publisher.read_reply();
-            }
-            // Keep the reading subscriber up to date.
-            while read < i + 1 - 200 {
-                reader.read_reply();
-                read += 1;
-            }
-        }
-    }
-    while read < total {
-        reader.read_reply();
-        read += 1;
-    }
+    flood_keeping_reader_up(&mut publisher, &mut reader, "flood", &payload, 20_000);
     let stats = String::from_utf8(publisher.call(&["INFO", "stats"])).unwrap();
     assert!(stats.contains("pubsub_channels:1\r\n"), "{stats}");
     let info = String::from_utf8(publisher.call(&["PUBSUB", "NUMSUB", "flood"])).unwrap();
