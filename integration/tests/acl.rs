@@ -423,3 +423,44 @@ fn requirepass_is_the_default_users_password() {
         ],
     );
 }
+
+/// A subscriber whose user loses a channel it is subscribed to is
+/// disconnected before it gets another message (Redis disconnects it at
+/// ACL SETUSER).
+#[test]
+fn a_subscriber_that_loses_its_channel_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("data"), &[]);
+    let mut admin = node.raw();
+    assert_eq!(
+        admin.call(&[
+            "ACL", "SETUSER", "sub", "on", ">pw", "+@all", "&news.*", "&sport"
+        ]),
+        b"+OK\r\n"
+    );
+    let mut sub = node.raw();
+    assert_eq!(sub.call(&["AUTH", "sub", "pw"]), b"+OK\r\n");
+    sub.call(&["SUBSCRIBE", "news.1"]);
+    assert_eq!(admin.call(&["PUBLISH", "news.1", "first"]), b":1\r\n");
+    assert_eq!(
+        sub.read_reply(),
+        b"*3\r\n$7\r\nmessage\r\n$6\r\nnews.1\r\n$5\r\nfirst\r\n"
+    );
+    // A change that keeps the channel changes nothing.
+    assert_eq!(admin.call(&["ACL", "SETUSER", "sub", "-get"]), b"+OK\r\n");
+    admin.call(&["PUBLISH", "news.1", "second"]);
+    assert_eq!(
+        sub.read_reply(),
+        b"*3\r\n$7\r\nmessage\r\n$6\r\nnews.1\r\n$6\r\nsecond\r\n"
+    );
+    // Taking it away closes the connection, with nothing more sent.
+    assert_eq!(
+        admin.call(&["ACL", "SETUSER", "sub", "resetchannels", "&sport"]),
+        b"+OK\r\n"
+    );
+    admin.call(&["PUBLISH", "news.1", "third"]);
+    assert!(
+        sub.closed_by_server(Duration::from_secs(10)),
+        "still subscribed"
+    );
+}

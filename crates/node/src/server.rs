@@ -162,6 +162,10 @@ async fn handle(
             () = killed.notified() => return conn.close().await,
             Some(message) = inbox.recv() => {
                 outbox.taken(&message);
+                if session.subscriptions_revoked(state) {
+                    // Its user may no longer read these channels.
+                    return conn.close().await;
+                }
                 conn.queue(&message);
                 while let Ok(message) = inbox.try_recv() {
                     outbox.taken(&message);

@@ -209,6 +209,29 @@ impl Session {
         None
     }
 
+    /// Whether the connection's user lost the right to a channel or
+    /// pattern it is subscribed to (or was deleted) since it subscribed:
+    /// then it must be disconnected, as Redis does on ACL SETUSER.
+    /// Cheap while the ACL has not changed.
+    pub fn subscriptions_revoked(&mut self, state: &NodeState) -> bool {
+        if self
+            .user_cache
+            .as_ref()
+            .is_some_and(|(seen, _)| *seen == state.acl.generation())
+        {
+            return false;
+        }
+        let Some(user) = self.current_user(state) else {
+            return true;
+        };
+        self.subscriptions.iter().any(|(kind, names)| {
+            let is_pattern = *kind == Kind::Pattern;
+            names
+                .iter()
+                .any(|name| !user.may_use_channel(name, is_pattern))
+        })
+    }
+
     /// Whether the connection is subscribed to anything (in RESP2 it may
     /// then only (un)subscribe, PING, QUIT or RESET).
     pub fn subscribed(&self) -> bool {
