@@ -464,3 +464,40 @@ fn a_subscriber_that_loses_its_channel_is_disconnected() {
         "still subscribed"
     );
 }
+
+/// ACL rules changed between MULTI and EXEC: EXEC checks each queued
+/// command again, as Redis does (same replies, byte for byte).
+#[test]
+fn exec_checks_queued_commands_against_the_rules_of_the_moment() {
+    let (_dir, node, redis) = pair("1");
+    let run = |port: u16| -> Vec<Vec<u8>> {
+        let mut admin = RawClient::connect(port).unwrap();
+        let mut user = RawClient::connect(port).unwrap();
+        let mut out = Vec::new();
+        out.push(admin.call(&["ACL", "SETUSER", "tx", "on", ">pw", "+@all", "~*"]));
+        out.push(user.call(&["AUTH", "tx", "pw"]));
+        for line in [
+            &["MULTI"][..],
+            &["SET", "a:1", "v"],
+            &["GET", "a:1"],
+            &["SET", "b:1", "v"],
+            &["INCR", "n"],
+        ] {
+            out.push(user.call(line));
+        }
+        out.push(admin.call(&["ACL", "SETUSER", "tx", "resetkeys", "~a:*", "-incr"]));
+        out.push(user.call(&["EXEC"]));
+        out.push(admin.call(&["GET", "b:1"]));
+        out.push(admin.call(&["GET", "n"]));
+        out
+    };
+    let theirs = run(redis.port);
+    let ours = run(node.port);
+    for (i, (t, o)) in theirs.iter().zip(&ours).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(o),
+            String::from_utf8_lossy(t),
+            "reply {i} differs"
+        );
+    }
+}

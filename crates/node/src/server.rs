@@ -340,7 +340,7 @@ async fn run_batch(
                 Ok(parsed) => state.router.key_shards(parsed, &args),
                 Err(_) => Vec::new(),
             };
-            let reply = session.tx.queue(parsed, args, &shards);
+            let reply = session.tx.queue(spec, parsed, args, &shards);
             in_flight.push_ready(reply, silent);
             continue;
         }
@@ -466,7 +466,48 @@ async fn run_batch(
 /// EXEC: the queued commands on keys go to their shard as one entry; the
 /// connection answers its own; the replies come back in queue order.
 async fn exec(session: &mut Session, state: &NodeState) -> Reply {
-    let mut prepared = match session.tx.prepare() {
+    use elastickv_redis::acl::Denied;
+    // ACL rules may have changed since the commands were queued: each is
+    // checked again (Redis's words for those refused).
+    let user = session.script_caller(state);
+    let mut refused = |spec: &'static elastickv_redis::table::CommandSpec, args: &[Bytes]| {
+        let denied = match &user {
+            Some(caller) => caller.user.check(spec, args).err()?,
+            None => Denied::Command,
+        };
+        let (kind, object, reason) = match denied {
+            Denied::Command => (
+                "command",
+                Bytes::from(spec.name),
+                "no permission to execute the command or subcommand",
+            ),
+            Denied::Key(pos) => (
+                "key",
+                args[pos].clone(),
+                "no permission to touch the specified keys",
+            ),
+            Denied::Channel(pos) => (
+                "channel",
+                args[pos].clone(),
+                "no permission to access one of the channels used as arguments",
+            ),
+        };
+        if let Some(caller) = &user {
+            crate::acl::record_refusal(
+                state,
+                caller.client_id,
+                caller.username.clone(),
+                kind,
+                "multi",
+                object,
+            );
+        }
+        Some(Reply::error(format!(
+            "NOPERM ACLs rules changed between the moment the transaction was accumulated and \
+             the EXEC call. This command is no longer allowed for the following reason: {reason}"
+        )))
+    };
+    let mut prepared = match session.tx.prepare(&mut refused) {
         Ok(prepared) => prepared,
         Err(reply) => return reply,
     };

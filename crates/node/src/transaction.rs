@@ -14,7 +14,7 @@ use bytes::Bytes;
 use elastickv_redis::command::{Command, Parsed};
 use elastickv_redis::errors;
 use elastickv_redis::log;
-use elastickv_redis::table::Route;
+use elastickv_redis::table::{CommandSpec, Route};
 use elastickv_resp::Reply;
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
@@ -35,6 +35,9 @@ enum Queued {
 #[derive(Default)]
 struct Queue {
     commands: Vec<Queued>,
+    /// Each queued command as the client sent it, checked against the
+    /// user's ACL again at EXEC.
+    sent: Vec<(&'static CommandSpec, Vec<Bytes>)>,
     /// An error was found while queueing: EXEC answers EXECABORT.
     aborted: bool,
     /// The shard of the commands on keys.
@@ -100,6 +103,7 @@ impl Transaction {
     /// shards of its keys.
     pub fn queue(
         &mut self,
+        spec: &'static CommandSpec,
         parsed: Result<Parsed, Reply>,
         args: Vec<Bytes>,
         shards: &[u32],
@@ -111,9 +115,11 @@ impl Transaction {
             Ok(parsed) => parsed,
             Err(reply) => {
                 queue.commands.push(Queued::Failed(reply));
+                queue.sent.push((spec, args));
                 return Reply::simple("QUEUED");
             }
         };
+        let sent = (spec, args.clone());
         if runs_scripts(&parsed.command) {
             // A script runs ahead of the log and replicates its effects;
             // a transaction is applied from the log as queued. The two do
@@ -152,6 +158,7 @@ impl Transaction {
             }
         };
         queue.commands.push(queued);
+        queue.sent.push(sent);
         Reply::simple("QUEUED")
     }
 
@@ -181,7 +188,13 @@ impl Transaction {
 
     /// Ends the transaction for EXEC: what to run, or the reply at once
     /// (no MULTI, EXECABORT, keys on two shards).
-    pub fn prepare(&mut self) -> Result<Prepared, Reply> {
+    /// EXEC's plan. `refused` checks each queued command again (ACL rules
+    /// may have changed since it was queued): a command it refuses is
+    /// not run, and its error is its reply, as in Redis.
+    pub fn prepare(
+        &mut self,
+        refused: &mut dyn FnMut(&'static CommandSpec, &[Bytes]) -> Option<Reply>,
+    ) -> Result<Prepared, Reply> {
         let Some(queue) = self.queue.take() else {
             return Err(Reply::static_error("ERR EXEC without MULTI"));
         };
@@ -195,6 +208,14 @@ impl Transaction {
             (a, b) => a.or(b),
         };
         let mut commands = queue.commands;
+        for (queued, (spec, args)) in commands.iter_mut().zip(&queue.sent) {
+            if matches!(queued, Queued::Failed(_)) {
+                continue;
+            }
+            if let Some(reply) = refused(spec, args) {
+                *queued = Queued::Failed(reply);
+            }
+        }
         let shard_part = shard.map(|shard| {
             let on_shard = commands
                 .iter_mut()
