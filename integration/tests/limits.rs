@@ -17,6 +17,10 @@ fn writes_past_maxmemory_get_oom_while_reads_and_deletes_work() {
         &["--maxmemory", "20000000", "--shards", "1"],
     );
     let mut c = node.raw();
+    // A transaction queued while writes are still accepted.
+    let mut tx = node.raw();
+    assert_eq!(tx.call(&["MULTI"]), b"+OK\r\n");
+    assert_eq!(tx.call(&["SET", "queued", "v"]), b"+QUEUED\r\n");
     let value = "v".repeat(100_000);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut written = 0;
@@ -41,6 +45,13 @@ fn writes_past_maxmemory_get_oom_while_reads_and_deletes_work() {
     // sizes its memtables' arenas, which the guard counts: a few MB even
     // for little data.)
     assert!(written >= 1, "the first write was refused");
+    // EXEC of a transaction with writes is refused whole (as Redis does).
+    assert_eq!(
+        String::from_utf8_lossy(&tx.call(&["EXEC"])),
+        "-EXECABORT Transaction discarded because of: OOM command not allowed when used memory \
+         > 'maxmemory'.\r\n"
+    );
+    assert_eq!(tx.call(&["GET", "queued"]), b"$-1\r\n");
     // Every denyoom command is refused, and whatever MULTI would queue.
     assert_eq!(c.call(&["RPUSH", "list", "x"]), OOM_MAXMEMORY);
     assert_eq!(c.call(&["MULTI"]), b"+OK\r\n");

@@ -122,7 +122,9 @@ impl Clients {
         };
         let mut killed = 0;
         let mut killed_me = false;
-        for (&id, entry) in self.entries.lock().iter() {
+        let mut entries = self.entries.lock();
+        let mut closed = Vec::new();
+        for (&id, entry) in entries.iter() {
             if !matches(&filter.addr, &entry.addr)
                 || !matches(&filter.laddr, &entry.laddr)
                 || filter.id.is_some_and(|want| want != id)
@@ -139,8 +141,17 @@ impl Clients {
                 killed_me = true;
             } else {
                 entry.kill.notify_one();
+                closed.push(id);
             }
             killed += 1;
+        }
+        // Gone from the list at once, as Redis frees them at once: a second
+        // CLIENT KILL or CLIENT LIST does not find them while their tasks
+        // wind down (which unregister them again, harmlessly).
+        for id in closed {
+            if entries.remove(&id).is_some() {
+                metrics::gauge!("elastickv_connected_clients").decrement(1.0);
+            }
         }
         (killed, killed_me)
     }

@@ -299,17 +299,7 @@ async fn run_batch(
         };
         last_command = Some(spec.name);
         if let Some(reply) = session.refusal(state, spec, &args) {
-            // A refused EXEC discards the transaction, saying why (Redis's
-            // rejectCommand).
-            let reply = match (&reply, spec.name) {
-                (Reply::Error(text), "exec") => {
-                    session.tx = crate::transaction::Transaction::default();
-                    let mut aborted = b"EXECABORT Transaction discarded because of: ".to_vec();
-                    aborted.extend_from_slice(text);
-                    Reply::Error(Bytes::from(aborted))
-                }
-                _ => reply,
-            };
+            let reply = rejected(session, spec.name, reply);
             state.stats.command_rejected(spec.name, &reply);
             session.tx.refused();
             in_flight.push_ready(reply, silent);
@@ -320,8 +310,9 @@ async fn run_batch(
         if let Some(oom) = state.guard.refusal() {
             let queued = session.tx.queueing()
                 && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
-            if queued || spec.flags.contains(&"denyoom") {
-                let reply = Reply::static_error(oom);
+            let exec_writes = spec.name == "exec" && session.tx.queued_denyoom();
+            if queued || exec_writes || spec.flags.contains(&"denyoom") {
+                let reply = rejected(session, spec.name, Reply::static_error(oom));
                 state.stats.command_rejected(spec.name, &reply);
                 session.tx.refused();
                 in_flight.push_ready(reply, silent);
@@ -461,6 +452,20 @@ async fn run_batch(
         });
     }
     Ok(BatchEnd::KeepOpen)
+}
+
+/// A refused command's reply; a refused EXEC discards the transaction,
+/// saying why (Redis's rejectCommand).
+fn rejected(session: &mut Session, command: &str, reply: Reply) -> Reply {
+    match (&reply, command) {
+        (Reply::Error(text), "exec") => {
+            session.tx = crate::transaction::Transaction::default();
+            let mut aborted = b"EXECABORT Transaction discarded because of: ".to_vec();
+            aborted.extend_from_slice(text);
+            Reply::Error(Bytes::from(aborted))
+        }
+        _ => reply,
+    }
 }
 
 /// EXEC: the queued commands on keys go to their shard as one entry; the

@@ -59,6 +59,16 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// Whether a queued command is one the write guard refuses
+    /// (`denyoom`): then EXEC is refused while the guard is closed.
+    pub fn queued_denyoom(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| {
+            q.sent
+                .iter()
+                .any(|(spec, _)| spec.flags.contains(&"denyoom"))
+        })
+    }
+
     /// Whether MULTI was sent and not yet ended.
     pub fn queueing(&self) -> bool {
         self.queue.is_some()
