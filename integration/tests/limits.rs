@@ -107,7 +107,7 @@ fn a_subscriber_past_its_output_buffer_limit_is_disconnected() {
     let config = dir.path().join("node.toml");
     std::fs::write(
         &config,
-        "client_output_buffer_limit_pubsub_bytes = 100000\n",
+        "client_output_buffer_limit_pubsub_bytes = 2000000\n",
     )
     .unwrap();
     let node = Node::start(
@@ -122,9 +122,12 @@ fn a_subscriber_past_its_output_buffer_limit_is_disconnected() {
     let mut publisher = node.raw();
     assert_eq!(
         publisher.call(&["CONFIG", "GET", "client-output-buffer-limit"]),
-        b"*2\r\n$26\r\nclient-output-buffer-limit\r\n$42\r\nnormal 0 0 0 slave 0 0 0 pubsub 100000 0 0\r\n"
+        b"*2\r\n$26\r\nclient-output-buffer-limit\r\n$43\r\nnormal 0 0 0 slave 0 0 0 pubsub 2000000 0 0\r\n"
             .to_vec()
     );
+    // The reader lags by up to 200 messages (800 kB), well under the
+    // limit; the stalled one falls behind by all 24 MB, well over it and
+    // the kernel's socket buffers.
     let payload = "x".repeat(4096);
     flood_keeping_reader_up(&mut publisher, &mut reader, "flood", &payload, 6000);
     assert_eq!(
