@@ -383,6 +383,19 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the node's log holds `text`; fails after `timeout`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never logged:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs `elastickv ctl --addr <this node's raft address> ARGS...`:
     /// whether it succeeded, and what it printed.
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
@@ -617,6 +630,28 @@ impl Drop for RedisOracle {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Prometheus text a node serves on `port` (its `--metrics-addr`).
+pub fn scrape_metrics(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("metrics request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("metrics reply");
+    body
+}
+
+/// The Python interpreter with redis-py (`$ELASTICKV_PYTHON`, which
+/// `scripts/test` sets, or `python3`), running `script`.
+pub fn run_python(script: &str) -> std::process::Output {
+    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
+    Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3")
 }
 
 /// Publishes `total` messages of `payload` to `channel` from

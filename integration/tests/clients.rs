@@ -168,12 +168,7 @@ print("ok")
 "#,
         port = node.port
     );
-    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
+    let out = elastickv_integration::run_python(&script);
     assert!(
         out.status.success(),
         "redis-py failed (scripts/test installs it):\n{}",
@@ -250,12 +245,7 @@ assert tuple(r.blpop(["{{t}}jobs"], timeout=10)) == ("{{t}}jobs", "j1")
 print("ok")
 "#
     );
-    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
+    let out = elastickv_integration::run_python(&script);
     assert!(
         out.status.success(),
         "redis-py failed:\n{}",

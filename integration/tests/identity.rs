@@ -20,18 +20,6 @@ fn flags_with(node: &Node, with: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn wait_for_log(node: &Node, text: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !node.log_text().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} never logged:\n{}",
-            node.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_node_whose_disk_was_lost_never_rejoins_as_if_nothing_happened() {
     let mut cluster = Cluster::start(3, 2, &[], &[]);
@@ -63,8 +51,7 @@ fn a_node_whose_disk_was_lost_never_rejoins_as_if_nothing_happened() {
     let join = flags_with(cluster.node(2), Some("--join"));
     let join: Vec<&str> = join.iter().map(String::as_str).collect();
     cluster.node_mut(2).restart_with(&join);
-    wait_for_log(
-        cluster.node(2),
+    cluster.node(2).wait_for_log(
         "its data was lost, and it must not vote without it",
         Duration::from_secs(30),
     );
@@ -130,9 +117,9 @@ fn nodes_refuse_peers_of_another_cluster() {
         .mget((100..150).map(|i| format!("key:{i}")).collect::<Vec<_>>())
         .unwrap();
     assert!(leaked.iter().all(Option::is_none), "{leaked:?}");
-    wait_for_log(a.node(1), "belongs to cluster", Duration::from_secs(10));
-    wait_for_log(
-        b.node(3),
+    a.node(1)
+        .wait_for_log("belongs to cluster", Duration::from_secs(10));
+    b.node(3).wait_for_log(
         "refused a call from another cluster",
         Duration::from_secs(10),
     );

@@ -6,17 +6,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use elastickv_integration::cluster::Cluster;
-use elastickv_integration::{Node, free_port};
-
-fn scrape(port: u16) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
-}
+use elastickv_integration::{Node, free_port, scrape_metrics};
 
 /// The value of the first sample line starting with `prefix`.
 fn value(text: &str, prefix: &str) -> Option<f64> {
@@ -43,7 +33,7 @@ fn metrics_follow_the_traffic() {
     c.call(&["INCR", "k1"]);
     let started = Instant::now();
     let text = loop {
-        let text = scrape(metrics_port);
+        let text = scrape_metrics(metrics_port);
         if text.contains("elastickv_rocksdb_sst_bytes")
             || started.elapsed() > Duration::from_secs(10)
         {
@@ -98,7 +88,7 @@ fn transport_counters_are_per_shard_and_peer() {
         ports
             .iter()
             .map(|&port| {
-                scrape(port)
+                scrape_metrics(port)
                     .lines()
                     .filter(|l| l.starts_with("elastickv_transport_append_messages_total{"))
                     .filter(|l| {

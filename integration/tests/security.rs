@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use elastickv_integration::cluster::Cluster;
-use elastickv_integration::{Node, assert_numbered, free_port, write_numbered};
+use elastickv_integration::{Node, assert_numbered, free_port, scrape_metrics, write_numbered};
 use elastickv_transport::pb;
 use elastickv_transport::{ClusterIdentity, ClusterSecret};
 
@@ -18,17 +18,6 @@ fn secret_file(dir: &Path, name: &str, secret: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, format!("{secret}\n")).unwrap();
     path.display().to_string()
-}
-
-fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).unwrap();
-    body
 }
 
 /// The code of every service's answer to a call tagged by `caller`
@@ -164,7 +153,7 @@ fn every_service_and_ctl_refuse_callers_without_the_cluster_secret() {
     assert!(!ok && output.contains("at least 16"), "{output}");
 
     // Refusals are counted per service and logged; the node still serves.
-    let text = scrape(metrics_port);
+    let text = scrape_metrics(metrics_port);
     for service in ["admin", "founding", "raft", "forward", "snapshot"] {
         let line =
             format!("elastickv_transport_unauthenticated_calls_total{{service=\"{service}\"}}");

@@ -54,6 +54,11 @@ const SCRIPT: &[&str] = &[
     // One at a time: Redis lists parameters in hash-table order.
     "CONFIG GET slowlog-max-len",
     "CONFIG GET slowlog-log-slower-than",
+    "CONFIG GET protected-mode",
+    "CONFIG GET tls-port",
+    "CONFIG GET tls-cluster",
+    "CONFIG GET tls-auth-clients",
+    "CONFIG GET maxmemory",
     "CONFIG SET slowlog-max-len 64",
     "CONFIG GET slowlog-max-len",
     "CONFIG SET slowlog-max-len 128",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use elastickv_integration::pki::{Issued, Pki};
 use elastickv_integration::{
-    Cluster, Node, assert_numbered, elastickv_bin, free_port, write_numbered,
+    Cluster, Node, assert_numbered, elastickv_bin, free_port, run_python, write_numbered,
 };
 
 /// `redis-cli --tls` against `port` with `ca` to check the server and
@@ -38,18 +38,6 @@ fn redis_cli_tls(port: u16, ca: &str, cert: Option<&Issued>, args: &[&str]) -> (
         && !text.contains("Error")
         && !text.contains("ERR");
     (ok, text.trim().to_string())
-}
-
-fn wait_for_log(node: &Node, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !node.log_text().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} never logged:\n{}",
-            node.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -92,7 +80,6 @@ fn clients_connect_over_tls_with_certificates_of_the_ca() {
     assert_eq!(node.raw().call(&["GET", "k"]), b"$8\r\nover tls\r\n");
 
     // redis-py over TLS.
-    let python = std::env::var("ELASTICKV_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = format!(
         r#"
 import redis
@@ -109,11 +96,7 @@ print("ok")
         cert = client.cert,
         key = client.key,
     );
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .output()
-        .expect("python3");
+    let out = run_python(&script);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
         "redis-py over TLS failed:\n{}",
@@ -135,7 +118,10 @@ print("ok")
         std::fs::copy(&from, to).unwrap();
     }
     node.signal("HUP");
-    wait_for_log(&node, "TLS certificate, key and CA reloaded");
+    node.wait_for_log(
+        "TLS certificate, key and CA reloaded",
+        Duration::from_secs(20),
+    );
     let (ok, out) = redis_cli_tls(tls_port, &other.ca(), Some(&stranger), &["GET", "k"]);
     assert!(ok && out == "over tls", "{out}");
     let (ok, out) = redis_cli_tls(tls_port, &old_ca, Some(&client), &["PING"]);
@@ -144,7 +130,7 @@ print("ok")
     // A broken key: the reload fails, says so, and the files in force stay.
     std::fs::write(&node_cert.key, "not a key").unwrap();
     node.signal("HUP");
-    wait_for_log(&node, "cannot reload the TLS files");
+    node.wait_for_log("cannot reload the TLS files", Duration::from_secs(20));
     let (ok, out) = redis_cli_tls(tls_port, &other.ca(), Some(&stranger), &["PING"]);
     assert!(ok && out == "PONG", "{out}");
     node.terminate();
@@ -268,7 +254,9 @@ fn a_cluster_runs_over_mutual_tls_and_refuses_a_node_of_another_ca() {
     cluster.node_mut(3).restart_with(&swapped);
     write_numbered(cluster.node(1), 1000..1100);
     assert_numbered(cluster.node(2), 1000..1100);
-    wait_for_log(cluster.node(3), "TLS handshake failed");
+    cluster
+        .node(3)
+        .wait_for_log("TLS handshake failed", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
     let theirs = cluster.info_raft(1).unwrap();
     for (shard, reference) in cluster.info_raft(3).unwrap().iter().zip(&theirs) {

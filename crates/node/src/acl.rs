@@ -186,9 +186,10 @@ pub fn record_refusal(
     });
 }
 
-/// Who runs a script: its commands are checked against this user.
+/// Who runs a script or an EXEC: the commands it runs are checked
+/// against this user.
 #[derive(Clone)]
-pub struct ScriptCaller {
+pub struct AclCaller {
     pub user: Arc<elastickv_redis::acl::User>,
     pub username: Bytes,
     pub client_id: u64,

@@ -25,7 +25,7 @@ use elastickv_redis::cmd::pubsub::publish_write;
 use elastickv_redis::cmd::scripting::{Eval, Fcall, NOSCRIPT, RestorePolicy, ScriptRef};
 use elastickv_redis::command::{Command, parse_args};
 
-use crate::acl::ScriptCaller;
+use crate::acl::AclCaller;
 use elastickv_redis::effects::Speculation;
 use elastickv_redis::log::scripts_change::Change;
 use elastickv_redis::registry::{self, Recorded};
@@ -458,7 +458,7 @@ enum Run {
 }
 
 /// EVAL, EVALSHA and their `_RO` forms.
-pub async fn eval(state: &NodeState, eval: Eval, caller: Option<ScriptCaller>) -> Reply {
+pub async fn eval(state: &NodeState, eval: Eval, caller: Option<AclCaller>) -> Reply {
     let (sha, body) = match eval.script {
         ScriptRef::Body(body) => {
             let sha = sha1hex(&body);
@@ -494,7 +494,7 @@ pub async fn eval(state: &NodeState, eval: Eval, caller: Option<ScriptCaller>) -
 const WRITE_FLAG_RO: &str = "ERR Can not execute a script with write flag using *_ro command.";
 
 /// FCALL and FCALL_RO.
-pub async fn fcall(state: &NodeState, fcall: Fcall, caller: Option<ScriptCaller>) -> Reply {
+pub async fn fcall(state: &NodeState, fcall: Fcall, caller: Option<AclCaller>) -> Reply {
     let name = String::from_utf8_lossy(&fcall.function).into_owned();
     let function = match find_function(state, &name).await {
         Ok(Some(function)) => function,
@@ -554,7 +554,7 @@ async fn run(
     args: &[Bytes],
     read_only: bool,
     command: Vec<Bytes>,
-    caller: Option<&ScriptCaller>,
+    caller: Option<&AclCaller>,
 ) -> Reply {
     let scripts = &state.scripts;
     if let Some(busy) = scripts.busy() {
@@ -922,7 +922,7 @@ struct ShardHost<'s, 'v> {
     control: &'s Arc<RunControl>,
     /// Whose rights the script's commands need (none: a connection whose
     /// user was deleted).
-    caller: Option<&'s ScriptCaller>,
+    caller: Option<&'s AclCaller>,
 }
 
 const CROSS_SHARD: &str = "ERR Script attempted to access keys that do not hash to the same slot";

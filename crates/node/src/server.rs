@@ -474,7 +474,7 @@ async fn exec(session: &mut Session, state: &NodeState) -> Reply {
     use elastickv_redis::acl::Denied;
     // ACL rules may have changed since the commands were queued: each is
     // checked again (Redis's words for those refused).
-    let user = session.script_caller(state);
+    let user = session.acl_caller(state);
     let mut refused = |spec: &'static elastickv_redis::table::CommandSpec, args: &[Bytes]| {
         let denied = match &user {
             Some(caller) => caller.user.check(spec, args).err()?,
@@ -638,14 +638,12 @@ async fn run_waiting(
             sharded,
         } => publish(state, channel, message, sharded).await,
         Command::Watch(keys) => watch(session, state, keys).await,
-        Command::Eval(eval) => {
-            crate::scripting::eval(state, eval, session.script_caller(state)).await
-        }
+        Command::Eval(eval) => crate::scripting::eval(state, eval, session.acl_caller(state)).await,
         Command::ScriptLoad(body) => crate::scripting::load(state, body).await,
         Command::ScriptFlush => crate::scripting::flush(state).await,
         Command::ScriptExists(shas) => crate::scripting::exists(state, &shas).await,
         Command::Fcall(fcall) => {
-            crate::scripting::fcall(state, fcall, session.script_caller(state)).await
+            crate::scripting::fcall(state, fcall, session.acl_caller(state)).await
         }
         Command::FunctionLoad { replace, code } => {
             crate::scripting::function_load(state, replace, code).await

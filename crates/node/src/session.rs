@@ -152,9 +152,9 @@ impl Session {
         crate::acl::record_refusal(state, self.id, username, reason, context, object);
     }
 
-    /// The user a script run by this connection runs as.
-    pub fn script_caller(&mut self, state: &NodeState) -> Option<crate::acl::ScriptCaller> {
-        Some(crate::acl::ScriptCaller {
+    /// The user a script or EXEC run by this connection runs as.
+    pub fn acl_caller(&mut self, state: &NodeState) -> Option<crate::acl::AclCaller> {
+        Some(crate::acl::AclCaller {
             user: self.current_user(state)?,
             username: self.user.clone(),
             client_id: self.id,
