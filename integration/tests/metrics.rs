@@ -2,7 +2,6 @@
 //! documents are there, with values that follow the traffic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use elastickv_integration::cluster::Cluster;
